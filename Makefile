@@ -1,0 +1,64 @@
+# Conveyor's front door. `make quickstart` and `make test` each set up what they need from scratch.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+export CONVEYOR_HOME ?= $(CURDIR)/.conveyor
+
+.DEFAULT_GOAL := help
+.PHONY: help install dev quickstart test test-fast lint format bench docs migration lock clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Conveyor needs Python 3.11 or newer; set PYTHON=python3.11 (or newer)")'
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP) install --quiet -c constraints.txt -e .
+	@touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed  ## create .venv and install Conveyor
+
+dev: $(VENV)/.installed-dev  ## create .venv with the dev extra (tests, lint, S3 and PostgreSQL drivers)
+
+quickstart: install  ## run the whole lifecycle on sample data and keep serving until Ctrl+C
+	$(BIN)/conveyor quickstart
+
+test: dev  ## run the whole test suite
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: dev  ## the suite without the slow end-to-end tests
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: dev  ## ruff (lint and format check) and mypy --strict on src
+	$(BIN)/ruff check src tests benchmarks tools
+	$(BIN)/ruff format --check src tests benchmarks tools
+	$(BIN)/mypy
+
+format: dev  ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff format src tests benchmarks tools
+	$(BIN)/ruff check --fix src tests benchmarks tools
+
+bench: dev  ## side-by-side benchmarks against the peers; writes docs/benchmarks.md
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+docs: dev  ## regenerate docs/cli.md from the command line's own help
+	$(BIN)/typer conveyor.cli._app utils docs --name conveyor --title "Command-line reference" --output docs/cli.md
+
+migration: dev  ## write a new schema migration: make migration m="add monitors"
+	$(BIN)/python tools/new_migration.py "$(m)"
+
+lock: dev  ## re-pin constraints.txt to what is installed in .venv
+	$(PIP) freeze --exclude-editable | grep -v '^conveyor-ml' > constraints.txt
+
+clean:  ## remove environments, caches and the repo-local workspace
+	rm -rf $(VENV) .venv-bench .pytest_cache .mypy_cache .ruff_cache .hypothesis .conveyor benchmarks/.work
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
