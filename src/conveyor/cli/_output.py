@@ -1,0 +1,67 @@
+"""How commands speak: a readable summary on a terminal, or exactly one JSON object on stdout with --json.
+
+Errors go to stderr as one line naming the problem and the fix; with --json, stdout also gets
+``{"error": {"code", "message", "details"}}`` so a script always has one object to read.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from contextvars import ContextVar
+from datetime import datetime
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+
+from conveyor._json import dumps
+
+__all__ = ["JsonFlag", "Output", "current_output", "fmt_time", "to_jsonable"]
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout (for scripts).")]
+
+
+class Output:
+    """The output channel of one command invocation."""
+
+    def __init__(self, json_mode: bool) -> None:
+        self.json_mode = json_mode
+        self.console = Console(highlight=False, soft_wrap=True)
+        # Progress and notes: stderr, so stdout stays one JSON object in --json mode.
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        _current.set(self)
+
+    @property
+    def interactive(self) -> bool:
+        return self.err.is_terminal
+
+    def emit(self, payload: Any, human: Callable[[Console], None]) -> None:
+        """Print the result: ``payload`` as JSON in --json mode, else ``human(console)``."""
+        if self.json_mode:
+            sys.stdout.buffer.write(dumps(payload) + b"\n")
+            sys.stdout.flush()
+        else:
+            human(self.console)
+
+    def note(self, message: str) -> None:
+        """A remark for the person at the terminal (stderr; never part of the JSON)."""
+        self.err.print(message)
+
+
+_current: ContextVar[Output | None] = ContextVar("conveyor_cli_output", default=None)
+
+
+def current_output() -> Output | None:
+    """The output of the command being run (the error reporter uses it to know about --json)."""
+    return _current.get()
+
+
+def to_jsonable(value: Any) -> Any:
+    """Round-trip through orjson so dataclasses, datetimes and numpy values become plain JSON types."""
+    return orjson.loads(dumps(value))
+
+
+def fmt_time(value: datetime | None) -> str:
+    return "" if value is None else value.astimezone().strftime("%Y-%m-%d %H:%M:%S")

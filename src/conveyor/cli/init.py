@@ -1,0 +1,46 @@
+"""``conveyor init``: create a workspace (idempotent)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from conveyor.cli._app import State
+from conveyor.cli._output import JsonFlag, Output
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("init")
+    def init(
+        ctx: typer.Context,
+        path: Annotated[
+            str | None,
+            typer.Argument(help="Workspace folder; default: the one --home or the environment names."),
+        ] = None,
+        json_output: JsonFlag = False,
+    ) -> None:
+        """Create a workspace: its folder, conveyor.toml, the metadata database and the artifact store.
+
+        Running it again on an existing workspace changes nothing and reports what is there. URLs given with
+        --db-url / --artifacts-url are written into conveyor.toml (never a password: use ${VAR} for one).
+        """
+        from conveyor.workspace import Workspace
+
+        out = Output(json_output)
+        state: State = ctx.find_root().obj
+        ws, created = Workspace.init(path or state.home, db_url=state.db_url, artifacts_url=state.artifacts_url)
+        state.workspace = ws
+        info = {**ws.describe(), "created": created}
+
+        def human(console: Console) -> None:
+            verb = "Created" if created else "Already a workspace:"
+            console.print(f"[green]✓[/] {verb} [bold]{info['home']}[/]")
+            console.print(f"  metadata   {info['db_url']} ({info['db_backend']})")
+            console.print(f"  artifacts  {info['artifacts_url']}")
+            console.print(f"  settings   {info['config']}")
+            if created:
+                console.print("Next: [bold]conveyor quickstart[/] runs the whole lifecycle on sample data.")
+
+        out.emit(info, human)

@@ -1,0 +1,108 @@
+"""``conveyor quickstart``: the whole lifecycle on synthetic churn data, then keep serving."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from conveyor.cli._app import open_workspace
+from conveyor.cli._output import JsonFlag, Output
+from conveyor.errors import ConveyorError
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("quickstart")
+    def quickstart(
+        ctx: typer.Context,
+        serve: Annotated[
+            bool,
+            typer.Option("--serve/--no-serve", help="Keep the endpoint and the API running until Ctrl+C."),
+        ] = True,
+        rows: Annotated[int, typer.Option(help="Rows of synthetic churn data.", min=100, max=5_000_000)] = 20_000,
+        seed: Annotated[int, typer.Option(help="Seed of the synthetic data and the model.")] = 7,
+        port: Annotated[
+            int | None,
+            typer.Option(help="API port when serving; default: 8420, else a free one.", min=0, max=65535),
+        ] = None,
+        json_output: JsonFlag = False,
+    ) -> None:
+        """Generate churn data, ingest it, train in a tracked run, register, deploy and score over HTTP.
+
+        Everything lands in the workspace (embedded SQLite and local files unless configured otherwise).
+        With --no-serve the endpoint is stopped after scoring and the command exits.
+        """
+        from conveyor.quickstart import Stage, run_quickstart
+        from conveyor.quickstart._lifecycle import ENDPOINT
+
+        out = Output(json_output)
+        ws = open_workspace(ctx)
+        timeline = out.err if json_output else out.console
+        show_timeline = not json_output or out.interactive
+        status = out.err.status("starting…") if out.interactive else contextlib.nullcontext()
+
+        def on_start(name: str) -> None:
+            if out.interactive and hasattr(status, "update"):
+                status.update(f"[bold]{name}[/]…")
+
+        def on_done(stage: Stage) -> None:
+            if show_timeline:
+                timeline.print(f"[green]✓[/] {stage.name:<12} {stage.seconds:6.2f}s  {stage.summary}")
+
+        if show_timeline:
+            timeline.print(f"Conveyor quickstart in [bold]{ws.settings.home}[/]")
+        try:
+            with status:
+                result = run_quickstart(ws, rows=rows, seed=seed, on_start=on_start, on_done=on_done)
+        except BaseException:
+            with contextlib.suppress(ConveyorError):
+                ws.endpoints.stop(ENDPOINT)
+            raise
+
+        if not serve:
+            ws.endpoints.stop(ENDPOINT)
+            out.emit(result.to_json(), lambda console: _summary(console, result.to_json(), None))
+            return
+
+        from conveyor.cli.server import base_url, bind_socket, serve_api
+
+        sock = bind_socket(
+            ws.settings.server_host,
+            ws.settings.server_port if port is None else port,
+            fallback=port is None,
+        )
+        api = base_url(sock)
+        try:
+            out.emit(
+                {**result.to_json(), "api": api},
+                lambda console: _summary(console, result.to_json(), api),
+            )
+            if show_timeline:
+                timeline.print("Serving until Ctrl+C.")
+            serve_api(ws, sock)
+        finally:
+            ws.endpoints.stop(ENDPOINT)
+            if show_timeline:
+                timeline.print("Stopped the endpoint.")
+
+
+def _summary(console: Console, data: dict[str, Any], api: str | None) -> None:
+    console.print(f"\n[bold]Done in {data['seconds']:.1f}s.[/]")
+    console.print(f"  data       {data['data']}")
+    console.print(f"  run        {data['run_id']}  (conveyor runs show {data['run_id']})")
+    console.print(f"  model      {data['model']}  (alias champion)")
+    console.print(f"  endpoint   {data['endpoint']}")
+    console.print(f"  predicted  {data['predictions']}")
+    if api:
+        endpoint = data["endpoint"]
+        console.print(f"  API        {api}/docs   (health: {api}/api/v1/health)")
+        console.print(
+            "Try:\n"
+            f"  curl -s {endpoint} -H 'content-type: application/json' -d "
+            '\'[{"tenure_months": 3, "plan": "basic", "contract": "month-to-month", "signup_date": "2024-10-01", '
+            '"payment_method": "invoice", "region": "south", "monthly_charges": 24.5, "total_charges": 73.5, '
+            '"support_calls_90d": 4, "avg_session_minutes": 5.0, "days_since_last_login": 30, "devices": 1, '
+            '"has_autopay": false, "satisfaction_score": 2}]\''
+        )

@@ -1,0 +1,89 @@
+"""``conveyor scheduler``: fire pipeline schedules (cron and data triggers) without the REST API."""
+
+from __future__ import annotations
+
+import signal
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from conveyor.cli._app import open_workspace
+from conveyor.cli._output import JsonFlag, Output, fmt_time
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from conveyor.pipelines import Fired
+
+
+def describe(fired: Fired) -> str:
+    """One line about a firing, for the console."""
+    reason = fired.reason
+    if reason.get("kind") == "data":
+        why = f"new version {reason.get('version')}"
+    else:
+        missed = f", missed since {reason['first_due']}" if reason.get("first_due") else ""
+        why = f"cron '{reason.get('cron')}' due {reason.get('due')}{missed}"
+    if fired.error is not None:
+        return f"[red]✗[/] {fired.pipeline} ({why}): could not start: {fired.error}"
+    return f"[green]▶[/] {fired.pipeline} ({why}): run {fired.run_id}"
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("scheduler")
+    def scheduler(
+        ctx: typer.Context,
+        interval: Annotated[
+            float, typer.Option("--interval", help="Seconds between two checks of the schedules.", min=0.05)
+        ] = 15.0,
+        once: Annotated[bool, typer.Option("--once", help="Check the schedules once, fire what is due, exit.")] = False,
+        json_output: JsonFlag = False,
+    ) -> None:
+        """Fire pipeline schedules (cron times, new data versions) until Ctrl+C or SIGTERM.
+
+        'conveyor server' runs the same scheduler; running both is safe (each schedule fires once).
+        """
+        from conveyor.pipelines import Scheduler
+
+        out = Output(json_output)
+        ws = open_workspace(ctx)
+        runner = Scheduler(ws)
+        if once:
+            fired = runner.tick()
+
+            def human(console: Console) -> None:
+                for f in fired:
+                    console.print(describe(f))
+                if not fired:
+                    console.print("Nothing was due.")
+
+            out.emit({"fired": fired}, human)
+            return
+        count = len(ws.pipelines.schedules())
+        out.note(
+            f"Scheduler for [bold]{ws.settings.home}[/]: {count} schedule{'s' if count != 1 else ''}, checked every "
+            f"{interval:g} s. Press Ctrl+C to stop."
+        )
+
+        def report(fired: Fired) -> None:
+            if out.json_mode:
+                out.emit(fired, lambda _: None)  # one JSON object per line, as they fire
+            else:
+                out.console.print(f"{fmt_time(datetime.now(UTC))} {describe(fired)}")
+
+        thread, stop = runner.start(interval, report)
+
+        def on_sigterm(_signum: int, _frame: Any) -> None:
+            stop.set()
+
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+        try:
+            while thread.is_alive():
+                thread.join(0.5)
+        except KeyboardInterrupt:
+            stop.set()
+            thread.join(30)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        out.note("Scheduler stopped.")

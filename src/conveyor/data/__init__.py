@@ -1,0 +1,37 @@
+"""Data: assets and immutable versions in the workspace lake, ingestion from files.
+
+Reached as ``ws.data``. Later: datastores, SQL and streaming sources, validation, profiles, SQL over assets.
+"""
+
+from conveyor.data._assets import Checkpoint, DataAsset, DataAssets, DataVersion, IngestResult
+from conveyor.data._formats import FORMATS
+from conveyor.data._profile import compute_profile, diff_profiles, render_profile_html
+from conveyor.data._reports import diff_versions, profile_of
+from conveyor.data._stores import Datastore, Datastores
+from conveyor.data._streaming import StreamIngester, StreamMessage, StreamSource, StreamStats
+from conveyor.data._validation import RuleOutcome, Rules, apply_rules, load_rules, parse_rules
+
+__all__ = [
+    "FORMATS",
+    "Checkpoint",
+    "DataAsset",
+    "DataAssets",
+    "DataVersion",
+    "Datastore",
+    "Datastores",
+    "IngestResult",
+    "RuleOutcome",
+    "Rules",
+    "StreamIngester",
+    "StreamMessage",
+    "StreamSource",
+    "StreamStats",
+    "apply_rules",
+    "compute_profile",
+    "diff_profiles",
+    "diff_versions",
+    "load_rules",
+    "parse_rules",
+    "profile_of",
+    "render_profile_html",
+]

@@ -1,0 +1,3 @@
+from conveyor.serve._worker import main
+
+main()

@@ -1,0 +1,289 @@
+"""The metadata database: engine set-up per backend, migrations on open, and units of work.
+
+SQLite (embedded default) runs in WAL mode with a busy timeout, and every write transaction starts with
+``BEGIN IMMEDIATE`` so concurrent writers queue for the lock instead of failing when a read transaction
+tries to upgrade. PostgreSQL uses ``SELECT ... FOR UPDATE`` on the parent row where a version number is
+allocated. Migrations run under a cross-process lock (a file lock beside the SQLite file, an advisory
+lock on PostgreSQL), so many processes can open a new workspace at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine.url import URL
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, ProgrammingError
+from sqlalchemy.orm import Session, sessionmaker
+
+from conveyor.errors import InvalidConfig, StoreError, StoreUnavailable
+from conveyor.store._schema import SCHEMA_REVISION
+
+__all__ = ["MetadataStore", "mask_url"]
+
+SUPPORTED_DIALECTS = ("sqlite", "postgresql")
+_WRITE_OPTION = "conveyor_write"
+_ADVISORY_LOCK_KEY = 0x436F6E76  # "Conv"
+_SQLITE_BUSY_TIMEOUT_MS = 60_000
+
+
+def mask_url(url: str | URL) -> str:
+    """The URL as text with any password replaced by ``***``."""
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except ArgumentError:
+        return "<unparseable URL>"
+    return parsed.render_as_string(hide_password=True)
+
+
+class MetadataStore:
+    """The workspace's metadata database.
+
+    Args:
+        url: SQLAlchemy URL (``sqlite:///path`` or ``postgresql+psycopg://user@host/db``).
+        url_origin: where the URL came from (for error messages: ``env``, ``flag``, ...).
+    """
+
+    def __init__(self, url: str, *, url_origin: str = "default") -> None:
+        self.url = url
+        self.url_origin = url_origin
+        self._engine: Engine | None = None
+        self._sessions: sessionmaker[Session] | None = None
+        self._write_sessions: sessionmaker[Session] | None = None
+        self._lock = threading.Lock()
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise StoreError("The metadata store is not open; call open() first.")
+        return self._engine
+
+    def open(self) -> MetadataStore:
+        """Connect, check the database answers, and bring its schema up to date.
+
+        Raises:
+            InvalidConfig: the URL does not parse, names an unsupported database, or lacks its driver.
+            StoreUnavailable: the database cannot be reached.
+            StoreError: the database's schema is newer than this version of Conveyor.
+        """
+        with self._lock:
+            if self._engine is not None:
+                return self
+            engine = self._create_engine()
+            try:
+                self._migrate(engine)
+            except BaseException:
+                engine.dispose()
+                raise
+            self._engine = engine
+            self._sessions = sessionmaker(engine, expire_on_commit=False)
+            self._write_sessions = sessionmaker(
+                engine.execution_options(**{_WRITE_OPTION: True}), expire_on_commit=False
+            )
+        return self
+
+    def close(self) -> None:
+        with self._lock:
+            if self._engine is not None:
+                self._engine.dispose()
+            self._engine = None
+            self._sessions = None
+            self._write_sessions = None
+
+    # -- units of work -------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reading; it is rolled back at the end."""
+        if self._sessions is None:
+            raise StoreError("The metadata store is not open; call open() first.")
+        with self._translate_errors(), self._sessions() as session:
+            try:
+                yield session
+            finally:
+                session.rollback()
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Session]:
+        """A write transaction: committed when the block ends, rolled back (nothing written) on error."""
+        if self._write_sessions is None:
+            raise StoreError("The metadata store is not open; call open() first.")
+        with self._translate_errors(), self._write_sessions() as session, session.begin():
+            yield session
+
+    # -- internals -----------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _translate_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except OperationalError as exc:
+            if _is_connection_problem(exc):
+                raise StoreUnavailable(self._unreachable_message(exc), url=mask_url(self.url)) from exc
+            raise
+
+    def _create_engine(self) -> Engine:
+        try:
+            url = make_url(self.url)
+        except ArgumentError as exc:
+            raise InvalidConfig(
+                f"The database URL {self.url!r} does not parse ({exc}). Use a SQLAlchemy URL such as "
+                "sqlite:////path/conveyor.db or postgresql+psycopg://user@127.0.0.1:5432/conveyor.",
+            ) from exc
+        backend = url.get_backend_name()
+        if backend not in SUPPORTED_DIALECTS:
+            raise InvalidConfig(
+                f"The database URL {mask_url(url)} uses {backend!r}; Conveyor's metadata store supports "
+                f"{', '.join(SUPPORTED_DIALECTS)}. Use sqlite:///... or postgresql+psycopg://...",
+            )
+        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        if backend == "sqlite":
+            database = url.database or ""
+            if database and database != ":memory:" and not database.startswith("file:"):
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {
+                "timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000,
+                "check_same_thread": False,
+            }
+        else:
+            if url.drivername == "postgresql":
+                url = url.set(drivername="postgresql+psycopg")
+            kwargs["connect_args"] = {"connect_timeout": 5}
+            kwargs["pool_size"] = 5
+        try:
+            engine = sa.create_engine(url, **kwargs)
+        except (NoSuchModuleError, ModuleNotFoundError) as exc:
+            raise InvalidConfig(
+                f"No driver for {mask_url(url)} is installed ({exc}). For PostgreSQL install the extra: "
+                "pip install 'conveyor-ml[postgres]'.",
+            ) from exc
+        if backend == "sqlite":
+            _configure_sqlite(engine)
+        return engine
+
+    def _migrate(self, engine: Engine) -> None:
+        try:
+            with engine.connect() as conn:
+                current = _current_revision(conn)
+                if current == SCHEMA_REVISION:
+                    return
+        except OperationalError as exc:
+            raise StoreUnavailable(self._unreachable_message(exc), url=mask_url(self.url)) from exc
+        if current is not None and current > SCHEMA_REVISION:
+            raise StoreError(
+                f"The database at {mask_url(self.url)} has schema revision {current}, newer than this "
+                f"Conveyor's {SCHEMA_REVISION}. Upgrade Conveyor (pip install -U conveyor-ml).",
+            )
+        with _migration_lock(engine) as conn:
+            if _current_revision(conn) != SCHEMA_REVISION:
+                _run_alembic_upgrade(conn)
+            conn.commit()
+
+    def _unreachable_message(self, exc: OperationalError) -> str:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+        where = {
+            "env": "CONVEYOR_DB_URL",
+            "flag": "--db-url",
+            "conveyor.toml": "db_url in conveyor.toml",
+        }.get(self.url_origin, "the database URL")
+        return (
+            f"Cannot reach the metadata database at {mask_url(self.url)}: {reason}. "
+            f"Check that the server is running and the URL in {where} is right; to use the embedded "
+            "SQLite database instead, leave the URL unset."
+        )
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below emit BEGIN, so writes can ask for IMMEDIATE.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
+        # Persistent once set; a no-op on later connections. Outside any transaction, as SQLite requires.
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(conn: Connection) -> None:
+        if conn.get_execution_options().get(_WRITE_OPTION):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+
+def _current_revision(conn: Connection) -> str | None:
+    try:
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return None
+        row = conn.execute(sa.text("SELECT version_num FROM alembic_version")).first()
+    except ProgrammingError:
+        conn.rollback()
+        return None
+    finally:
+        if conn.in_transaction():
+            conn.rollback()
+    return None if row is None else str(row[0])
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: Engine) -> Iterator[Connection]:
+    write_engine = engine.execution_options(**{_WRITE_OPTION: True})
+    if engine.dialect.name == "postgresql":
+        with write_engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
+            conn.commit()
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction():
+                    conn.rollback()
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": _ADVISORY_LOCK_KEY})
+                conn.commit()
+        return
+    database = engine.url.database or ""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        with write_engine.connect() as conn:
+            yield conn
+        return
+    from filelock import FileLock
+
+    with FileLock(f"{database}.migrate.lock", timeout=120), write_engine.connect() as conn:
+        yield conn
+
+
+def _run_alembic_upgrade(conn: Connection) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", "conveyor.store:migrations")
+    config.attributes["connection"] = conn
+    command.upgrade(config, "head")
+
+
+def _is_connection_problem(exc: OperationalError) -> bool:
+    text = str(exc.orig or exc).lower()
+    needles = (
+        "connection",
+        "connect",
+        "could not translate host",
+        "timeout",
+        "server closed",
+        "refused",
+    )
+    return any(n in text for n in needles) and "database is locked" not in text
