@@ -1,0 +1,161 @@
+"""The walking skeleton end to end, as a user runs it: ``conveyor quickstart`` in a fresh process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conveyor import Workspace
+from tests.conftest import http_ok, wait_until
+
+KEYS = {"workspace", "data", "run_id", "model", "endpoint", "predictions", "seconds"}
+
+
+def run_quickstart(home: Path, env: dict[str, str] | None = None, *extra: str) -> dict[str, object]:
+    completed = subprocess.run(
+        [sys.executable, "-m", "conveyor", "--home", str(home), "quickstart", "--no-serve", "--json", *extra],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    lines = completed.stdout.strip().splitlines()
+    assert len(lines) == 1, f"stdout must be one JSON object: {completed.stdout!r}"
+    result: dict[str, object] = json.loads(lines[0])
+    return result
+
+
+def check_lifecycle(result: dict[str, object], home: Path, ws: Workspace) -> None:
+    assert set(result) >= KEYS
+    assert result["workspace"] == str(home)
+    assert result["data"] == "churn:1"
+    assert result["model"] == "churn:1"
+    assert str(result["endpoint"]).startswith("http://127.0.0.1:") and str(result["endpoint"]).endswith("/predict")
+    predictions = result["predictions"]
+    assert isinstance(predictions, list) and len(predictions) == 5
+    assert all(isinstance(p, bool) for p in predictions)
+
+    version = ws.data.get("churn:1")
+    assert version.rows == 20_000
+    run = ws.runs.get(str(result["run_id"]))
+    assert run.status == "finished"
+    assert run.inputs == ["churn-quickstart.prepare:1"]
+    pipeline_run = ws.pipelines.get_run(str(result["pipeline_run"]))
+    assert [s.name for s in pipeline_run.steps] == ["ingest_churn", "prepare", "train", "evaluate", "register"]
+    assert pipeline_run.status == "succeeded"
+    assert run.metrics["roc_auc"] > 0.72
+    assert {"evaluation.json", "column_kinds.json"} <= {a.path for a in run.artifacts}
+    model = ws.models.get("churn@champion")
+    assert model.run_id == run.id
+    assert "tenure_months" in [c["name"] for c in model.signature["inputs"]]
+    deployment = ws.endpoints.get("churn").deployments[0]
+    assert deployment.status == "stopped", "--no-serve stops the endpoint"
+    with pytest.raises(httpx.HTTPError):
+        httpx.post(str(result["endpoint"]), json=[], timeout=2)
+    # The lineage runs unbroken from the ingested data version to the deployment.
+    downstream = ws.lineage.edges("data_version", version.id)
+    reached = {(e.relation, e.to_kind) for e in downstream}
+    assert {
+        ("read_by", "step_run"),
+        ("read_by", "run"),
+        ("produced", "model_version"),
+        ("served_by", "deployment"),
+    } <= reached
+
+
+@pytest.mark.slow
+def test_quickstart_on_the_embedded_default(tmp_path: Path) -> None:
+    home = tmp_path / "ws"
+    result = run_quickstart(home)
+    with Workspace.open(home) as ws:
+        check_lifecycle(result, home, ws)
+    again = run_quickstart(home)
+    assert again["data"] == "churn:1", "unchanged data makes no new version"
+    assert again["model"] == "churn:1", "every pipeline step is answered from the cache"
+    assert [s["summary"].endswith("(cached)") for s in again["stages"][:5]] == [True] * 5
+    assert again["predictions"] == result["predictions"], "same seed, same model, same scores"
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_quickstart_on_postgres(tmp_path: Path, postgres_url: str) -> None:
+    home = tmp_path / "ws"
+    result = run_quickstart(home, {"CONVEYOR_DB_URL": postgres_url})
+    with Workspace.open(home, db_url=postgres_url) as ws:
+        assert ws.store.dialect == "postgresql"
+        check_lifecycle(result, home, ws)
+    assert not (home / "conveyor.db").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.s3
+def test_quickstart_on_s3(tmp_path: Path, s3_bucket: tuple[str, dict[str, str]]) -> None:
+    url, options = s3_bucket
+    home = tmp_path / "ws"
+    env = {"CONVEYOR_ARTIFACTS_URL": url, "CONVEYOR_ARTIFACTS_OPTIONS": json.dumps(options)}
+    result = run_quickstart(home, env)
+    os.environ.update(env)
+    try:
+        with Workspace.open(home) as ws:
+            assert not ws.artifacts.is_local
+            check_lifecycle(result, home, ws)
+            model = ws.models.get("churn:1")
+            assert ws.artifacts.fs.exists(ws.artifacts._path(model.digest))
+    finally:
+        for key in env:
+            os.environ.pop(key)
+    assert not (home / "artifacts").exists()
+
+
+@pytest.mark.slow
+def test_quickstart_serves_until_interrupted(tmp_path: Path) -> None:
+    home = tmp_path / "ws"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "conveyor",
+            "--home",
+            str(home),
+            "quickstart",
+            "--json",
+            "--port",
+            "0",
+            "--rows",
+            "3000",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        result = json.loads(process.stdout.readline())
+        api = str(result["api"])
+        wait_until(lambda: http_ok(f"{api}/api/v1/health"), timeout=30, what="the quickstart's API")
+        assert httpx.get(f"{api}/api/v1/models/churn@champion").json()["version"] == 1
+        endpoints = httpx.get(f"{api}/api/v1/endpoints/churn").json()
+        assert endpoints["deployments"][0]["status"] == "running"
+        record = {
+            "signup_date": "2024-10-01", "tenure_months": 3, "plan": "basic", "contract": "month-to-month",
+            "payment_method": "invoice", "region": "south", "monthly_charges": 24.5, "total_charges": 73.5,
+            "support_calls_90d": 4, "avg_session_minutes": 5.0, "days_since_last_login": 30, "devices": 1,
+            "has_autopay": False, "satisfaction_score": 2,
+        }  # fmt: skip
+        scored = httpx.post(str(result["endpoint"]), json=[record], timeout=10)
+        assert scored.status_code == 200 and len(scored.json()["predictions"]) == 1
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+    assert process.returncode == 0, process.stderr.read() if process.stderr else ""
+    with Workspace.open(home) as ws:
+        assert ws.endpoints.get("churn").deployments[0].status == "stopped"
