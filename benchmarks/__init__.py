@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks of Conveyor against its peers (``make bench``); never run by the test suite."""

@@ -1,0 +1,44 @@
+"""``python -m benchmarks [--only NAME ...] [--repeat N]``: run benchmarks side by side, print the ratios,
+store each result in ``benchmarks/results/`` and rewrite ``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+
+from benchmarks import ingest, pipelines, quickstart, streaming
+from benchmarks._harness import WORK_DIR, Benchmark, Context, ensure_peer_environment, print_table, save, write_docs
+
+BENCHMARKS: dict[str, Benchmark] = {"quickstart": quickstart.run, "ingest": ingest.run, "streaming": streaming.run}
+BENCHMARKS["pipelines-overhead"] = pipelines.run_overhead
+BENCHMARKS["pipelines-cached"] = pipelines.run_cached
+BENCHMARKS["pipelines-dask"] = pipelines.run_dask
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), help="run only these benchmarks")
+    parser.add_argument("--repeat", type=int, default=3, help="repetitions per side (default 3)")
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+
+    ensure_peer_environment()
+    results = []
+    for name in args.only or list(BENCHMARKS):
+        work = WORK_DIR / name
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        print(f"running {name} ({args.repeat} × each side)…", flush=True)
+        result = BENCHMARKS[name](Context(repeat=args.repeat, work=work))
+        save(result)
+        results.append(result)
+    write_docs()
+    print_table(results)
+    return 0 if all(r.met for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
