@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from conveyor.registry import Registry
     from conveyor.serve import Endpoints
     from conveyor.tracking import Tracking
+    from conveyor.train import Training
 
 __all__ = ["Workspace"]
 
@@ -120,6 +121,8 @@ class Workspace:
         return cls(settings, store, artifacts, actor=_current_user())
 
     def close(self) -> None:
+        if "runs" in self.__dict__:  # store what runs logged before the store closes
+            self.runs.close()
         self.store.close()
 
     def __enter__(self) -> Workspace:
@@ -165,6 +168,13 @@ class Workspace:
         from conveyor.tracking import Tracking
 
         return Tracking(self)
+
+    @cached_property
+    def train(self) -> Training:
+        """Training: AutoML under a time budget."""
+        from conveyor.train import Training
+
+        return Training(self)
 
     @cached_property
     def models(self) -> Registry:

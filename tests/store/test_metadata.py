@@ -147,3 +147,54 @@ def test_upgrading_keeps_existing_rows(db_url: str) -> None:
             assert (row.rows, row.parents, row.profile) == (3, [], None)
     finally:
         store.close()
+
+
+def test_metric_history_moves_into_chunks_and_back(db_url: str, tmp_path: Path) -> None:
+    """0005 turns one row per metric value into chunks (and fills the latest-value table); downgrading
+    turns them back into rows. Histories survive both ways."""
+    from alembic import command
+    from alembic.config import Config
+
+    from conveyor import Workspace
+
+    if db_url.startswith("sqlite:///"):
+        Path(db_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(db_url)
+    config = Config()
+    config.set_main_option("script_location", "conveyor.store:migrations")
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0004")
+        conn.execute(
+            sa.text(
+                "INSERT INTO experiments (id, name, created_at, created_by) VALUES ('e1', 'old', CURRENT_TIMESTAMP, '')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO runs (id, experiment_id, name, status, started_at, created_at, created_by) "
+                "VALUES ('r1', 'e1', '', 'finished', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, '')"
+            )
+        )
+        for step, value in [(0, 0.9), (2, 0.5), (1, 0.7)]:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO run_metrics (run_id, key, value, step, timestamp) "
+                    "VALUES ('r1', 'loss', :v, :s, CURRENT_TIMESTAMP)"
+                ),
+                {"v": value, "s": step},
+            )
+    engine.dispose()
+    ws = Workspace.open(tmp_path / "ws", db_url=db_url)
+    try:
+        assert [(m.step, m.value) for m in ws.runs.metric_history("r1", "loss")] == [(0, 0.9), (1, 0.7), (2, 0.5)]
+        assert ws.runs.get("r1").metrics == {"loss": 0.5}
+        assert [r.id for r in ws.runs.search("metrics.loss < 0.6").runs] == ["r1"]
+    finally:
+        ws.close()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0004")
+        rows = conn.execute(sa.text("SELECT step, value FROM run_metrics WHERE run_id = 'r1' ORDER BY step")).all()
+    engine.dispose()
+    assert [tuple(r) for r in rows] == [(0, 0.9), (1, 0.7), (2, 0.5)]

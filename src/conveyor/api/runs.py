@@ -1,13 +1,14 @@
-"""``/api/v1/runs``: tracked runs."""
+"""``/api/v1/runs``: tracked runs — list, search with a filter expression, compare, metric history."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from fastapi.responses import HTMLResponse
 
 from conveyor.api._deps import WorkspaceDep
-from conveyor.tracking import Metric, Run
+from conveyor.tracking import Experiment, Metric, Run, RunPage
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 
@@ -21,7 +22,45 @@ def list_runs(
     return ws.runs.list(experiment=experiment, limit=limit)
 
 
-@router.get("/{run_id}", summary="One run with its parameters, metrics, tags, artifacts and inputs")
+@router.get("/search", summary="Runs matching a filter expression, ordered, one page at a time")
+def search_runs(
+    ws: WorkspaceDep,
+    filter: Annotated[
+        str, Query(description="e.g. metrics.auc > 0.8 and params.learner = 'lgbm'")
+    ] = "",
+    experiment: Annotated[list[str] | None, Query(description="Only these experiments (repeatable).")] = None,
+    order_by: Annotated[list[str] | None, Query(description="e.g. 'metrics.auc desc' (repeatable).")] = None,
+    max_results: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    page_token: str | None = None,
+) -> RunPage:
+    return ws.runs.search(
+        filter, experiments=experiment, order_by=order_by, max_results=max_results, page_token=page_token
+    )
+
+
+@router.get("/compare", summary="Runs side by side: parameters and metrics by run, and which differ")
+def compare_runs(ws: WorkspaceDep, run_id: Annotated[list[str], Query(min_length=2)]) -> dict[str, Any]:
+    comparison = ws.runs.compare(run_id)
+    return {
+        "runs": [r.id for r in comparison.runs],
+        "params": comparison.params,
+        "metrics": comparison.metrics,
+        "differing_params": comparison.differing_params,
+        "differing_metrics": comparison.differing_metrics,
+    }
+
+
+@router.get("/compare.html", summary="Charts comparing runs (offline HTML page)", response_class=HTMLResponse)
+def compare_runs_html(ws: WorkspaceDep, run_id: Annotated[list[str], Query(min_length=2)]) -> HTMLResponse:
+    return HTMLResponse(ws.runs.compare_html(run_id))
+
+
+@router.get("/experiments", summary="Experiments with their number of runs")
+def list_experiments(ws: WorkspaceDep) -> list[Experiment]:
+    return ws.runs.experiments()
+
+
+@router.get("/{run_id}", summary="One run with its parameters, metrics, tags, artifacts, inputs and outputs")
 def get_run(run_id: str, ws: WorkspaceDep) -> Run:
     return ws.runs.get(run_id)
 

@@ -1,8 +1,9 @@
-"""``conveyor runs``: tracked runs."""
+"""``conveyor runs``: tracked runs — list, search, show, compare, metric history, experiments."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -11,35 +12,106 @@ from rich.table import Table
 from conveyor.cli._app import open_workspace
 from conveyor.cli._output import JsonFlag, Output, fmt_time
 
+if TYPE_CHECKING:
+    from conveyor.tracking import Run
+
 app = typer.Typer(no_args_is_help=True)
+
+ExperimentOption = Annotated[
+    list[str] | None,
+    typer.Option("--experiment", "-e", help="Only runs of this experiment (repeat for several)."),
+]
+
+
+def _runs_table(console: Console, runs: list[Run], metric_keys: list[str] | None = None) -> None:
+    """Runs as a table: the metrics asked for first, so a narrow terminal still shows them."""
+    if not runs:
+        console.print("No runs match.")
+        return
+    table = Table(box=None)
+    table.add_column("id", no_wrap=True)
+    table.add_column("name")
+    keys = metric_keys or []
+    for key in keys:
+        table.add_column(key, justify="right", no_wrap=True)
+    several = len({r.experiment for r in runs}) > 1
+    if several:
+        table.add_column("experiment")
+    for column in ("status", "started", "s"):
+        table.add_column(column, no_wrap=column != "status")
+    table.add_column("params" if keys else "metrics")
+    for r in runs:
+        seconds = "" if r.seconds is None else f"{r.seconds:.1f}"
+        extra = [f"{r.metrics[k]:.4g}" if k in r.metrics else "" for k in keys]
+        rest = (
+            ", ".join(f"{k}={v}" for k, v in sorted(r.params.items())[:4])
+            if keys
+            else ", ".join(f"{k}={v:.4g}" for k, v in sorted(r.metrics.items())[:3])
+        )
+        middle = [r.experiment] if several else []
+        table.add_row(r.id, r.name, *extra, *middle, r.status, fmt_time(r.started_at), seconds, rest)
+    console.print(table)
 
 
 @app.command("list")
 def list_runs(
     ctx: typer.Context,
-    experiment: Annotated[str | None, typer.Option("--experiment", "-e", help="Only this experiment's runs.")] = None,
+    experiment: ExperimentOption = None,
     limit: Annotated[int, typer.Option(help="At most this many runs.", min=1, max=10_000)] = 20,
     json_output: JsonFlag = False,
 ) -> None:
     """List the most recent runs, newest first."""
     out = Output(json_output)
-    runs = open_workspace(ctx).runs.list(experiment=experiment, limit=limit)
+    page = open_workspace(ctx).runs.search(experiments=experiment, max_results=limit)
 
     def human(console: Console) -> None:
-        if not runs:
+        if not page.runs:
             console.print("No runs yet. 'conveyor quickstart' makes one.")
             return
-        table = Table(box=None)
-        for column in ("id", "experiment", "status", "started", "seconds"):
-            table.add_column(column, no_wrap=True)
-        table.add_column("metrics")
-        for r in runs:
-            metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(r.metrics.items())[:3])
-            seconds = "" if r.seconds is None else f"{r.seconds:.1f}"
-            table.add_row(r.id, r.experiment, r.status, fmt_time(r.started_at), seconds, metrics)
-        console.print(table)
+        _runs_table(console, page.runs)
 
-    out.emit({"runs": runs}, human)
+    out.emit({"runs": page.runs, "next_page_token": page.next_page_token}, human)
+
+
+@app.command("search")
+def search(
+    ctx: typer.Context,
+    filter_expression: Annotated[
+        str,
+        typer.Argument(
+            metavar="FILTER",
+            help="e.g. \"metrics.auc > 0.8 and params.learner = 'lgbm'\" (metrics., params., tags., attributes: "
+            "status, name, experiment, started_at, ...; and/or/not, in (...), like, is null). '' for all.",
+        ),
+    ] = "",
+    experiment: ExperimentOption = None,
+    order_by: Annotated[
+        list[str] | None,
+        typer.Option("--order-by", "-o", help="e.g. 'metrics.auc desc' (repeatable). Default: newest first."),
+    ] = None,
+    max_results: Annotated[int, typer.Option("--max-results", "-n", help="Runs per page.", min=1, max=10_000)] = 50,
+    page_token: Annotated[
+        str | None, typer.Option("--page-token", help="The next_page_token of the previous page.")
+    ] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Search runs with a filter expression and an ordering, one page at a time."""
+    out = Output(json_output)
+    page = open_workspace(ctx).runs.search(
+        filter_expression,
+        experiments=experiment,
+        order_by=order_by,
+        max_results=max_results,
+        page_token=page_token,
+    )
+    keys = sorted({o.split()[0].partition(".")[2] for o in order_by or [] if o.startswith("metrics.")})
+
+    def human(console: Console) -> None:
+        _runs_table(console, page.runs, keys or sorted({k for r in page.runs for k in r.metrics})[:3])
+        if page.next_page_token:
+            console.print(f"more: --page-token {page.next_page_token}")
+
+    out.emit({"runs": page.runs, "next_page_token": page.next_page_token}, human)
 
 
 @app.command("show")
@@ -48,14 +120,16 @@ def show(
     run_id: Annotated[str, typer.Argument(help="The run's id.")],
     json_output: JsonFlag = False,
 ) -> None:
-    """Show one run: status, parameters, metrics, tags, inputs and artifacts."""
+    """Show one run: status, parameters, metrics, tags, inputs, outputs and artifacts."""
     out = Output(json_output)
     r = open_workspace(ctx).runs.get(run_id)
 
     def human(console: Console) -> None:
-        console.print(f"[bold]run {r.id}[/]  experiment {r.experiment}  [bold]{r.status}[/]")
+        console.print(f"[bold]run {r.id}[/] {r.name}  experiment {r.experiment}  [bold]{r.status}[/]")
         seconds = "" if r.seconds is None else f" ({r.seconds:.1f}s)"
         console.print(f"started {fmt_time(r.started_at)} by {r.created_by}{seconds}")
+        if r.parent_run_id:
+            console.print(f"parent run {r.parent_run_id}")
         if r.error:
             console.print(f"[red]error:[/] {r.error}")
         for title, values in (("parameters", r.params), ("metrics", r.metrics), ("tags", r.tags)):
@@ -66,7 +140,90 @@ def show(
                 console.print(table)
         if r.inputs:
             console.print("inputs: " + ", ".join(r.inputs))
+        if r.outputs:
+            console.print("outputs: " + ", ".join(r.outputs))
         for a in r.artifacts:
             console.print(f"artifact {a.path}  {a.size:,} bytes  {a.digest}")
 
     out.emit(r, human)
+
+
+@app.command("compare")
+def compare(
+    ctx: typer.Context,
+    run_ids: Annotated[list[str], typer.Argument(help="Two or more run ids.")],
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", help="Also write an offline HTML page with charts (parameters vs metrics, histories)."),
+    ] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Compare runs side by side; differing parameters and metrics are marked."""
+    out = Output(json_output)
+    ws = open_workspace(ctx)
+    comparison = ws.runs.compare(run_ids)
+    if html is not None:
+        html.parent.mkdir(parents=True, exist_ok=True)
+        html.write_text(ws.runs.compare_html(run_ids), encoding="utf-8")
+
+    def human(console: Console) -> None:
+        table = Table("", *[r.name or r.id for r in comparison.runs], box=None)
+        for kind, values, differing in (
+            ("params", comparison.params, comparison.differing_params),
+            ("metrics", comparison.metrics, comparison.differing_metrics),
+        ):
+            for key, by_run in values.items():
+                style = "bold yellow" if key in differing else ""
+                cells = ["" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v) for v in by_run.values()]
+                table.add_row(f"{kind}.{key}", *cells, style=style)
+        console.print(table)
+        if html is not None:
+            console.print(f"charts: {html}")
+
+    payload = {
+        "runs": [r.id for r in comparison.runs],
+        "params": comparison.params,
+        "metrics": comparison.metrics,
+        "differing_params": comparison.differing_params,
+        "differing_metrics": comparison.differing_metrics,
+        "html": None if html is None else str(html),
+    }
+    out.emit(payload, human)
+
+
+@app.command("history")
+def history(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    key: Annotated[str, typer.Argument(help="The metric.")],
+    json_output: JsonFlag = False,
+) -> None:
+    """Every value a run logged for one metric, by step."""
+    out = Output(json_output)
+    points = open_workspace(ctx).runs.metric_history(run_id, key)
+
+    def human(console: Console) -> None:
+        table = Table("step", key, "time", box=None)
+        for p in points:
+            table.add_row(str(p.step), f"{p.value:.6g}", fmt_time(p.timestamp))
+        console.print(table)
+
+    out.emit({"run_id": run_id, "key": key, "history": points}, human)
+
+
+@app.command("experiments")
+def experiments(ctx: typer.Context, json_output: JsonFlag = False) -> None:
+    """List experiments with their number of runs."""
+    out = Output(json_output)
+    found = open_workspace(ctx).runs.experiments()
+
+    def human(console: Console) -> None:
+        if not found:
+            console.print("No experiments yet.")
+            return
+        table = Table("experiment", "runs", "last run", box=None)
+        for e in found:
+            table.add_row(e.name, str(e.runs), fmt_time(e.last_run_at))
+        console.print(table)
+
+    out.emit({"experiments": found}, human)

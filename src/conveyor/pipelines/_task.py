@@ -158,6 +158,8 @@ def _attempt(ws: Workspace, task: StepTask, log: Any, capture: str, started: flo
             raise
         return _with_logs(ws, _failure(exc, user=True, started=started), log)
     try:
+        if "runs" in ws.__dict__:  # what the step logged to tracked runs is stored before it counts as done
+            ws.runs.flush()
         output = _store(ws, value)
     except Exception as exc:  # noqa: BLE001 - a result that cannot be stored is the platform's failure
         return _with_logs(ws, _failure(exc, user=False, started=started), log)

@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -33,7 +34,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from ulid import ULID
 
 #: The Alembic revision these models correspond to (checked against the migration scripts by a test).
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 
 NAME_LENGTH = 128
 
@@ -180,12 +181,30 @@ class RunTagRow(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
-class RunMetricRow(Base):
-    __tablename__ = "run_metrics"
-    __table_args__ = (Index(None, "run_id", "key", "step"),)
+class RunMetricChunkRow(Base):
+    """A metric's history, in chunks: each row holds the values of one key of one run that one writer batch
+    brought (``count`` points packed as little-endian int64 steps, float64 values, int64 epoch microseconds;
+    see ``conveyor.tracking._chunks``). A batch of 100,000 values is a handful of rows, not 100,000."""
+
+    __tablename__ = "run_metric_chunks"
+    __table_args__ = (Index(None, "run_id", "key", "id"),)
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
     key: Mapped[str] = mapped_column(String(250))
+    count: Mapped[int] = mapped_column(Integer)
+    min_step: Mapped[int] = mapped_column(BigInteger)
+    max_step: Mapped[int] = mapped_column(BigInteger)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class RunLatestMetricRow(Base):
+    """Each metric's latest value per run (highest step, then newest), kept by the tracking writer so that
+    search can filter and sort on ``metrics.KEY`` through the ``(key, value)`` index."""
+
+    __tablename__ = "run_latest_metrics"
+    __table_args__ = (Index(None, "key", "value", "run_id"),)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
     value: Mapped[float] = mapped_column(Float)
     step: Mapped[int] = mapped_column(BigInteger, default=0)
     timestamp: Mapped[datetime] = mapped_column(default=utcnow)
@@ -218,6 +237,13 @@ class ModelVersionRow(Entity, Base):
     signature: Mapped[dict[str, Any]] = mapped_column()
     requirements: Mapped[list[Any]] = mapped_column()
     metrics: Mapped[dict[str, Any]] = mapped_column()
+    #: how the model file at ``digest`` is serialised: "skops" (safe, preferred) or "joblib" (pickle;
+    #: loaded only after its hash is verified)
+    format: Mapped[str] = mapped_column(String(16), default="joblib", server_default="joblib")
+    #: further files of the version by name, e.g. ``{"model.onnx": {"digest": ..., "size": ...}}``
+    files: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+    tags: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class ModelAliasRow(Base):

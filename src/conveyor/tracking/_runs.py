@@ -5,7 +5,8 @@ from __future__ import annotations
 import builtins
 import math
 import mimetypes
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -17,23 +18,28 @@ from conveyor.errors import BadInput, Conflict, NotFound, did_you_mean
 from conveyor.governance import add_edge
 from conveyor.refs import validate_name
 from conveyor.store._helpers import lock_or_create
+from conveyor.store._metric_chunks import from_micros, points
 from conveyor.store._schema import (
     ExperimentRow,
     LineageEdgeRow,
     RunArtifactRow,
-    RunMetricRow,
+    RunLatestMetricRow,
+    RunMetricChunkRow,
     RunParamRow,
     RunRow,
     RunTagRow,
     utcnow,
 )
+from conveyor.tracking._search import PageToken, order_clauses, parse_filter, parse_order_by
+from conveyor.tracking._writer import TrackingWriter
 
 if TYPE_CHECKING:
     from conveyor.data import DataVersion
+    from conveyor.registry import LoggedModel
     from conveyor.store import Blob
     from conveyor.workspace import Workspace
 
-__all__ = ["ActiveRun", "Artifact", "Metric", "Run", "RunStatus", "Tracking"]
+__all__ = ["ActiveRun", "Artifact", "Comparison", "Experiment", "Metric", "Run", "RunPage", "RunStatus", "Tracking"]
 
 RunStatus = str  # "running" | "finished" | "failed" | "killed"
 DEFAULT_EXPERIMENT = "Default"
@@ -73,10 +79,39 @@ class Run:
     artifacts: list[Artifact]
     inputs: list[str]
     error: str | None = None
+    outputs: list[str] = field(default_factory=list)
 
     @property
     def seconds(self) -> float | None:
         return None if self.ended_at is None else (self.ended_at - self.started_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class Experiment:
+    id: str
+    name: str
+    runs: int
+    last_run_at: datetime | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class RunPage:
+    """One page of a search; pass ``next_page_token`` back for the next (``None`` on the last page)."""
+
+    runs: list[Run]
+    next_page_token: str | None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Runs side by side: each parameter and metric by run id, and which of them differ."""
+
+    runs: list[Run]
+    params: dict[str, dict[str, str | None]]
+    metrics: dict[str, dict[str, float | None]]
+    differing_params: list[str]
+    differing_metrics: list[str]
 
 
 class ActiveRun:
@@ -90,6 +125,8 @@ class ActiveRun:
         self.id = run_id
         self.experiment = experiment
         self._ended = False
+        self._params: dict[str, str] = {}
+        self._writer = tracking._writer
 
     def __enter__(self) -> ActiveRun:
         return self
@@ -116,52 +153,92 @@ class ActiveRun:
         """Record parameters; logging a key again with a different value is a conflict.
 
         Raises:
-            Conflict: a parameter was already logged with another value.
+            Conflict: a parameter was already logged with another value (checked here against this
+                run's earlier calls; against values stored by another process when the batch is written,
+                raised by the next ``flush()``/``end()``).
         """
         text = {_check_key(k): _param_text(v) for k, v in params.items()}
-        with self._ws.store.write() as session:
-            existing = {
-                r.key: r.value
-                for r in session.scalars(
-                    sa.select(RunParamRow).where(RunParamRow.run_id == self.id, RunParamRow.key.in_(text))
+        for key, value in text.items():
+            known = self._params.get(key)
+            if known is not None and known != value:
+                raise Conflict(
+                    f"Parameter {key!r} of run {self.id} is already {known!r}; parameters cannot change "
+                    f"(got {value!r}). Log it under another key, or start a new run.",
                 )
-            }
-            for key, value in text.items():
-                if key in existing:
-                    if existing[key] != value:
-                        raise Conflict(
-                            f"Parameter {key!r} of run {self.id} is already {existing[key]!r}; parameters "
-                            f"cannot change (got {value!r}). Log it under another key, or start a new run.",
-                        )
-                    continue
-                session.add(RunParamRow(run_id=self.id, key=key, value=value))
+        self._params.update(text)
+        self._writer.params(self.id, text)
 
-    def log_metric(self, key: str, value: float, step: int = 0) -> None:
-        self.log_metrics({key: value}, step=step)
+    def log_metric(self, key: str, value: float, step: int = 0, timestamp: datetime | None = None) -> None:
+        """Record one value of a metric. Returns at once; a background writer stores it in batches.
 
-    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
-        """Record metric values at ``step``.
+        Raises:
+            BadInput: the value is not a finite number, or the key is not 1-250 characters of text.
+        """
+        self._writer.metrics([(self.id, _check_key(key), _metric_value(key, value), int(step), timestamp or utcnow())])
+
+    def log_metrics(self, metrics: dict[str, float], step: int = 0, timestamp: datetime | None = None) -> None:
+        """Record values of several metrics at ``step`` (see ``log_metric``).
 
         Raises:
             BadInput: a value is not a finite number.
         """
-        now = utcnow()
-        rows = [
-            RunMetricRow(
-                run_id=self.id,
-                key=_check_key(k),
-                value=_metric_value(k, v),
-                step=int(step),
-                timestamp=now,
-            )
-            for k, v in metrics.items()
-        ]
-        with self._ws.store.write() as session:
-            session.add_all(rows)
+        now = timestamp or utcnow()
+        step = int(step)
+        self._writer.metrics([(self.id, _check_key(k), _metric_value(k, v), step, now) for k, v in metrics.items()])
+
+    def log_batch(
+        self,
+        metrics: builtins.list[tuple[str, float, int]] | None = None,
+        params: dict[str, Any] | None = None,
+        tags: dict[str, Any] | None = None,
+    ) -> None:
+        """Record many values at once: ``metrics`` as ``(key, value, step)`` triples.
+
+        Raises:
+            BadInput: a value is not a finite number.
+            Conflict: a parameter changes value.
+        """
+        if params:
+            self.log_params(params)
+        if tags:
+            self._writer.tags(self.id, {_check_key(k): str(v) for k, v in tags.items()})
+        if metrics:
+            now = utcnow()
+            self._writer.metrics([(self.id, _check_key(k), _metric_value(k, v), int(s), now) for k, v, s in metrics])
 
     def set_tag(self, key: str, value: Any) -> None:
-        with self._ws.store.write() as session:
-            session.merge(RunTagRow(run_id=self.id, key=_check_key(key), value=str(value)))
+        self._writer.tags(self.id, {_check_key(key): str(value)})
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        self._writer.tags(self.id, {_check_key(k): str(v) for k, v in tags.items()})
+
+    def log_model(
+        self,
+        model: Any,
+        *,
+        name: str = "model",
+        signature: dict[str, Any] | None = None,
+        input_example: Any = None,
+        metrics: dict[str, Any] | None = None,
+    ) -> LoggedModel:
+        """Store a fitted model as artifacts of this run under ``name/`` (skops when safe), ready for
+        ``conveyor models register --run RUN``. See ``ws.models.log_model``."""
+        self.flush()
+        return self._ws.models.log_model(
+            self.id, model, name=name, signature=signature, input_example=input_example, metrics=metrics
+        )
+
+    def child(self, name: str = "", *, tags: dict[str, Any] | None = None) -> ActiveRun:
+        """Start a child run of this run (a trial of a sweep, a fold): same experiment, ``parent_run_id`` set."""
+        return self._tracking.start(self.experiment, name=name, parent_run_id=self.id, tags=tags)
+
+    def flush(self) -> None:
+        """Wait until everything this process logged is stored.
+
+        Raises:
+            ConveyorError: a batch could not be written.
+        """
+        self._writer.flush()
 
     def log_artifact(self, path: str | Path, name: str | None = None) -> Artifact:
         """Store a local file as an artifact of the run under ``name`` (default: the file's name)."""
@@ -179,6 +256,18 @@ class ActiveRun:
             add_edge(session, "data_version", version.id, "read_by", "run", self.id)
 
     def end(self, status: RunStatus = "finished", error: str | None = None) -> None:
+        """End the run after storing everything logged to it.
+
+        Raises:
+            ConveyorError: logged values could not be stored (the run still ends, as ``failed``).
+        """
+        flush_error: Exception | None = None
+        try:
+            self._writer.flush()
+        except Exception as exc:  # noqa: BLE001 - the run must still end; the error is raised below
+            flush_error = exc
+            status = "failed"
+            error = f"{error + '; ' if error else ''}logged values were not stored: {exc}"
         with self._ws.store.write() as session:
             row = session.get(RunRow, self.id)
             if row is None:
@@ -187,6 +276,8 @@ class ActiveRun:
             row.ended_at = utcnow()
             row.error = error
         self._ended = True
+        if flush_error is not None:
+            raise flush_error
 
     def _record_artifact(self, name: str, blob: Blob, media_type: str | None = None) -> Artifact:
         if not name or name.startswith("/") or ".." in Path(name).parts:
@@ -204,6 +295,20 @@ class Tracking:
 
     def __init__(self, workspace: Workspace) -> None:
         self._ws = workspace
+        self._writer = TrackingWriter(workspace.store)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Store everything logged and stop the background writer (``Workspace.close`` calls this)."""
+        self._writer.close()
+
+    def flush(self) -> None:
+        """Wait until everything logged in this process is stored.
+
+        Raises:
+            ConveyorError: a batch could not be written.
+        """
+        self._writer.flush()
 
     def start(
         self,
@@ -213,9 +318,15 @@ class Tracking:
         parent_run_id: str | None = None,
         tags: dict[str, Any] | None = None,
     ) -> ActiveRun:
-        """Start a run in ``experiment`` (created on first use)."""
+        """Start a run in ``experiment`` (created on first use).
+
+        Raises:
+            NotFound: ``parent_run_id`` names no run.
+        """
         validate_name(experiment, "experiment")
         with self._ws.store.write() as session:
+            if parent_run_id is not None and session.get(RunRow, parent_run_id) is None:
+                raise NotFound(f"No run with id {parent_run_id!r} to be the parent run.", run_id=parent_run_id)
             exp = lock_or_create(session, ExperimentRow, name=experiment, created_by=self._ws.actor)
             row = RunRow(
                 experiment_id=exp.id,
@@ -232,53 +343,17 @@ class Tracking:
         return ActiveRun(self, run_id, experiment)
 
     def get(self, run_id: str) -> Run:
-        """The run with this id.
+        """The run with this id (after storing anything this process logged).
 
         Raises:
             NotFound: no run has that id.
         """
+        self._writer.flush()
         with self._ws.store.read() as session:
-            found = session.execute(
-                sa.select(RunRow, ExperimentRow.name)
-                .join(ExperimentRow, ExperimentRow.id == RunRow.experiment_id)
-                .where(RunRow.id == run_id)
-            ).first()
-            if found is None:
-                raise NotFound(
-                    f"No run with id {run_id!r}. List runs with 'conveyor runs list'.",
-                    run_id=run_id,
-                )
-            row, experiment = found
-            params = {p.key: p.value for p in session.scalars(sa.select(RunParamRow).filter_by(run_id=run_id))}
-            tags = {t.key: t.value for t in session.scalars(sa.select(RunTagRow).filter_by(run_id=run_id))}
-            metrics: dict[str, float] = {}
-            for m in session.scalars(
-                sa.select(RunMetricRow).filter_by(run_id=run_id).order_by(RunMetricRow.step, RunMetricRow.id)
-            ):
-                metrics[m.key] = m.value
-            artifacts = [
-                Artifact(a.path, a.digest, a.size, a.media_type)
-                for a in session.scalars(
-                    sa.select(RunArtifactRow).filter_by(run_id=run_id).order_by(RunArtifactRow.path)
-                )
-            ]
-            inputs = _input_refs(session, run_id)
-            return Run(
-                id=row.id,
-                experiment=experiment,
-                name=row.name,
-                status=row.status,
-                started_at=row.started_at,
-                ended_at=row.ended_at,
-                created_by=row.created_by,
-                parent_run_id=row.parent_run_id,
-                params=params,
-                metrics=metrics,
-                tags=tags,
-                artifacts=artifacts,
-                inputs=inputs,
-                error=row.error,
-            )
+            runs = _hydrate(session, [run_id])
+        if not runs:
+            raise NotFound(f"No run with id {run_id!r}. List runs with 'conveyor runs list'.", run_id=run_id)
+        return runs[0]
 
     def list(self, experiment: str | None = None, limit: int = 50) -> builtins.list[Run]:
         """The most recent runs (newest first), optionally of one experiment.
@@ -286,29 +361,147 @@ class Tracking:
         Raises:
             NotFound: the experiment does not exist.
         """
+        return self.search(experiments=None if experiment is None else [experiment], max_results=limit).runs
+
+    def search(
+        self,
+        filter: str | None = None,
+        *,
+        experiments: builtins.list[str] | None = None,
+        order_by: builtins.list[str] | str | None = None,
+        max_results: int = 100,
+        page_token: str | None = None,
+    ) -> RunPage:
+        """Runs matching a filter expression, in an order, one page at a time.
+
+        ``filter`` e.g. ``"metrics.auc > 0.8 and params.learner = 'lgbm'"`` (grammar in
+        ``conveyor.tracking._search``); ``order_by`` e.g. ``["metrics.auc desc"]`` (default: newest first).
+
+        Raises:
+            BadInput: the filter, ordering or page token cannot be read, or ``max_results`` is out of range.
+            NotFound: an experiment does not exist.
+        """
+        if not 1 <= max_results <= 10_000:
+            raise BadInput(f"max_results must be between 1 and 10000, not {max_results}.")
+        condition, required_metrics = parse_filter(filter)
+        orderings = parse_order_by(order_by)
+        fingerprint = PageToken.fingerprint(filter, sorted(experiments or []), order_by)
+        offset = PageToken.decode(page_token, fingerprint)
+        self._writer.flush()
         with self._ws.store.read() as session:
-            query = sa.select(RunRow.id).order_by(RunRow.started_at.desc(), RunRow.id.desc()).limit(limit)
-            if experiment is not None:
-                exp_id = session.scalar(sa.select(ExperimentRow.id).filter_by(name=experiment))
-                if exp_id is None:
-                    names = session.scalars(sa.select(ExperimentRow.name)).all()
-                    raise NotFound(f"No experiment named {experiment!r}.{did_you_mean(experiment, names)}")
-                query = query.where(RunRow.experiment_id == exp_id)
-            ids = session.scalars(query).all()
-        return [self.get(i) for i in ids]
+            where = [condition]
+            if experiments:
+                where.append(RunRow.experiment_id.in_(self._experiment_ids(session, experiments)))
+            first = orderings[0] if len(orderings) == 1 else None
+            if first is not None and first.field.kind == "metric" and first.field.key in required_metrics:
+                # Walk the metric's (key, value, run_id) index in order; each entry's run is checked
+                # against the filter until a page is full: no sort of every matching run.
+                metric = sa.orm.aliased(RunLatestMetricRow, name="ordered")
+                matches = (
+                    sa.select(sa.literal(1))
+                    .select_from(RunRow)
+                    .join(ExperimentRow, ExperimentRow.id == RunRow.experiment_id)
+                    .where(RunRow.id == metric.run_id, *where)
+                )
+                direction = sa.desc if first.descending else sa.asc
+                query = (
+                    sa.select(metric.run_id)
+                    .where(metric.key == first.field.key, sa.exists(matches))
+                    .order_by(direction(metric.value), direction(metric.run_id))
+                )
+            else:
+                query = sa.select(RunRow.id).join(ExperimentRow, ExperimentRow.id == RunRow.experiment_id).where(*where)
+                query = order_clauses(query, orderings, required_metrics)
+            ids = builtins.list(session.scalars(query.offset(offset).limit(max_results + 1)))
+            more = len(ids) > max_results
+            runs = _hydrate(session, ids[:max_results])
+        token = PageToken.encode(offset + max_results, fingerprint) if more else None
+        return RunPage(runs, token)
+
+    def compare(self, run_ids: builtins.list[str]) -> Comparison:
+        """Runs side by side.
+
+        Raises:
+            BadInput: fewer than two run ids.
+            NotFound: a run does not exist.
+        """
+        if len(run_ids) < 2:
+            raise BadInput("Compare at least two runs.")
+        self._writer.flush()
+        with self._ws.store.read() as session:
+            runs = _hydrate(session, run_ids)
+        missing = [i for i in run_ids if i not in {r.id for r in runs}]
+        if missing:
+            raise NotFound(f"No run with id {missing[0]!r}. List runs with 'conveyor runs list'.", run_id=missing[0])
+        param_keys = sorted({k for r in runs for k in r.params})
+        metric_keys = sorted({k for r in runs for k in r.metrics})
+        params = {k: {r.id: r.params.get(k) for r in runs} for k in param_keys}
+        metrics = {k: {r.id: r.metrics.get(k) for r in runs} for k in metric_keys}
+        return Comparison(
+            runs=runs,
+            params=params,
+            metrics=metrics,
+            differing_params=[k for k, v in params.items() if len(set(v.values())) > 1],
+            differing_metrics=[k for k, v in metrics.items() if len(set(v.values())) > 1],
+        )
+
+    def compare_html(self, run_ids: builtins.list[str]) -> str:
+        """An offline HTML page charting the runs: parameters against metrics, metric histories by step.
+
+        Raises:
+            BadInput: fewer than two run ids.
+            NotFound: a run does not exist.
+        """
+        from conveyor.tracking._charts import comparison_html
+
+        comparison = self.compare(run_ids)
+        histories: dict[str, dict[str, builtins.list[Metric]]] = {}
+        with self._ws.store.read() as session:
+            chunks: dict[tuple[str, str], builtins.list[tuple[bytes, int]]] = {}
+            for run_id, key, data, count in session.execute(
+                sa.select(
+                    RunMetricChunkRow.run_id, RunMetricChunkRow.key, RunMetricChunkRow.data, RunMetricChunkRow.count
+                )
+                .where(RunMetricChunkRow.run_id.in_(run_ids))
+                .order_by(RunMetricChunkRow.id)
+            ):
+                chunks.setdefault((run_id, key), []).append((bytes(data), count))
+        for (run_id, key), parts in sorted(chunks.items()):
+            histories.setdefault(key, {})[run_id] = _history(key, parts)
+        return comparison_html(comparison, histories)
+
+    def experiments(self) -> builtins.list[Experiment]:
+        """Every experiment with its number of runs and the time of its latest run."""
+        with self._ws.store.read() as session:
+            rows = session.execute(
+                sa.select(ExperimentRow, sa.func.count(RunRow.id), sa.func.max(RunRow.started_at))
+                .outerjoin(RunRow, RunRow.experiment_id == ExperimentRow.id)
+                .group_by(ExperimentRow.id)
+                .order_by(ExperimentRow.name)
+            ).all()
+            return [Experiment(e.id, e.name, int(n), last, e.created_at) for e, n, last in rows]
 
     def metric_history(self, run_id: str, key: str) -> builtins.list[Metric]:
-        """Every logged value of metric ``key`` of a run, by step."""
+        """Every logged value of metric ``key`` of a run, by step.
+
+        Raises:
+            NotFound: no such run, or the run never logged ``key``.
+        """
         self.get(run_id)
         with self._ws.store.read() as session:
-            return [
-                Metric(m.key, m.value, m.step, m.timestamp)
-                for m in session.scalars(
-                    sa.select(RunMetricRow)
-                    .filter_by(run_id=run_id, key=key)
-                    .order_by(RunMetricRow.step, RunMetricRow.id)
+            parts = [
+                (bytes(data), count)
+                for data, count in session.execute(
+                    sa.select(RunMetricChunkRow.data, RunMetricChunkRow.count)
+                    .where(RunMetricChunkRow.run_id == run_id, RunMetricChunkRow.key == key)
+                    .order_by(RunMetricChunkRow.id)
                 )
             ]
+            history = _history(key, parts)
+            if not history:
+                keys = session.scalars(sa.select(RunLatestMetricRow.key).filter_by(run_id=run_id)).all()
+                raise NotFound(f"Run {run_id} has no metric {key!r}.{did_you_mean(key, keys)}", run_id=run_id)
+            return history
 
     def artifact_bytes(self, run_id: str, path: str) -> bytes:
         """The bytes of one artifact of a run (verified against its digest).
@@ -324,25 +517,118 @@ class Tracking:
             digest = row.digest
         return self._ws.artifacts.get_bytes(digest)
 
+    def _experiment_ids(self, session: sa.orm.Session, names: builtins.list[str]) -> builtins.list[str]:
+        found = {
+            name: id_
+            for name, id_ in session.execute(
+                sa.select(ExperimentRow.name, ExperimentRow.id).where(ExperimentRow.name.in_(names))
+            )
+        }
+        for name in names:
+            if name not in found:
+                known = session.scalars(sa.select(ExperimentRow.name)).all()
+                raise NotFound(f"No experiment named {name!r}.{did_you_mean(name, known)}", experiment=name)
+        return builtins.list(found.values())
 
-def _input_refs(session: sa.orm.Session, run_id: str) -> list[str]:
-    from conveyor.store._schema import DataAssetRow, DataVersionRow
 
-    rows = session.execute(
-        sa.select(DataAssetRow.name, DataVersionRow.version)
-        .join(DataVersionRow, DataVersionRow.asset_id == DataAssetRow.id)
-        .join(
-            LineageEdgeRow,
-            sa.and_(
-                LineageEdgeRow.from_kind == "data_version",
-                LineageEdgeRow.from_id == DataVersionRow.id,
-                LineageEdgeRow.to_kind == "run",
-                LineageEdgeRow.to_id == run_id,
-            ),
+def _history(key: str, parts: builtins.list[tuple[bytes, int]]) -> builtins.list[Metric]:
+    """A metric's points from its chunks: by step, then time, then the order they were logged."""
+    return [Metric(key, value, step, from_micros(stamp)) for step, stamp, _, value in points(parts)]
+
+
+def _hydrate(session: sa.orm.Session, run_ids: list[str]) -> list[Run]:
+    """Whole runs for these ids, in the same order, in six queries whatever their number."""
+    if not run_ids:
+        return []
+    rows = {
+        row.id: (row, experiment)
+        for row, experiment in session.execute(
+            sa.select(RunRow, ExperimentRow.name)
+            .join(ExperimentRow, ExperimentRow.id == RunRow.experiment_id)
+            .where(RunRow.id.in_(run_ids))
         )
-        .order_by(DataAssetRow.name)
-    ).all()
-    return [f"{name}:{version}" for name, version in rows]
+    }
+    params: dict[str, dict[str, str]] = {i: {} for i in rows}
+    for run_id, key, text in session.execute(
+        sa.select(RunParamRow.run_id, RunParamRow.key, RunParamRow.value).where(RunParamRow.run_id.in_(rows))
+    ):
+        params[run_id][key] = text
+    tags: dict[str, dict[str, str]] = {i: {} for i in rows}
+    for run_id, key, text in session.execute(
+        sa.select(RunTagRow.run_id, RunTagRow.key, RunTagRow.value).where(RunTagRow.run_id.in_(rows))
+    ):
+        tags[run_id][key] = text
+    metrics: dict[str, dict[str, float]] = {i: {} for i in rows}
+    for run_id, key, value in session.execute(
+        sa.select(RunLatestMetricRow.run_id, RunLatestMetricRow.key, RunLatestMetricRow.value)
+        .where(RunLatestMetricRow.run_id.in_(rows))
+        .order_by(RunLatestMetricRow.key)
+    ):
+        metrics[run_id][key] = value
+    artifacts: dict[str, list[Artifact]] = {i: [] for i in rows}
+    for a in session.scalars(
+        sa.select(RunArtifactRow).where(RunArtifactRow.run_id.in_(rows)).order_by(RunArtifactRow.path)
+    ):
+        artifacts[a.run_id].append(Artifact(a.path, a.digest, a.size, a.media_type))
+    inputs, outputs = _lineage_refs(session, list(rows))
+    result = []
+    for run_id in run_ids:
+        if run_id not in rows:
+            continue
+        row, experiment = rows[run_id]
+        result.append(
+            Run(
+                id=row.id,
+                experiment=experiment,
+                name=row.name,
+                status=row.status,
+                started_at=row.started_at,
+                ended_at=row.ended_at,
+                created_by=row.created_by,
+                parent_run_id=row.parent_run_id,
+                params=params[run_id],
+                metrics=metrics[run_id],
+                tags=tags[run_id],
+                artifacts=artifacts[run_id],
+                inputs=inputs.get(run_id, []),
+                outputs=outputs.get(run_id, []),
+                error=row.error,
+            )
+        )
+    return result
+
+
+def _lineage_refs(session: sa.orm.Session, run_ids: list[str]) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Per run: the data versions it read (``name:3``) and the model versions it produced."""
+    from conveyor.store._schema import DataAssetRow, DataVersionRow, ModelRow, ModelVersionRow
+
+    inputs: dict[str, list[str]] = {}
+    for run_id, name, version in session.execute(
+        sa.select(LineageEdgeRow.to_id, DataAssetRow.name, DataVersionRow.version)
+        .join(DataVersionRow, DataVersionRow.id == LineageEdgeRow.from_id)
+        .join(DataAssetRow, DataAssetRow.id == DataVersionRow.asset_id)
+        .where(
+            LineageEdgeRow.from_kind == "data_version",
+            LineageEdgeRow.to_kind == "run",
+            LineageEdgeRow.to_id.in_(run_ids),
+        )
+        .order_by(DataAssetRow.name, DataVersionRow.version)
+    ):
+        inputs.setdefault(run_id, []).append(f"{name}:{version}")
+    outputs: dict[str, list[str]] = {}
+    for run_id, name, version in session.execute(
+        sa.select(LineageEdgeRow.from_id, ModelRow.name, ModelVersionRow.version)
+        .join(ModelVersionRow, ModelVersionRow.id == LineageEdgeRow.to_id)
+        .join(ModelRow, ModelRow.id == ModelVersionRow.model_id)
+        .where(
+            LineageEdgeRow.from_kind == "run",
+            LineageEdgeRow.to_kind == "model_version",
+            LineageEdgeRow.from_id.in_(run_ids),
+        )
+        .order_by(ModelRow.name, ModelVersionRow.version)
+    ):
+        outputs.setdefault(run_id, []).append(f"{name}:{version}")
+    return inputs, outputs
 
 
 def _check_key(key: str) -> str:
