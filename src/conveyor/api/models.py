@@ -1,8 +1,11 @@
-"""``/api/v1/models``: the model registry."""
+"""``/api/v1/models``: the model registry (versions registered from runs, aliases, tags)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, Field
 
 from conveyor.api._deps import WorkspaceDep
 from conveyor.registry import ModelVersion, RegisteredModel
@@ -10,9 +13,55 @@ from conveyor.registry import ModelVersion, RegisteredModel
 router = APIRouter(prefix="/models", tags=["models"])
 
 
+class RegisterRequest(BaseModel):
+    run_id: str = Field(description="The run that logged the model.")
+    artifact: str = Field(default="model", description="The folder the run logged the model under.")
+    description: str = ""
+    tags: dict[str, str] = {}
+
+
+class AliasRequest(BaseModel):
+    version: int = Field(ge=1, description="The version number the alias points at.")
+
+
+class TagsRequest(BaseModel):
+    tags: dict[str, Any] = Field(description="Tags to set; other tags stay.")
+
+
 @router.get("", summary="List registered models")
 def list_models(ws: WorkspaceDep) -> list[RegisteredModel]:
     return ws.models.list()
+
+
+@router.post("/{name}/versions", summary="Register the model a run logged as the next version", status_code=201)
+def register_version(name: str, body: RegisterRequest, ws: WorkspaceDep) -> ModelVersion:
+    return ws.models.register_from_run(body.run_id, name, body.artifact, description=body.description, tags=body.tags)
+
+
+@router.get("/{name}/versions", summary="Every version of a model, oldest first")
+def list_versions(name: str, ws: WorkspaceDep) -> list[ModelVersion]:
+    return ws.models.versions(name)
+
+
+@router.put("/{name}/aliases/{alias}", summary="Point `name@alias` at a version")
+def set_alias(name: str, alias: str, body: AliasRequest, ws: WorkspaceDep) -> ModelVersion:
+    return ws.models.set_alias(name, alias, body.version)
+
+
+@router.delete("/{name}/aliases/{alias}", summary="Remove an alias", status_code=204)
+def delete_alias(name: str, alias: str, ws: WorkspaceDep) -> Response:
+    ws.models.delete_alias(name, alias)
+    return Response(status_code=204)
+
+
+@router.patch("/{ref}/tags", summary="Set tags on a version (`name:3` or `name@alias`)")
+def set_tags(ref: str, body: TagsRequest, ws: WorkspaceDep) -> ModelVersion:
+    return ws.models.set_tags(ref, body.tags)
+
+
+@router.delete("/{ref}/tags/{key}", summary="Remove a tag from a version")
+def delete_tag(ref: str, key: str, ws: WorkspaceDep) -> ModelVersion:
+    return ws.models.delete_tags(ref, [key])
 
 
 @router.get("/{ref}", summary="A model version: `name`, `name:3` or `name@alias`")

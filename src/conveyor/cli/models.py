@@ -10,6 +10,7 @@ from rich.table import Table
 
 from conveyor.cli._app import open_workspace
 from conveyor.cli._output import JsonFlag, Output, fmt_time
+from conveyor.errors import BadInput
 from conveyor.registry import ModelVersion
 
 app = typer.Typer(no_args_is_help=True)
@@ -42,8 +43,16 @@ def list_models(ctx: typer.Context, json_output: JsonFlag = False) -> None:
 
 def _show_version(console: Console, v: ModelVersion) -> None:
     aliases = " ".join(f"@{a}" for a in v.aliases)
-    console.print(f"[bold]{v.ref}[/] {aliases}  flavor {v.flavor}  {v.size:,} bytes  {v.digest}")
+    console.print(f"[bold]{v.ref}[/] {aliases}  flavor {v.flavor}  format {v.format}  {v.size:,} bytes  {v.digest}")
     console.print(f"registered {fmt_time(v.created_at)} by {v.created_by}; from run {v.run_id or '-'}")
+    if v.inputs:
+        console.print("trained on: " + ", ".join(v.inputs))
+    if v.description:
+        console.print(v.description)
+    if v.tags:
+        console.print("tags: " + ", ".join(f"{k}={val}" for k, val in sorted(v.tags.items())))
+    if v.files:
+        console.print("files: " + ", ".join(sorted(v.files)))
     if v.metrics:
         console.print("metrics: " + ", ".join(f"{k}={val:.4g}" for k, val in sorted(v.metrics.items())))
     table = Table("input", "type", "required", box=None)
@@ -80,6 +89,112 @@ def alias(
         {"name": v.name, "alias": alias_name, "version": v.version},
         lambda console: console.print(f"[green]✓[/] {name}@{alias_name} → {v.ref}"),
     )
+
+
+@app.command("unalias")
+def unalias(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    alias_name: Annotated[str, typer.Argument(metavar="ALIAS", help="Alias to remove.")],
+    json_output: JsonFlag = False,
+) -> None:
+    """Remove NAME@ALIAS (the version it pointed at stays)."""
+    out = Output(json_output)
+    open_workspace(ctx).models.delete_alias(name, alias_name)
+    out.emit(
+        {"name": name, "alias": alias_name, "deleted": True},
+        lambda console: console.print(f"[green]✓[/] removed {name}@{alias_name}"),
+    )
+
+
+@app.command("register")
+def register(
+    ctx: typer.Context,
+    run: Annotated[str, typer.Option("--run", help="Id of the run that logged the model.")],
+    name: Annotated[str, typer.Option("--name", help="Model name; the version is the next number.")],
+    artifact: Annotated[str, typer.Option("--artifact", help="Folder the run logged the model under.")] = "model",
+    description: Annotated[str, typer.Option("--description", help="What this version is.")] = "",
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="KEY=VALUE tag (repeatable).")] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Register the model a run logged as the next version of NAME (signature, requirements, metrics, lineage)."""
+    out = Output(json_output)
+    tags = _parse_tags(tag or [])
+    v = open_workspace(ctx).models.register_from_run(run, name, artifact, description=description, tags=tags)
+    out.emit(
+        {**_fields(v), "ref": v.ref},
+        lambda console: console.print(f"[green]✓[/] registered {v.ref} ({v.format}) from run {run}"),
+    )
+
+
+@app.command("tag")
+def tag(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NAME:VERSION or NAME@ALIAS.")],
+    tags: Annotated[list[str], typer.Argument(metavar="KEY=VALUE...", help="Tags to set.")],
+    json_output: JsonFlag = False,
+) -> None:
+    """Set tags on a model version (other tags stay)."""
+    out = Output(json_output)
+    v = open_workspace(ctx).models.set_tags(ref, _parse_tags(tags))
+    out.emit(
+        {"ref": v.ref, "tags": v.tags},
+        lambda console: console.print(f"[green]✓[/] {v.ref} tags: " + ", ".join(f"{k}={t}" for k, t in v.tags.items())),
+    )
+
+
+@app.command("untag")
+def untag(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NAME:VERSION or NAME@ALIAS.")],
+    keys: Annotated[list[str], typer.Argument(metavar="KEY...", help="Tag keys to remove.")],
+    json_output: JsonFlag = False,
+) -> None:
+    """Remove tags from a model version."""
+    out = Output(json_output)
+    v = open_workspace(ctx).models.delete_tags(ref, keys)
+    out.emit(
+        {"ref": v.ref, "tags": v.tags},
+        lambda console: console.print(f"[green]✓[/] removed {', '.join(keys)} from {v.ref}"),
+    )
+
+
+@app.command("export")
+def export(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NAME, NAME:VERSION or NAME@ALIAS.")],
+    path: Annotated[str, typer.Argument(metavar="DIR", help="Folder to write (must be new or empty).")],
+    fmt: Annotated[str, typer.Option("--format", help="mlflow (MLmodel folder) or onnx (model.onnx).")] = "mlflow",
+    data: Annotated[
+        str | None,
+        typer.Option("--data", help="Data version to check an ONNX conversion on (default: the stored example)."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace DIR if it is not empty.")] = False,
+    json_output: JsonFlag = False,
+) -> None:
+    """Write a model version as an MLflow model or as ONNX (checked against the model on validation rows)."""
+    out = Output(json_output)
+    result = open_workspace(ctx).models.export(ref, path, format=fmt, force=force, validation=data)  # type: ignore[arg-type]
+
+    def human(console: Console) -> None:
+        console.print(f"[green]✓[/] {result.ref} → {result.path} ({result.format}): {', '.join(result.files)}")
+        if result.max_abs_diff is not None:
+            console.print(
+                f"ONNX Runtime matches the model on {result.rows_checked} rows "
+                f"(max abs difference {result.max_abs_diff:.2g})"
+            )
+
+    out.emit(result, human)
+
+
+def _parse_tags(pairs: list[str]) -> dict[str, str]:
+    tags = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise BadInput(f"Tag {pair!r} must be KEY=VALUE, for example stage=production.", tag=pair)
+        tags[key] = value
+    return tags
 
 
 def _fields(v: ModelVersion) -> dict[str, object]:
