@@ -8,13 +8,17 @@ import argparse
 import shutil
 import sys
 
-from benchmarks import ingest, pipelines, quickstart, streaming
+from benchmarks import automl, ingest, pipelines, quickstart, streaming, tracking
 from benchmarks._harness import WORK_DIR, Benchmark, Context, ensure_peer_environment, print_table, save, write_docs
 
 BENCHMARKS: dict[str, Benchmark] = {"quickstart": quickstart.run, "ingest": ingest.run, "streaming": streaming.run}
 BENCHMARKS["pipelines-overhead"] = pipelines.run_overhead
 BENCHMARKS["pipelines-cached"] = pipelines.run_cached
 BENCHMARKS["pipelines-dask"] = pipelines.run_dask
+BENCHMARKS["tracking-log-metric"] = tracking.run_log_metric
+BENCHMARKS["tracking-log-batch"] = tracking.run_log_batch
+BENCHMARKS["tracking-search"] = tracking.run_search
+BENCHMARKS["automl"] = automl.run
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,9 +25,7 @@ def list_runs(
 @router.get("/search", summary="Runs matching a filter expression, ordered, one page at a time")
 def search_runs(
     ws: WorkspaceDep,
-    filter: Annotated[
-        str, Query(description="e.g. metrics.auc > 0.8 and params.learner = 'lgbm'")
-    ] = "",
+    filter: Annotated[str, Query(description="e.g. metrics.auc > 0.8 and params.learner = 'lgbm'")] = "",
     experiment: Annotated[list[str] | None, Query(description="Only these experiments (repeatable).")] = None,
     order_by: Annotated[list[str] | None, Query(description="e.g. 'metrics.auc desc' (repeatable).")] = None,
     max_results: Annotated[int, Query(ge=1, le=10_000)] = 100,

@@ -112,6 +112,7 @@ def _register_commands() -> None:
         scheduler,
         server,
         sql,
+        train,
     )
 
     # These modules' commands (data profile, data diff, data stream) attach themselves to the data group.
@@ -123,10 +124,11 @@ def _register_commands() -> None:
     scheduler.register(app)
     sql.register(app)
     apply.register(app)
+    train.register(app)
     app.add_typer(data.app, name="data", help="Data: datastores, ingestion, versions, profiles, diffs, export.")
     app.add_typer(pipeline.app, name="pipeline", help="Pipelines: run, resume, runs, logs, register, schedule.")
-    app.add_typer(runs.app, name="runs", help="Tracked runs: list and show.")
-    app.add_typer(models.app, name="models", help="The model registry: list, show, alias.")
+    app.add_typer(runs.app, name="runs", help="Tracked runs: list, search, show, compare, history, experiments.")
+    app.add_typer(models.app, name="models", help="The model registry: register, show, alias, tag, export.")
     app.add_typer(endpoints.app, name="endpoints", help="Online endpoints: deploy, list, show, invoke, stop.")
 
 

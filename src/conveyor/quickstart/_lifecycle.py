@@ -168,7 +168,7 @@ def _summary(ws: Workspace, run_id: str, step: str) -> str:
         version = ws.data.get(outputs["ref"])
         return f"{version.ref}: {version.rows:,} rows, {len(version.schema)} columns"
     if step == "train":
-        return "fitted in a tracked run (parameters, metrics, evaluation artifacts, input data version)"
+        return "AutoML in a tracked run (guardrails, a child run per trial, held-out metrics, charts)"
     return ""
 
 

@@ -1,0 +1,1075 @@
+"""AutoML: learner and hyperparameter search with Optuna under a strictly enforced time budget.
+
+The shape of one call (``ws.train.automl``):
+
+1. a trial worker process is started at once (it imports the learners while the data is read);
+2. the data is checked (target, task, classes), column kinds inferred, and the guardrails report made;
+3. a test split is held out (10%, stratified) and the rest split for validation: k-fold cross-validation below
+   20,000 rows, one 10% holdout above;
+4. Optuna's TPE sampler proposes a learner and its hyperparameters; the worker fits fold after fold and
+   reports each fold's score, which Optuna's median pruner may cut short; each trial is a child run;
+5. a trial still running when the search's deadline comes is stopped by killing the worker process (and a
+   trial longer than a third of the budget likewise, after which a fresh worker takes over); the search also
+   stops after ``patience`` trials without improvement;
+6. the best trials' out-of-fold predictions are combined by greedy ensemble selection, kept if the ensemble
+   beats the best single trial; the model averages the chosen trials' fold models (no refit: the budget
+   holds);
+7. the model is evaluated on the test split (metrics, charts, permutation importance until the deadline).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import subprocess
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from conveyor.errors import BadInput, ConveyorError, NotFound, ValidationFailed, did_you_mean
+from conveyor.train._guardrails import Guardrail, check_data
+from conveyor.train._learners import LEARNERS, check_learners, default_params, suggest
+from conveyor.train._metrics import MetricSpec, resolve_metric, score
+
+if TYPE_CHECKING:
+    from conveyor.data import DataVersion
+    from conveyor.tracking import ActiveRun
+    from conveyor.workspace import Workspace
+
+__all__ = ["AutoMLResult", "Training", "TrialRecord", "automl"]
+
+HOLDOUT_ABOVE = 20_000
+TASKS = ("classification", "regression", "forecasting")
+FORECAST_LEARNERS = ("lightgbm", "hist_gb", "xgboost")  # gradient boosting over lag/rolling/calendar features
+_TOP_K = 5
+_MIN_ROWS = 20
+# Learners use one thread by default: on a small, shared machine OpenMP's spinning threads made fits up to
+# ten times slower than one thread (measured: HistGradientBoosting, LightGBM, XGBoost on 2 busy cores).
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@dataclass
+class TrialRecord:
+    """One trial of the search: its configuration, how it ended, and its validation score."""
+
+    number: int
+    learner: str
+    params: dict[str, Any]
+    state: str  # complete | pruned | failed | stopped
+    score: float | None  # in the metric's own units
+    fold_scores: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    run_id: str = ""
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class AutoMLResult:
+    """What a search found."""
+
+    run_id: str
+    task: str
+    metric: str
+    score: float
+    test_metrics: dict[str, float]
+    best_learner: str
+    best_params: dict[str, Any]
+    trials: list[TrialRecord]
+    seconds: float
+    time_budget: float
+    stopped_because: str
+    validation: str
+    model: Any
+    guardrails: list[Guardrail]
+    column_kinds: dict[str, str]
+    ensemble: dict[str, Any] | None
+    example: pd.DataFrame
+    feature_importance: list[dict[str, Any]]
+    model_ref: str | None = None
+    baseline: dict[str, Any] | None = None
+
+    @property
+    def overrun_seconds(self) -> float:
+        return max(0.0, self.seconds - self.time_budget)
+
+    def to_json(self) -> dict[str, Any]:
+        states = [t.state for t in self.trials]
+        payload: dict[str, Any] = {
+            "run_id": self.run_id,
+            "metric": self.metric,
+            "score": self.score,
+            "best_learner": self.best_learner,
+            "trials": len(self.trials),
+            "seconds": round(self.seconds, 3),
+            "task": self.task,
+            "time_budget": self.time_budget,
+            "test_metrics": self.test_metrics,
+            "trials_by_state": {s: states.count(s) for s in ("complete", "pruned", "failed", "stopped")},
+            "stopped_because": self.stopped_because,
+            "validation": self.validation,
+            "ensemble": self.ensemble,
+            "guardrails": [g.to_dict() for g in self.guardrails],
+        }
+        if self.baseline is not None:
+            payload["baseline"] = self.baseline
+        if self.model_ref:
+            payload["model"] = self.model_ref
+        return payload
+
+
+ProgressCallback = Callable[[float, str], None]
+
+
+class Training:
+    """Training services, reached as ``ws.train``."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self._ws = workspace
+
+    def automl(self, data: str | DataVersion | pd.DataFrame, target: str, **options: Any) -> AutoMLResult:
+        """Search learners and hyperparameters for ``target`` under a time budget; see :func:`automl`."""
+        return automl(self._ws, data, target, **options)
+
+
+def automl(
+    ws: Workspace,
+    data: str | DataVersion | pd.DataFrame,
+    target: str,
+    *,
+    task: str | None = None,
+    metric: str | None = None,
+    time_budget: float = 60.0,
+    experiment: str = "automl",
+    run_name: str = "",
+    tags: dict[str, Any] | None = None,
+    register: str | None = None,
+    alias: str | None = None,
+    exclude: tuple[str, ...] | list[str] = (),
+    time_column: str | None = None,
+    series_id: str | None = None,
+    horizon: int | None = None,
+    learners: list[str] | tuple[str, ...] | None = None,
+    max_trials: int | None = None,
+    patience: int = 100,
+    folds: int = 5,
+    test_size: float = 0.1,
+    ensemble: bool = True,
+    seed: int = 0,
+    n_jobs: int = 1,
+    progress: ProgressCallback | None = None,
+) -> AutoMLResult:
+    """Find the best model for ``target`` in ``data`` (a data reference like ``churn@latest``, a DataVersion,
+    or a pandas DataFrame) within ``time_budget`` seconds, tracked as a run in ``experiment`` with one child
+    run per trial; optionally register the winner as ``register`` (and point ``alias`` at it).
+
+    The budget covers everything up to the evaluated model (starting the worker, reading the data, the
+    search, ensembling and evaluation); registering comes after it.
+
+    Raises:
+        BadInput: a budget ≤ 0, an unknown metric or learner, a task that does not fit the target.
+        NotFound: ``target`` (or an excluded column) is not a column; the data reference is unknown.
+        ValidationFailed: empty or all-null data, too few labelled rows, a target with one class, a budget
+            too small for any trial to finish.
+    """
+    started = time.monotonic()
+    if not isinstance(time_budget, int | float) or not math.isfinite(time_budget) or time_budget <= 0:
+        raise BadInput(f"The time budget must be a positive number of seconds; got {time_budget!r}. Try 60.")
+    deadline = started + float(time_budget)
+    if task is not None and task not in TASKS:
+        raise BadInput(f"Unknown task {task!r}.{did_you_mean(task, TASKS)} Tasks: {', '.join(TASKS)}.", task=task)
+    if folds < 2:
+        raise BadInput(f"folds must be at least 2; got {folds}.")
+    if not 0 <= test_size < 0.5:
+        raise BadInput(f"test_size must be in [0, 0.5); got {test_size}.")
+    if max_trials is not None and max_trials < 1:
+        raise BadInput(f"max_trials must be at least 1; got {max_trials}.")
+    if task == "forecasting" and not learners:
+        learners = FORECAST_LEARNERS
+    chosen_learners = check_learners(learners)
+    threads = max(1, int(n_jobs or 1))
+    pool = _WorkerPool(threads)
+    pool.start()  # imports the learners while the data is read
+    try:
+        frame, version = _load(ws, data)
+        if task == "forecasting":
+            common = {
+                "started": started,
+                "deadline": deadline,
+                "time_budget": float(time_budget),
+                "learners": chosen_learners,
+                "experiment": experiment,
+                "run_name": run_name,
+                "tags": tags or {},
+                "register": register,
+                "alias": alias,
+                "max_trials": max_trials,
+                "patience": patience,
+                "use_ensemble": ensemble,
+                "seed": seed,
+                "n_jobs": threads,
+                "progress": progress,
+            }
+            return _forecast(ws, pool, frame, version, target, time_column, series_id, horizon, metric, folds, common)
+        x, y, task, kinds, dropped = _prepare(frame, target, task, exclude)
+        spec = resolve_metric(metric, task)
+        classes: list[Any] = []
+        if task == "classification":
+            codes, uniques = pd.factorize(y, sort=True)
+            classes = list(uniques)
+            y_codes = np.asarray(codes, dtype=int)
+        else:
+            y_codes = y.to_numpy(dtype=float)
+        guardrails = check_data(x, y, kinds, task, dropped)
+        x = x.drop(columns=[c for c, k in kinds.items() if k == "ignored"])
+        kinds = {c: k for c, k in kinds.items() if k != "ignored"}
+        if not kinds:
+            raise ValidationFailed(
+                "No usable feature columns are left: every column is constant or an identifier. "
+                "Add columns that describe each row."
+            )
+        dev, test = _test_split(len(x), y_codes, task, test_size, seed)
+        x_dev, y_dev = x.iloc[dev].reset_index(drop=True), y_codes[dev]
+        split, validation = _folds(x_dev, y_dev, task, folds, seed)
+        n_classes = len(classes)
+        return _search_and_finish(
+            ws,
+            pool,
+            started=started,
+            deadline=deadline,
+            time_budget=float(time_budget),
+            version=version,
+            target=target,
+            task=task,
+            spec=spec,
+            x=x,
+            y_codes=y_codes,
+            classes=classes,
+            n_classes=n_classes,
+            kinds=kinds,
+            guardrails=guardrails,
+            dev=dev,
+            test=test,
+            split=split,
+            validation=validation,
+            learners=chosen_learners,
+            experiment=experiment,
+            run_name=run_name,
+            tags=tags or {},
+            register=register,
+            alias=alias,
+            max_trials=max_trials,
+            patience=patience,
+            use_ensemble=ensemble,
+            seed=seed,
+            n_jobs=threads,
+            progress=progress,
+        )
+    finally:
+        pool.close()
+
+
+# -- input ---------------------------------------------------------------------------------------------
+
+
+def _load(ws: Workspace, data: Any) -> tuple[pd.DataFrame, DataVersion | None]:
+    if isinstance(data, pd.DataFrame):
+        return data, None
+    from conveyor.data import DataVersion
+
+    version = data if isinstance(data, DataVersion) else ws.data.get(str(data))
+    return ws.data.to_pandas(version), version
+
+
+def _prepare(
+    frame: pd.DataFrame, target: str, task: str | None, exclude: tuple[str, ...] | list[str]
+) -> tuple[pd.DataFrame, pd.Series, str, dict[str, Any], int]:
+    from conveyor.train._featurize import infer_column_kinds
+
+    columns = [str(c) for c in frame.columns]
+    if len(frame) == 0 or not columns:
+        raise ValidationFailed("The data set is empty: it has no rows. Ingest data with rows first.")
+    if frame.isna().all().all():
+        raise ValidationFailed(f"Every value in the data set ({len(frame):,} rows) is missing; nothing to learn.")
+    if target not in frame.columns:
+        raise NotFound(
+            f"No column {target!r} to predict.{did_you_mean(target, columns)} Columns are: {', '.join(columns)}.",
+            target=target,
+        )
+    for name in exclude:
+        if name not in frame.columns:
+            raise NotFound(f"Cannot exclude {name!r}: no such column.{did_you_mean(name, columns)}", column=name)
+    labelled = frame[frame[target].notna()]
+    dropped = len(frame) - len(labelled)
+    if len(labelled) < _MIN_ROWS:
+        raise ValidationFailed(
+            f"Only {len(labelled)} rows have a value for {target!r}; AutoML needs at least {_MIN_ROWS}.",
+            target=target,
+        )
+    y = labelled[target]
+    if y.nunique() < 2:
+        raise ValidationFailed(
+            f"Target {target!r} has a single value ({y.iloc[0]!r}) in all {len(y):,} labelled rows; nothing to "
+            "learn. Check the column, or the filter that made the data.",
+            target=target,
+        )
+    task = _check_task(y, target, task)
+    if task == "classification":
+        counts = y.value_counts()
+        if counts.min() < 2:
+            raise ValidationFailed(
+                f"Class {counts.idxmin()!r} of {target!r} has a single row; every class needs at least 2 rows "
+                "to be validated. Remove those rows or merge the class.",
+                target=target,
+            )
+        y = y.astype(object) if pd.api.types.is_bool_dtype(y.dtype) else y
+    x = labelled.drop(columns=[target, *exclude]).reset_index(drop=True)
+    if x.shape[1] == 0:
+        raise ValidationFailed(f"No feature columns are left besides {target!r}; AutoML needs at least one.")
+    kinds = infer_column_kinds(x)
+    return x, y.reset_index(drop=True), task, dict(kinds), dropped
+
+
+def _check_task(y: pd.Series, target: str, task: str | None) -> str:
+    """The task (inferred when not given), refusing one that does not fit the target."""
+    numeric = pd.api.types.is_numeric_dtype(y.dtype) and not pd.api.types.is_bool_dtype(y.dtype)
+    inferred = _infer_task(y)
+    task = task or inferred
+    if task == "regression" and not numeric:
+        raise BadInput(
+            f"Task 'regression' needs a numeric target, but {target!r} holds {y.dtype} values such as "
+            f"{y.iloc[0]!r}. Use --task classification.",
+            target=target,
+        )
+    if task == "classification" and numeric and inferred == "regression":
+        fractional = bool((y.astype(float) % 1 != 0).any())
+        if fractional or y.nunique() > 100:
+            raise BadInput(
+                f"Task 'classification' does not fit {target!r}: it is a continuous number with "
+                f"{y.nunique():,} distinct values. Use --task regression (or bin the target into classes).",
+                target=target,
+            )
+    return task
+
+
+def _infer_task(y: pd.Series) -> str:
+    if pd.api.types.is_bool_dtype(y.dtype) or not pd.api.types.is_numeric_dtype(y.dtype):
+        return "classification"
+    if pd.api.types.is_integer_dtype(y.dtype) and y.nunique() <= 20:
+        return "classification"
+    if y.nunique() <= 10 and bool((y.astype(float) % 1 == 0).all()):
+        return "classification"
+    return "regression"
+
+
+def _test_split(
+    n: int, y: np.ndarray[Any, Any], task: str, test_size: float, seed: int
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    from sklearn.model_selection import train_test_split
+
+    everything = np.arange(n)
+    if test_size == 0 or n < 100:
+        return everything, everything[:0]
+    stratify = y if task == "classification" and np.bincount(y).min() >= 4 else None
+    dev, test = train_test_split(everything, test_size=test_size, random_state=seed, stratify=stratify)
+    return np.sort(dev), np.sort(test)
+
+
+def _folds(
+    x: pd.DataFrame, y: np.ndarray[Any, Any], task: str, folds: int, seed: int
+) -> tuple[list[tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]], str]:
+    from sklearn import model_selection as ms
+
+    classification = task == "classification"
+    if len(x) >= HOLDOUT_ABOVE:
+        cls = ms.StratifiedShuffleSplit if classification else ms.ShuffleSplit
+        split = list(cls(n_splits=1, test_size=0.1, random_state=seed).split(x, y))
+        return split, f"holdout: 10% of {len(x):,} rows{' (stratified)' if classification else ''}"
+    if classification:
+        k = max(2, min(folds, int(np.bincount(y).min())))
+        split = list(ms.StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(x, y))
+        return split, f"{k}-fold cross-validation (stratified) on {len(x):,} rows"
+    split = list(ms.KFold(n_splits=folds, shuffle=True, random_state=seed).split(x, y))
+    return split, f"{folds}-fold cross-validation on {len(x):,} rows"
+
+
+# -- the trial worker -----------------------------------------------------------------------------------
+
+
+class _WorkerPool:
+    """One trial worker process at a time (``python -m conveyor.train._worker``, talking over a socket pair), replaced
+    when it is killed. A plain subprocess rather than multiprocessing's spawn: the caller's main module is not
+    re-imported, so scripts need no ``if __name__ == "__main__"`` guard."""
+
+    def __init__(self, threads: int = 1) -> None:
+        self.threads = threads
+        self.process: Any = None
+        self.conn: Any = None
+        self.payload: dict[str, Any] | None = None
+        self.ready = False
+        self.spare: tuple[Any, Any] | None = None
+
+    def start(self) -> None:
+        import socket
+        import subprocess
+        import sys
+        from multiprocessing.connection import Connection
+
+        ours, theirs = socket.socketpair()
+        fd = theirs.fileno()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "conveyor.train._worker", str(fd)],
+            pass_fds=[fd],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, **{var: str(self.threads) for var in _THREAD_VARIABLES}},
+        )
+        theirs.close()
+        self.process, self.conn, self.ready = process, Connection(ours.detach()), False
+
+    def send_data(self, payload: dict[str, Any]) -> None:
+        """Hand the worker its data from a thread: the pipe blocks until the worker reads, and the worker reads
+        only after its imports. Trials are sent after its "ready" answer, so sends never interleave."""
+        import threading
+
+        self.payload = payload
+        conn = self.conn
+
+        def send() -> None:
+            with contextlib.suppress(OSError, ValueError):  # the worker was killed meanwhile
+                conn.send(("data", payload))
+
+        threading.Thread(target=send, daemon=True, name="conveyor-automl-data").start()
+
+    def wait_ready(self, deadline: float) -> bool:
+        while not self.ready:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self.conn.poll(remaining):
+                return False
+            if self.conn.recv()[0] == "ready":
+                self.ready = True
+        return True
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(2)
+        if self.conn is not None:
+            self.conn.close()
+        self.process, self.conn, self.ready = None, None, False
+
+    def warm_spare(self) -> None:
+        """Start a standby worker now, so that replacing a killed one costs no import time."""
+        if self.spare is None:
+            current = self.process, self.conn
+            self.start()
+            self.spare = (self.process, self.conn)
+            self.process, self.conn = current
+            self.ready = True
+
+    def restart(self) -> None:
+        self.kill()
+        if self.spare is not None:
+            self.process, self.conn = self.spare
+            self.spare = None
+            self.ready = False
+        else:
+            self.start()
+        if self.payload is not None:
+            self.send_data(self.payload)
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None and self.conn is not None:
+            try:
+                self.conn.send(("quit",))
+                self.process.wait(0.2)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        self.kill()
+        if self.spare is not None:
+            self.process, self.conn = self.spare
+            self.spare = None
+            self.kill()
+
+
+# -- search ---------------------------------------------------------------------------------------------
+
+
+def _search_and_finish(  # noqa: PLR0912, PLR0915
+    ws: Workspace,
+    pool: _WorkerPool,
+    *,
+    started: float,
+    deadline: float,
+    time_budget: float,
+    version: DataVersion | None,
+    target: str,
+    task: str,
+    spec: MetricSpec,
+    x: pd.DataFrame,
+    y_codes: np.ndarray[Any, Any],
+    classes: list[Any],
+    n_classes: int,
+    kinds: dict[str, Any],
+    guardrails: list[Guardrail],
+    dev: np.ndarray[Any, Any],
+    test: np.ndarray[Any, Any],
+    split: list[tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]],
+    validation: str,
+    learners: tuple[str, ...],
+    experiment: str,
+    run_name: str,
+    tags: dict[str, Any],
+    register: str | None,
+    alias: str | None,
+    max_trials: int | None,
+    patience: int,
+    use_ensemble: bool,
+    seed: int,
+    n_jobs: int,
+    progress: ProgressCallback | None,
+    forecast: Any = None,
+) -> AutoMLResult:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    x_dev, y_dev = x.iloc[dev].reset_index(drop=True), y_codes[dev]
+    y_val = np.concatenate([y_dev[v] for _, v in split])
+    # What the end needs (ensemble, evaluation, charts, importance, logging) is reserved from the search.
+    reserve = min(0.15 * time_budget, max(1.0, 0.06 * time_budget + 0.5 + 4e-6 * len(x)))
+    search_deadline = deadline - reserve
+    trial_cap = max(1.0, time_budget / 3)
+
+    def tick(message: str) -> None:
+        if progress is not None:
+            progress(time.monotonic() - started, message)
+
+    shown_task = "forecasting" if forecast is not None else task
+    tags = {**tags, "kind": "automl", "target": target, "task": shown_task}
+    with ws.runs.start(experiment, name=run_name or f"automl-{target}", tags=tags) as parent:
+        if version is not None:
+            parent.log_input(version)
+        parent.log_params(
+            {
+                "target": target,
+                "task": shown_task,
+                "metric": spec.name,
+                "time_budget": time_budget,
+                "validation": validation,
+                "learners": ",".join(learners),
+                "rows": len(x),
+                "test_rows": len(test),
+                "features": x.shape[1],
+                "seed": seed,
+                "patience": patience,
+            }
+        )
+        parent.log_bytes("guardrails.json", _json([g.to_dict() for g in guardrails]))
+        parent.log_bytes("column_kinds.json", _json(kinds))
+        pool.send_data(
+            {
+                "x": x_dev,
+                "y": y_dev,
+                "folds": split,
+                "kinds": kinds,
+                "task": task,
+                "n_classes": n_classes,
+                "seed": seed,
+                "n_jobs": n_jobs,
+                "metric": spec,
+            }
+        )
+        study = optuna.create_study(
+            direction="maximize",
+            sampler=optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=8),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0),
+        )
+        for learner in learners:
+            study.enqueue_trial(default_params(learner, task))
+        records: list[TrialRecord] = []
+        kept: dict[int, dict[str, Any]] = {}  # top trials: oof predictions and fold models
+        best = -math.inf
+        since_best = 0
+        stopped_because = "time budget"
+        tick("starting the trial worker")
+        while True:
+            if time.monotonic() >= search_deadline:
+                break
+            if max_trials is not None and len(records) >= max_trials:
+                stopped_because = f"max trials ({max_trials})"
+                break
+            if since_best >= patience:
+                stopped_because = f"no improvement in {patience} trials"
+                break
+            if not pool.wait_ready(search_deadline):
+                break
+            if records and time_budget >= 20:
+                pool.warm_spare()
+            trial = study.ask()
+            config = suggest(trial, learners, task)
+            record = TrialRecord(trial.number, config["learner"], config["params"], "stopped", None)
+            with parent.child(f"trial-{trial.number}", tags={"learner": config["learner"]}) as child:
+                record.run_id = child.id
+                child.log_params({"learner": config["learner"], **config["params"]})
+                keep_above = _kth_best(kept, _TOP_K)
+                t0 = time.monotonic()
+                pool.conn.send(("trial", trial.number, config, keep_above))
+                cap = min(search_deadline, t0 + trial_cap)
+                outcome = _follow_trial(pool, trial, record, child, spec, cap, tick)
+                record.seconds = time.monotonic() - t0
+                child.log_metric("seconds", record.seconds)
+                child.set_tag("state", record.state)
+                if outcome is not None:
+                    record.state, record.score = "complete", _unorient(spec, outcome["score"])
+                    record.fold_scores = [_unorient(spec, s) for s in outcome["fold_scores"]]
+                    child.log_metric(spec.name, record.score)
+                    study.tell(trial, outcome["score"])
+                    if outcome["score"] > best + 1e-9:
+                        best, since_best = outcome["score"], 0
+                    else:
+                        since_best += 1
+                    if outcome["models"] is not None:
+                        kept[trial.number] = outcome
+                        for number in sorted(kept, key=lambda n: -kept[n]["score"])[_TOP_K:]:
+                            del kept[number]
+                elif record.state == "pruned":
+                    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                    since_best += 1
+                else:
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    since_best += 1
+                if record.state == "failed":
+                    child.end("failed", error=record.error)
+                elif record.state == "stopped":
+                    child.end("killed", error="stopped: it ran past the time budget")
+            records.append(record)
+            tick(_status(records, spec))
+            if record.state == "stopped" and time.monotonic() < search_deadline:
+                pool.restart()
+        pool.kill()  # a trial still running past the search deadline is stopped here
+        if not kept and forecast is None:  # (forecasting falls back to its seasonal-naive baseline)
+            raise ValidationFailed(
+                f"No trial finished within the time budget of {time_budget:g} s "
+                f"({len(records)} started). Give a larger --time-budget (the data has {len(x):,} rows).",
+                time_budget=time_budget,
+            )
+        tick("ensembling and evaluating the best model")
+        model: Any = None
+        best_params: dict[str, Any] = {}
+        best_learner, ensemble_info, val_score = "", None, -math.inf
+        if kept:
+            model, best_learner, best_params, ensemble_info, val_score = _final_model(
+                kept, records, spec, task, y_val, classes, list(x.columns), use_ensemble, learners
+            )
+        oof_override = None
+        baseline_info = None
+        if forecast is not None:
+            model, best_learner, best_params, val_score, oof_override, baseline_info = _against_baseline(
+                forecast, model, best_learner, best_params, val_score, kept, ensemble_info, spec, split, y_val
+            )
+            level = np.concatenate([forecast.level[v] for _, v in split])
+            y_val, oof_override = y_val + level, oof_override + level  # evaluated on the values themselves
+            parent.log_metric(f"baseline_{spec.name}", baseline_info["score"])
+            parent.log_bytes("baseline.json", _json(baseline_info))
+        parent.log_metrics({f"validation_{spec.name}": val_score, "trials": float(len(records))})
+        parent.set_tags({"best_learner": best_learner, "stopped_because": stopped_because})
+        test_metrics, importance = _evaluate_and_log(
+            parent,
+            model,
+            task,
+            spec,
+            x,
+            y_codes,
+            test,
+            classes,
+            kept,
+            ensemble_info,
+            y_val,
+            deadline,
+            started,
+            seed,
+            oof_override,
+            summary={
+                "task": shown_task,
+                "metric": spec.name,
+                f"validation {spec.name}": val_score,
+                "best learner": best_learner,
+                "validation": validation,
+                "trials": len(records),
+            },
+        )
+        leaderboard = [
+            {
+                "trial": r.number,
+                "learner": r.learner,
+                "state": r.state,
+                "score": r.score,
+                "seconds": r.seconds,
+                "params": r.params,
+                "run_id": r.run_id,
+            }
+            for r in sorted(records, key=lambda r: (r.score is None, -(_orient(spec, r.score or 0.0))))
+        ]
+        parent.log_bytes("leaderboard.json", _json(leaderboard))
+        seconds = time.monotonic() - started
+        parent.log_metric("seconds", seconds)
+    tick("done")
+    example = forecast.history if forecast is not None else x.iloc[dev[:200]] if len(dev) else x.head(200)
+    result = AutoMLResult(
+        run_id=parent.id,
+        task=shown_task,
+        metric=spec.name,
+        score=val_score,
+        test_metrics=test_metrics,
+        best_learner=best_learner,
+        best_params=best_params,
+        trials=records,
+        seconds=seconds,
+        time_budget=time_budget,
+        stopped_because=stopped_because,
+        validation=validation,
+        model=model,
+        guardrails=guardrails,
+        column_kinds=kinds,
+        ensemble=ensemble_info,
+        example=example,
+        feature_importance=importance,
+        baseline=baseline_info,
+    )
+    if register:
+        return _register(ws, result, register, alias)
+    return result
+
+
+# -- forecasting ------------------------------------------------------------------------------------------
+
+
+def _forecast(
+    ws: Workspace,
+    pool: _WorkerPool,
+    frame: pd.DataFrame,
+    version: DataVersion | None,
+    target: str,
+    time_column: str | None,
+    series_id: str | None,
+    horizon: int | None,
+    metric: str | None,
+    folds: int,
+    common: dict[str, Any],
+) -> AutoMLResult:
+    from conveyor.train._forecast import prepare_forecast
+
+    columns = [str(c) for c in frame.columns]
+    if len(frame) == 0:
+        raise ValidationFailed("The data set is empty: it has no rows. Ingest data with rows first.")
+    if target not in frame.columns:
+        raise NotFound(
+            f"No column {target!r} to predict.{did_you_mean(target, columns)} Columns are: {', '.join(columns)}.",
+            target=target,
+        )
+    spec = resolve_metric(metric or "rmse", "forecasting")
+    data = prepare_forecast(frame, target, time_column, series_id, horizon, max(2, min(folds, 5)))
+    kinds: dict[str, Any] = {c: "numeric" for c in data.x.columns if c != "series"}
+    if "series" in data.x.columns:
+        kinds["series"] = "categorical" if data.x["series"].nunique() <= 32 else "high_cardinality"
+    n = len(data.x)
+    summary = (
+        f"{n:,} training rows (series × origin × step) from {len(frame):,} rows; {data.forecaster.lags} lags, "
+        f"season {data.forecaster.season}, frequency {data.forecaster.freq}."
+    )
+    return _search_and_finish(
+        ws,
+        pool,
+        version=version,
+        target=target,
+        task="regression",
+        spec=spec,
+        x=data.x,
+        y_codes=data.y,
+        classes=[],
+        n_classes=0,
+        kinds=kinds,
+        guardrails=[Guardrail("series", "passed", summary)],
+        dev=np.arange(n),
+        test=np.arange(0),
+        split=data.folds,
+        validation=data.validation,
+        forecast=data,
+        **common,
+    )
+
+
+def _against_baseline(
+    forecast: Any,
+    model: Any,
+    best_learner: str,
+    best_params: dict[str, Any],
+    val_score: float,
+    kept: dict[int, dict[str, Any]],
+    ensemble_info: dict[str, Any] | None,
+    spec: MetricSpec,
+    split: list[tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]],
+    y_val: np.ndarray[Any, Any],
+) -> tuple[Any, str, dict[str, Any], float, np.ndarray[Any, Any], dict[str, Any]]:
+    """The model is reported as better only if it beats the seasonal-naive forecast on the same origins."""
+    from sklearn.base import clone
+
+    baseline_oof = np.concatenate([forecast.baseline[v] for _, v in split])
+    baseline_score = score(spec, y_val, baseline_oof)
+    beaten = bool(kept) and _orient(spec, val_score) > baseline_score
+    info = {
+        "name": "seasonal_naive",
+        "season": forecast.forecaster.season,
+        "score": _unorient(spec, baseline_score),
+        "model_score": val_score if kept else None,  # None: no trial finished within the budget
+        "beaten": bool(beaten),
+    }
+    forecaster = clone(forecast.forecaster)
+    if beaten:
+        forecaster.model = model
+        return forecaster, best_learner, best_params, val_score, _oof(kept, ensemble_info), info
+    return forecaster, "seasonal_naive", {"season": forecast.forecaster.season}, info["score"], baseline_oof, info
+
+
+def _oof(kept: dict[int, dict[str, Any]], ensemble_info: dict[str, Any] | None) -> np.ndarray[Any, Any]:
+    """The chosen model's out-of-fold predictions (the best trial's, or the ensemble's weighted average)."""
+    if ensemble_info is None:
+        return np.asarray(kept[max(kept, key=lambda n: kept[n]["score"])]["oof"], dtype=float)
+    total = sum(m["weight"] for m in ensemble_info["members"])
+    blended = sum(np.asarray(kept[m["trial"]]["oof"], dtype=float) * m["weight"] for m in ensemble_info["members"])
+    return np.asarray(blended / total)
+
+
+def _follow_trial(
+    pool: _WorkerPool,
+    trial: Any,
+    record: TrialRecord,
+    child: ActiveRun,
+    spec: MetricSpec,
+    cap: float,
+    tick: Callable[[str], None],
+) -> dict[str, Any] | None:
+    """Relay a trial's fold scores to Optuna (pruning) until it ends; kill the worker at ``cap``."""
+    while True:
+        remaining = cap - time.monotonic()
+        if remaining <= 0:
+            pool.kill()
+            record.state = "stopped"
+            return None
+        try:
+            if not pool.conn.poll(min(remaining, 0.25)):
+                tick(f"trial {trial.number}: {record.learner}")
+                continue
+            message = pool.conn.recv()
+        except (EOFError, OSError):
+            pool.kill()
+            record.state, record.error = "failed", "the trial worker died (out of memory?)"
+            pool.start()
+            if pool.payload is not None:
+                pool.send_data(pool.payload)
+            return None
+        kind = message[0]
+        if kind == "fold":
+            _, _, k, value, _ = message
+            trial.report(value, k)
+            child.log_metric(f"fold_{spec.name}", _unorient(spec, value), step=k)
+            record.fold_scores.append(_unorient(spec, value))
+            pool.conn.send("stop" if trial.should_prune() else "go")
+        elif kind == "pruned":
+            record.state = "pruned"
+            return None
+        elif kind == "error":
+            record.state, record.error = "failed", str(message[2])
+            return None
+        elif kind == "done":
+            record.fold_scores = []
+            return dict(message[2])
+
+
+def _kth_best(kept: dict[int, dict[str, Any]], k: int) -> float:
+    if len(kept) < k:
+        return -math.inf
+    return float(sorted((v["score"] for v in kept.values()), reverse=True)[k - 1])
+
+
+def _orient(spec: MetricSpec, value: float) -> float:
+    return value if spec.greater_is_better else -value
+
+
+_unorient = _orient  # negation is its own inverse
+
+
+def _status(records: list[TrialRecord], spec: MetricSpec) -> str:
+    done = [r for r in records if r.score is not None]
+    if not done:
+        return f"{len(records)} trials"
+    best = max(done, key=lambda r: _orient(spec, r.score or 0.0))
+    return f"{len(records)} trials · best {spec.name} {best.score:.4f} ({best.learner})"
+
+
+# -- the final model -------------------------------------------------------------------------------------
+
+
+def _final_model(
+    kept: dict[int, dict[str, Any]],
+    records: list[TrialRecord],
+    spec: MetricSpec,
+    task: str,
+    y_val: np.ndarray[Any, Any],
+    classes: list[Any],
+    columns: list[str],
+    use_ensemble: bool,
+    learners: tuple[str, ...],
+) -> tuple[Any, str, dict[str, Any], dict[str, Any] | None, float]:
+    from conveyor.train._ensemble import AutoMLModel, select_ensemble
+
+    by_number = {r.number: r for r in records}
+    ranked = sorted(kept, key=lambda n: -kept[n]["score"])
+    top = ranked[0]
+    weights = {top: 1}
+    val_score = kept[top]["score"]
+    info: dict[str, Any] | None = None
+    if use_ensemble and len(ranked) > 1:
+        candidates = [(n, kept[n]["oof"].astype(float)) for n in ranked]
+        chosen, ens_score = select_ensemble(candidates, y_val, lambda y, p: score(spec, y, p))
+        if len(chosen) > 1 and ens_score > val_score + 1e-9:
+            weights, info = (
+                chosen,
+                {
+                    "members": [
+                        {"trial": n, "learner": by_number[n].learner, "weight": w / sum(chosen.values())}
+                        for n, w in sorted(chosen.items(), key=lambda kv: -kv[1])
+                    ],
+                    "score": _unorient(spec, ens_score),
+                    "best_single_score": _unorient(spec, val_score),
+                },
+            )
+            val_score = ens_score
+    members = [(list(kept[n]["models"]), float(w)) for n, w in weights.items()]
+    names = [by_number[n].learner for n in weights]
+    model = AutoMLModel(task=task, members=members, classes=classes or None, learners=names, feature_names=columns)
+    if info is None:
+        best_learner, best_params = by_number[top].learner, dict(by_number[top].params)
+    else:
+        counts: dict[str, float] = {}
+        for member in info["members"]:
+            counts[member["learner"]] = counts.get(member["learner"], 0) + member["weight"]
+        best_learner = (
+            "ensemble(" + ", ".join(f"{k} {v:.2f}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])) + ")"
+        )
+        best_params = {"members": info["members"]}
+    _ = learners
+    return model, best_learner, best_params, info, _unorient(spec, val_score)
+
+
+def _evaluate_and_log(
+    parent: ActiveRun,
+    model: Any,
+    task: str,
+    spec: MetricSpec,
+    x: pd.DataFrame,
+    y_codes: np.ndarray[Any, Any],
+    test: np.ndarray[Any, Any],
+    classes: list[Any],
+    kept: dict[int, dict[str, Any]],
+    ensemble_info: dict[str, Any] | None,
+    y_val: np.ndarray[Any, Any],
+    deadline: float,
+    started: float,
+    seed: int,
+    oof_override: np.ndarray[Any, Any] | None,
+    summary: dict[str, Any],
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    from conveyor.train._evaluate import (
+        charts,
+        evaluation_html,
+        importance_figure,
+        metrics_for,
+        permutation_importance,
+    )
+
+    if len(test):
+        x_test, y_test = x.iloc[test].reset_index(drop=True), y_codes[test]
+        pred = model.predict_proba(x_test) if task == "classification" else model.predict(x_test)
+        source = f"test split ({len(test):,} rows never seen by the search)"
+    else:  # small data: the out-of-fold predictions of the chosen model are the held-out evidence
+        x_test, y_test = None, y_val
+        if oof_override is not None:
+            pred = oof_override
+        elif ensemble_info is None:
+            pred = kept[max(kept, key=lambda n: kept[n]["score"])]["oof"].astype(float)
+        else:
+            total = sum(m["weight"] for m in ensemble_info["members"])
+            pred = sum(kept[m["trial"]]["oof"].astype(float) * m["weight"] for m in ensemble_info["members"]) / total
+        source = f"out-of-fold predictions ({len(y_val):,} rows never seen by the model that predicted them)"
+    metrics = metrics_for(task, y_test, np.asarray(pred, dtype=float))
+    parent.log_metrics({f"test_{k}": v for k, v in metrics.items()})
+    figures = charts(task, y_test, np.asarray(pred, dtype=float), classes)
+    importance: list[dict[str, Any]] = []
+    complete = False
+    if x_test is not None:
+
+        def scorer(m: Any, frame: pd.DataFrame, target: np.ndarray[Any, Any]) -> float:
+            out = m.predict_proba(frame) if task == "classification" else m.predict(frame)
+            return score(spec, target, np.asarray(out, dtype=float))
+
+        importance, complete = permutation_importance(
+            model, x_test, y_test, scorer, deadline=deadline - max(0.5, 0.03 * (deadline - started)), seed=seed
+        )
+        if importance:
+            figures["feature_importance"] = importance_figure(importance)
+    for name, fig in figures.items():
+        parent.log_bytes(f"charts/{name}.json", fig.to_json().encode(), "application/json")
+    evaluation = {
+        "evaluated_on": source,
+        "metrics": metrics,
+        "feature_importance": importance,
+        "feature_importance_complete": complete,
+        "ensemble": ensemble_info,
+        "classes": [str(c) for c in classes],
+    }
+    parent.log_bytes("evaluation.json", _json(evaluation))
+    page = evaluation_html(
+        f"AutoML run {parent.id}",
+        {**summary, "evaluated on": source, **{f"test {k}": v for k, v in metrics.items()}},
+        figures,
+    )
+    parent.log_bytes("evaluation.html", page.encode(), "text/html")
+    return metrics, importance
+
+
+def _register(ws: Workspace, result: AutoMLResult, name: str, alias: str | None) -> AutoMLResult:
+    from dataclasses import replace
+
+    from conveyor.registry import infer_signature
+
+    example = result.example
+    predictions = result.model.predict(example if result.task == "forecasting" else example.head(50))
+    if isinstance(predictions, pd.DataFrame):
+        predictions = predictions["forecast"].to_numpy()
+    signature = infer_signature(example, predictions)
+    metrics = {result.metric: result.score, **{f"test_{k}": v for k, v in result.test_metrics.items()}}
+    try:
+        version = ws.models.register(name, result.model, run_id=result.run_id, signature=signature, metrics=metrics)
+        if alias:
+            version = ws.models.set_alias(name, alias, version.version)
+    except ConveyorError:
+        raise
+    return replace(result, model_ref=f"{name}:{version.version}")
+
+
+def _json(value: Any) -> bytes:
+    return orjson.dumps(
+        value, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS, default=str
+    )
+
+
+_ = LEARNERS

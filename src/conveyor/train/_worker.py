@@ -1,0 +1,131 @@
+"""The trial worker: a separate process that fits and scores trial configurations fold by fold, so a trial
+that overruns the time budget can be stopped by killing the process.
+
+Protocol (``multiprocessing`` pipe, parent → worker): ``("data", payload)`` once, then
+``("trial", number, config, keep_above)`` per trial, answered by one ``("fold", number, k, score, seconds)``
+per fold (the parent replies ``"go"`` or ``"stop"``: pruning) and a final ``("done", number, result)``,
+``("pruned", number)`` or ``("error", number, message)``. ``("quit",)`` ends the worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+import traceback
+import warnings
+from typing import Any
+
+import numpy as np
+
+__all__ = ["main"]
+
+
+def main(conn: Any) -> None:
+    """Serve trials on ``conn`` until told to quit or the pipe closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the parent's to handle; it stops us
+    warnings.simplefilter("ignore")
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    _preload()
+    data: dict[str, Any] | None = None
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        kind = message[0]
+        if kind == "quit":
+            return
+        if kind == "data":
+            data = message[1]
+            conn.send(("ready",))
+            continue
+        if kind == "trial" and data is not None:
+            _, number, config, keep_above = message
+            try:
+                _run_trial(conn, data, number, config, keep_above)
+            except (EOFError, OSError):
+                return
+            except Exception as exc:  # noqa: BLE001 - a learner failing is a failed trial, reported to the parent
+                detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+                conn.send(("error", number, detail[-2000:]))
+
+
+def _preload() -> None:
+    """Import scikit-learn now, while the parent reads and checks the data, and LightGBM and XGBoost on a
+    background thread while the first (scikit-learn) trials run, so trials do not wait for imports."""
+    import importlib
+    import threading
+
+    def load(modules: tuple[str, ...]) -> None:
+        for module in modules:
+            with contextlib.suppress(ImportError):  # reported by the trial that needs it
+                importlib.import_module(module)
+
+    load(
+        (
+            "conveyor.train._learners",
+            "conveyor.train._featurize",
+            "conveyor.train._metrics",
+            "sklearn.ensemble",
+            "sklearn.linear_model",
+            "sklearn.impute",
+            "sklearn.feature_extraction.text",
+        )
+    )
+    threading.Thread(target=load, args=(("lightgbm", "xgboost"),), daemon=True).start()
+
+
+def _run_trial(conn: Any, data: dict[str, Any], number: int, config: dict[str, Any], keep_above: float) -> None:
+    from conveyor.train._learners import build_model
+    from conveyor.train._metrics import score
+
+    x, y, folds, spec = data["x"], data["y"], data["folds"], data["metric"]
+    task, n_classes = data["task"], data["n_classes"]
+    predictions = []
+    models = []
+    scores = []
+    fit_seconds = 0.0
+    started = time.perf_counter()
+    for k, (train_idx, val_idx) in enumerate(folds):
+        model = build_model(config, data["kinds"], task, n_classes, data["seed"], data["n_jobs"])
+        t0 = time.perf_counter()
+        model.fit(x.iloc[train_idx], y[train_idx])
+        fit_seconds += time.perf_counter() - t0
+        x_val = x.iloc[val_idx]
+        if task == "classification":
+            proba = np.asarray(model.predict_proba(x_val), dtype=float)
+            pred = np.zeros((len(val_idx), n_classes))
+            pred[:, np.asarray(model.classes_, dtype=int)] = proba
+        else:
+            pred = np.asarray(model.predict(x_val), dtype=float)
+        if not np.all(np.isfinite(pred)):
+            raise ValueError("the learner predicted non-finite values")
+        value = score(spec, y[val_idx], pred)
+        predictions.append(pred)
+        models.append(model)
+        scores.append(value)
+        conn.send(("fold", number, k, value, time.perf_counter() - started))
+        if conn.recv() == "stop":
+            conn.send(("pruned", number))
+            return
+    oof = np.concatenate(predictions, axis=0)
+    y_val = np.concatenate([y[v] for _, v in folds])
+    mean = score(spec, y_val, oof) if len(folds) > 1 else scores[0]
+    result = {
+        "score": float(mean),
+        "fold_scores": scores,
+        "oof": oof.astype(np.float32),
+        "fit_seconds": fit_seconds,
+        "seconds": time.perf_counter() - started,
+        "models": models if mean > keep_above else None,
+    }
+    conn.send(("done", number, result))
+
+
+if __name__ == "__main__":
+    import sys
+    from multiprocessing.connection import Connection
+
+    main(Connection(int(sys.argv[1])))

@@ -1,0 +1,381 @@
+"""AutoML for real: small data, short budgets, real learners in a real worker process."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+from sklearn.datasets import load_diabetes
+
+from conveyor.errors import BadInput, NotFound, ValidationFailed
+from conveyor.train import AutoMLModel, build_featurizer, infer_column_kinds
+from conveyor.train._ensemble import select_ensemble
+from conveyor.train._guardrails import check_data
+
+
+def mixed_frame(rows: int = 1500, seed: int = 0) -> pd.DataFrame:
+    """Numbers with missing values, categories (one of high cardinality), dates, free text, an identifier."""
+    rng = np.random.default_rng(seed)
+    plan = rng.choice(["basic", "plus", "pro"], rows, p=[0.5, 0.3, 0.2])
+    city = rng.choice([f"city_{i:03d}" for i in range(120)], rows)
+    city_effect = {f"city_{i:03d}": rng.normal(0, 0.8) for i in range(120)}
+    tenure = rng.gamma(2.0, 12.0, rows)
+    charges = rng.normal(60, 20, rows)
+    words = np.array(["late", "refund", "great", "slow", "support", "cancel", "happy", "price", "app", "crash"])
+    notes = [" ".join(rng.choice(words, rng.integers(3, 7))) for _ in range(rows)]
+    signup = pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 700, rows), unit="D")
+    logit = (
+        -0.04 * tenure
+        + 0.02 * (charges - 60)
+        + np.where(plan == "basic", 0.8, -0.4)
+        + np.array([city_effect[c] for c in city])
+        + np.array([1.2 if "cancel" in n else 0.0 for n in notes])
+    )
+    churned = rng.random(rows) < 1 / (1 + np.exp(-logit))
+    frame = pd.DataFrame(
+        {
+            "customer_id": [f"C{i:06d}" for i in range(rows)],
+            "plan": plan,
+            "city": city,
+            "tenure": tenure,
+            "charges": charges,
+            "notes": notes,
+            "signup": signup.strftime("%Y-%m-%d"),
+            "region": "eu",  # constant
+            "churned": np.where(churned, "yes", "no"),
+        }
+    )
+    frame.loc[rng.random(rows) < 0.1, "charges"] = np.nan
+    frame.loc[rng.random(rows) < 0.05, "plan"] = None
+    return frame
+
+
+# -- pieces (no search) ---------------------------------------------------------------------------------
+
+
+def test_column_kinds_cover_text_high_cardinality_identifiers_and_constants() -> None:
+    kinds = infer_column_kinds(mixed_frame(), exclude=("churned",))
+    assert kinds == {
+        "customer_id": "ignored",
+        "plan": "categorical",
+        "city": "high_cardinality",
+        "tenure": "numeric",
+        "charges": "numeric",
+        "notes": "text",
+        "signup": "datetime",
+        "region": "ignored",
+    }
+
+
+def test_featurizer_takes_raw_rows_with_unseen_levels_and_missing_values() -> None:
+    frame = mixed_frame(400)
+    x, y = frame.drop(columns=["churned"]), (frame["churned"] == "yes").astype(int)
+    kinds = infer_column_kinds(x)
+    for scale in (False, True):
+        features = build_featurizer(kinds, scale=scale, target_type="binary").fit(x, y)
+        odd = x.head(3).copy()
+        odd.loc[:, "plan"] = ["never-seen", None, "pro"]
+        odd.loc[:, "city"] = ["atlantis", None, "city_001"]
+        odd.loc[:, "charges"] = [np.nan, 1e6, 3.0]
+        out = features.transform(odd)
+        assert out.shape[0] == 3
+        if scale:  # linear models get no missing values
+            assert np.isfinite(out).all()
+
+
+def test_guardrails_report_imbalance_missing_cardinality_constants_and_leakage() -> None:
+    rng = np.random.default_rng(1)
+    n = 1000
+    y = pd.Series(np.where(rng.random(n) < 0.08, "fraud", "ok"))
+    x = pd.DataFrame(
+        {
+            "amount": rng.normal(size=n),
+            "mostly_missing": np.where(rng.random(n) < 0.7, np.nan, 1.0),
+            "constant": 1,
+            "txn_id": [f"t{i}" for i in range(n)],
+            "merchant": rng.choice([f"m{i}" for i in range(80)], n),
+            "chargeback_flag": np.where(y == "fraud", 1.0, 0.0),  # known only after the outcome
+        }
+    )
+    report = {g.check: g for g in check_data(x, y, infer_column_kinds(x), "classification")}
+    assert report["class_imbalance"].status == "warning"
+    assert "'fraud'" in report["class_imbalance"].message
+    assert report["missing_values"].status == "warning"
+    assert report["missing_values"].columns == ["mostly_missing"]
+    assert report["constant_columns"].columns == ["constant"]
+    assert set(report["high_cardinality"].columns) == {"merchant", "txn_id"}
+    assert report["target_leakage"].status == "warning"
+    assert report["target_leakage"].columns == ["chargeback_flag"]
+
+
+def test_ensemble_selection_prefers_a_blend_when_it_scores_better() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=500)
+    a = y + rng.normal(scale=1.0, size=500)
+    b = y + rng.normal(scale=1.0, size=500)  # independent errors: the average halves the variance
+
+    def neg_mse(truth: np.ndarray, pred: np.ndarray) -> float:
+        return -float(np.mean((truth - pred) ** 2))
+
+    weights, blended = select_ensemble([(0, a), (1, b)], y, neg_mse)
+    assert set(weights) == {0, 1}
+    assert blended > max(neg_mse(y, a), neg_mse(y, b)) + 0.2
+
+
+# -- bad input ------------------------------------------------------------------------------------------
+
+
+def test_bad_input_is_refused_clearly(workspace) -> None:  # type: ignore[no-untyped-def]
+    frame = mixed_frame(200)
+    automl = workspace.train.automl
+    with pytest.raises(NotFound, match=r"No column 'churn'.*Did you mean 'churned'"):
+        automl(frame, "churn", time_budget=5)
+    with pytest.raises(ValidationFailed, match="single value"):
+        automl(frame.assign(churned="no"), "churned", time_budget=5)
+    with pytest.raises(ValidationFailed, match="empty"):
+        automl(frame.head(0), "churned", time_budget=5)
+    with pytest.raises(ValidationFailed, match="Every value"):
+        automl(pd.DataFrame({"a": [None] * 30, "churned": [None] * 30}), "churned", time_budget=5)
+    with pytest.raises(BadInput, match="needs a numeric target"):
+        automl(frame, "churned", task="regression", time_budget=5)
+    with pytest.raises(BadInput, match="continuous number"):
+        automl(frame, "charges", task="classification", time_budget=5)
+    for budget in (0, -3, float("nan")):
+        with pytest.raises(BadInput, match="time budget must be a positive"):
+            automl(frame, "churned", time_budget=budget)
+    with pytest.raises(BadInput, match="Did you mean 'roc_auc'"):
+        automl(frame, "churned", metric="roc-auc", time_budget=5)
+    with pytest.raises(BadInput, match="Metric 'r2' does not fit the task classification"):
+        automl(frame, "churned", metric="r2", time_budget=5)
+    with pytest.raises(BadInput, match="Unknown learner 'lgbm'"):
+        automl(frame, "churned", learners=["lgbm"], time_budget=5)
+
+
+# -- real searches ---------------------------------------------------------------------------------------
+
+
+def test_classification_search_respects_the_budget_and_tracks_everything(workspace) -> None:  # type: ignore[no-untyped-def]
+    frame = mixed_frame()
+    budget = 8.0
+    started = time.monotonic()
+    result = workspace.train.automl(frame, "churned", time_budget=budget, experiment="t-auto")
+    wall = time.monotonic() - started
+    assert wall <= budget * 1.05, wall  # the whole call: worker start, checks, search, ensemble, evaluation
+    assert result.seconds <= wall
+    assert result.task == "classification" and result.metric == "roc_auc"
+    assert result.score > 0.7, result.to_json()
+    assert result.test_metrics["roc_auc"] > 0.65
+    states = {t.state for t in result.trials}
+    assert "complete" in states
+    assert len({t.learner for t in result.trials}) >= 2  # default configurations are tried learner by learner
+
+    runs = workspace.runs
+    parent = runs.get(result.run_id)
+    assert parent.status == "finished" and parent.params["metric"] == "roc_auc"
+    assert parent.metrics["validation_roc_auc"] == pytest.approx(result.score)
+    artifacts = {a.path for a in parent.artifacts}
+    for name in ("guardrails.json", "leaderboard.json", "evaluation.json", "evaluation.html", "column_kinds.json"):
+        assert name in artifacts
+    for chart in ("confusion_matrix", "roc_curve", "pr_curve", "calibration"):
+        assert f"charts/{chart}.json" in artifacts
+    guardrails = orjson.loads(runs.artifact_bytes(result.run_id, "guardrails.json"))
+    assert {g["check"] for g in guardrails} >= {"class_imbalance", "missing_values", "target_leakage"}
+    children = runs.search(f"parent_run_id = '{result.run_id}'", max_results=500).runs
+    assert len(children) == len(result.trials)
+    complete = [t for t in result.trials if t.state == "complete"]
+    child = runs.get(complete[0].run_id)
+    assert child.params["learner"] == complete[0].learner and "roc_auc" in child.metrics
+    assert len(runs.metric_history(child.id, "fold_roc_auc")) == 5  # one value per fold (pruning input)
+
+    # The registered model takes raw rows (missing values, unseen levels) and answers in the original labels.
+    from conveyor.train._automl import _register
+
+    assert _register(workspace, result, "churn", "champion").model_ref == "churn:1"
+    version = workspace.models.get("churn@champion")
+    assert {c["name"] for c in version.signature["inputs"]} == {"plan", "city", "tenure", "charges", "notes", "signup"}
+    model = workspace.models.load("churn:1")
+    assert isinstance(model, AutoMLModel)
+    raw = frame.drop(columns=["churned", "customer_id", "region"]).head(5).copy()
+    raw.loc[0, "plan"] = "enterprise"
+    predictions = model.predict(raw)
+    assert set(predictions) <= {"yes", "no"}
+    proba = model.predict_proba(raw)
+    assert proba.shape == (5, 2) and np.allclose(proba.sum(axis=1), 1)
+    np.testing.assert_allclose(proba, result.model.predict_proba(raw))
+
+
+def test_regression_search_logs_residual_charts(workspace) -> None:  # type: ignore[no-untyped-def]
+    frame = load_diabetes(as_frame=True).frame
+    result = workspace.train.automl(frame, "target", time_budget=6, metric="rmse", learners=["linear", "lightgbm"])
+    assert result.task == "regression" and result.seconds <= 6 * 1.05
+    assert 40 < result.score < 70, result.score  # rmse of a sensible model on diabetes (std ≈ 77)
+    assert {t.learner for t in result.trials} <= {"linear", "lightgbm"}
+    artifacts = {a.path for a in workspace.runs.get(result.run_id).artifacts}
+    assert {"charts/residuals.json", "charts/predicted_vs_actual.json"} <= artifacts
+    assert result.model.predict(frame.drop(columns=["target"]).head(3)).shape == (3,)
+
+
+def test_a_trial_that_overruns_is_killed_within_the_budget(workspace) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40_000, 30))
+    frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(30)]).assign(y=x[:, 0] + rng.normal(size=40_000))
+    budget = 4.0
+    started = time.monotonic()
+    with pytest.raises(ValidationFailed, match="No trial finished within the time budget of 4 s"):
+        # One 150-tree extra-trees fit on 36,000 rows takes far longer than 4 s: it must be stopped.
+        workspace.train.automl(frame, "y", time_budget=budget, learners=["extra_trees"], experiment="t-kill")
+    assert time.monotonic() - started <= budget * 1.05
+    runs = workspace.runs.search("", experiments=["t-kill"], max_results=10).runs
+    stopped = [r for r in runs if r.tags.get("state") == "stopped"]
+    assert stopped and stopped[0].status == "killed"
+
+
+def test_cli_trains_registers_and_prints_one_json_object(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    home = str(tmp_path / "cli-ws")
+    source = tmp_path / "customers.csv"
+    mixed_frame(800, seed=3).to_csv(source, index=False)
+    assert cli("--home", home, "data", "ingest", str(source), "--name", "customers").code == 0
+
+    result = cli(
+        "--home",
+        home,
+        "train",
+        "--data",
+        "customers@latest",
+        "--target",
+        "churned",
+        "--time-budget",
+        "6",
+        "--experiment",
+        "cli-auto",
+        "--register",
+        "churners",
+        "--alias",
+        "champion",
+        "--json",
+    )
+    assert result.code == 0, result.err
+    body = result.json
+    assert {"run_id", "metric", "score", "best_learner", "trials", "seconds", "model"} <= set(body)
+    assert body["metric"] == "roc_auc" and body["model"] == "churners:1" and body["seconds"] <= 6 * 1.05
+    assert body["trials"] >= 1 and 0.5 < body["score"] <= 1
+    shown = cli("--home", home, "models", "show", "churners@champion", "--json")
+    assert shown.code == 0 and shown.json["run_id"] == body["run_id"]
+
+    human = cli(
+        "--home", home, "train", "-d", "customers@latest", "-t", "churned", "--time-budget", "6", "--learner", "linear"
+    )
+    assert human.code == 0, human.err
+    assert "Data guardrails" in human.out and "high_cardinality" in human.out and "best linear" in human.out
+
+    missing = cli("--home", home, "train", "-d", "customers@latest", "-t", "churnd", "--json")
+    assert missing.code == 2 and "Did you mean 'churned'" in missing.json["error"]["message"]
+    zero = cli("--home", home, "train", "-d", "customers@latest", "-t", "churned", "--time-budget", "0")
+    assert zero.code == 2 and "time budget must be a positive" in zero.err
+
+
+# -- forecasting -----------------------------------------------------------------------------------------
+
+
+def daily_sales(days: int = 220, noise: float = 1.0, trend: float = 0.08) -> pd.DataFrame:
+    rng = np.random.default_rng(4)
+    parts = []
+    for s, base in enumerate((40.0, 70.0)):
+        t = pd.date_range("2025-01-01", periods=days, freq="D")
+        weekly = np.array([0, 3, 5, 4, 2, -6, -8])[t.day_of_week]
+        y = base + trend * np.arange(days) + weekly + noise * rng.normal(size=days)
+        parts.append(pd.DataFrame({"store": f"s{s}", "day": t.strftime("%Y-%m-%d"), "sales": y}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_forecasting_beats_the_seasonal_naive_baseline_and_forecasts_from_raw_history(workspace) -> None:  # type: ignore[no-untyped-def]
+    frame = daily_sales()
+    result = workspace.train.automl(
+        frame, "sales", task="forecasting", time_column="day", series_id="store", horizon=7, time_budget=8
+    )
+    assert result.task == "forecasting" and result.metric == "rmse" and result.seconds <= 8 * 1.05
+    assert result.validation.startswith("rolling-origin: 5 forecast origins")
+    assert result.baseline is not None and result.baseline["season"] == 7
+    assert result.baseline["beaten"] and result.score < result.baseline["score"]
+    assert result.best_learner != "seasonal_naive"
+    forecast = result.model.predict(frame)
+    assert len(forecast) == 14 and set(forecast["store"]) == {"s0", "s1"}
+    assert str(forecast["day"].min())[:10] == "2025-08-09"  # the day after the last one
+    run = workspace.runs.get(result.run_id)
+    assert run.params["task"] == "forecasting" and "baseline_rmse" in run.metrics
+
+
+def test_forecasting_keeps_the_baseline_when_no_model_beats_it(workspace) -> None:  # type: ignore[no-untyped-def]
+    frame = daily_sales(days=120, noise=0.0, trend=0.0)  # a pure weekly pattern: last week is a perfect forecast
+    result = workspace.train.automl(
+        frame,
+        "sales",
+        task="forecasting",
+        time_column="day",
+        series_id="store",
+        horizon=7,
+        time_budget=5,
+        learners=["linear"],
+    )
+    assert result.best_learner == "seasonal_naive" and result.baseline is not None
+    assert not result.baseline["beaten"] and result.score == pytest.approx(0, abs=1e-9)
+    forecast = result.model.predict(frame[frame["store"] == "s0"])
+    last_week = frame[frame["store"] == "s0"]["sales"].to_numpy()[-7:]
+    np.testing.assert_allclose(forecast["forecast"].to_numpy(), last_week)
+
+
+def test_forecasting_falls_back_to_the_baseline_when_no_trial_finishes(workspace) -> None:  # type: ignore[no-untyped-def]
+    result = workspace.train.automl(
+        daily_sales(), "sales", task="forecasting", time_column="day", series_id="store", horizon=7, time_budget=1
+    )
+    assert result.best_learner == "seasonal_naive" and result.seconds <= 1.5  # fixed costs dominate at 1 s
+    assert result.baseline is not None and result.baseline["model_score"] is None and not result.baseline["beaten"]
+    assert len(result.model.predict(daily_sales())) == 14
+
+
+def test_forecasting_bad_input(workspace) -> None:  # type: ignore[no-untyped-def]
+    frame = daily_sales(days=60)
+    automl = workspace.train.automl
+    with pytest.raises(BadInput, match="needs --time-column"):
+        automl(frame, "sales", task="forecasting", horizon=7, time_budget=5)
+    with pytest.raises(BadInput, match="needs --horizon"):
+        automl(frame, "sales", task="forecasting", time_column="day", time_budget=5)
+    with pytest.raises(NotFound, match="No series id column 'stores'.*Did you mean 'store'"):
+        automl(frame, "sales", task="forecasting", time_column="day", series_id="stores", horizon=7, time_budget=5)
+    with pytest.raises(ValidationFailed, match="more than once"):
+        automl(frame, "sales", task="forecasting", time_column="day", horizon=7, time_budget=5)  # two stores
+    with pytest.raises(BadInput, match="numeric target"):
+        automl(frame, "store", task="forecasting", time_column="day", horizon=7, time_budget=5)
+    with pytest.raises(BadInput, match="Did you mean 'forecasting'"):
+        automl(frame, "sales", task="forecast", time_budget=5)
+
+
+def test_rest_route_trains_and_refuses_bad_input(workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from starlette.testclient import TestClient
+
+    from conveyor.api import create_app
+
+    source = tmp_path / "customers.csv"
+    mixed_frame(500, seed=5).to_csv(source, index=False)
+    workspace.data.ingest(source, name="customers")
+    client = TestClient(create_app(workspace))
+    body = {
+        "data": "customers@latest",
+        "target": "churned",
+        "time_budget": 6,
+        "learners": ["linear"],
+        "register": "api-churn",
+    }
+    response = client.post("/api/v1/train", json=body)
+    assert response.status_code == 201, response.text
+    result = response.json()
+    assert result["best_learner"] == "linear" and result["seconds"] <= 6 * 1.05 and result["model"] == "api-churn:1"
+    assert workspace.runs.get(result["run_id"]).params["learners"] == "linear"
+    missing = client.post("/api/v1/train", json={**body, "target": "churnd"})
+    assert missing.status_code == 404 and "Did you mean 'churned'" in missing.json()["error"]["message"]
+    assert client.post("/api/v1/train", json={**body, "time_budget": 0}).status_code == 422
+    one_class = client.post("/api/v1/train", json={**body, "target": "region"})
+    assert one_class.status_code == 422 and "single value" in one_class.json()["error"]["message"]
