@@ -112,6 +112,7 @@ def _register_commands() -> None:
         scheduler,
         server,
         sql,
+        sweep,
         train,
     )
 
@@ -125,6 +126,7 @@ def _register_commands() -> None:
     sql.register(app)
     apply.register(app)
     train.register(app)
+    sweep.register(app)
     app.add_typer(data.app, name="data", help="Data: datastores, ingestion, versions, profiles, diffs, export.")
     app.add_typer(pipeline.app, name="pipeline", help="Pipelines: run, resume, runs, logs, register, schedule.")
     app.add_typer(runs.app, name="runs", help="Tracked runs: list, search, show, compare, history, experiments.")

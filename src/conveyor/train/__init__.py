@@ -3,6 +3,7 @@ enforced time budget, ensembles, data guardrails, evaluation charts, forecasting
 skeleton.
 
 ``ws.train.automl("churn@latest", "churned", time_budget=60)`` is the entry point; see docs/training.md.
+``ws.train.sweep("sweep.yaml")`` runs the user's own function or script over a search space (``_sweep``).
 
 Names load on first use (scikit-learn takes seconds to import on a busy machine), so that ``ws.train`` is
 cheap and an AutoML time budget counts every import the search needs.
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from conveyor.train._guardrails import Guardrail
     from conveyor.train._learners import LEARNERS
     from conveyor.train._metrics import METRICS
+    from conveyor.train._sweep import SweepResult, SweepSpec, SweepTrial, load_sweep, report, run_sweep
 
 __all__ = [
     "LEARNERS",
@@ -29,6 +31,9 @@ __all__ = [
     "AutoMLResult",
     "DateFeatures",
     "Guardrail",
+    "SweepResult",
+    "SweepSpec",
+    "SweepTrial",
     "TextColumn",
     "Training",
     "TrainingResult",
@@ -36,6 +41,9 @@ __all__ = [
     "automl",
     "build_featurizer",
     "infer_column_kinds",
+    "load_sweep",
+    "report",
+    "run_sweep",
     "train_tabular",
 ]
 
@@ -54,6 +62,12 @@ _HOME = {
     "Guardrail": "_guardrails",
     "LEARNERS": "_learners",
     "METRICS": "_metrics",
+    "SweepResult": "_sweep",
+    "SweepSpec": "_sweep",
+    "SweepTrial": "_sweep",
+    "load_sweep": "_sweep",
+    "report": "_sweep",
+    "run_sweep": "_sweep",
 }
 
 

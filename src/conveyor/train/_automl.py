@@ -37,8 +37,11 @@ from conveyor.errors import BadInput, ConveyorError, NotFound, ValidationFailed,
 from conveyor.train._guardrails import Guardrail, check_data
 from conveyor.train._learners import LEARNERS, check_learners, default_params, suggest
 from conveyor.train._metrics import MetricSpec, resolve_metric, score
+from conveyor.train._sweep import SweepResult, SweepSpec, SweepTrial
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from conveyor.data import DataVersion
     from conveyor.tracking import ActiveRun
     from conveyor.workspace import Workspace
@@ -136,6 +139,35 @@ class Training:
     def automl(self, data: str | DataVersion | pd.DataFrame, target: str, **options: Any) -> AutoMLResult:
         """Search learners and hyperparameters for ``target`` under a time budget; see :func:`automl`."""
         return automl(self._ws, data, target, **options)
+
+    def sweep(
+        self,
+        spec: str | Path | SweepSpec,
+        *,
+        max_trials: int | None = None,
+        concurrency: int | None = None,
+        timeout: float | None = None,
+        on_trial: Callable[[SweepTrial], None] | None = None,
+    ) -> SweepResult:
+        """Run a sweep file (or a loaded spec), optionally overriding its limits; see ``conveyor.train._sweep``.
+
+        Raises:
+            NotFound: the file does not exist.
+            InvalidSpec: the file is not a valid sweep.
+            BadInput: no trial produced a value.
+        """
+        import dataclasses
+
+        from conveyor.train._sweep import load_sweep, run_sweep
+
+        loaded = spec if isinstance(spec, SweepSpec) else load_sweep(spec)
+        if max_trials is not None:
+            loaded = dataclasses.replace(loaded, max_trials=max_trials)
+        if concurrency is not None:
+            loaded = dataclasses.replace(loaded, concurrency=concurrency)
+        if timeout is not None:
+            loaded = dataclasses.replace(loaded, timeout=timeout)
+        return run_sweep(self._ws, loaded, on_trial=on_trial)
 
 
 def automl(
@@ -281,6 +313,7 @@ def automl(
 def _load(ws: Workspace, data: Any) -> tuple[pd.DataFrame, DataVersion | None]:
     if isinstance(data, pd.DataFrame):
         return data, None
+
     from conveyor.data import DataVersion
 
     version = data if isinstance(data, DataVersion) else ws.data.get(str(data))
