@@ -188,3 +188,53 @@ def test_cli_bad_sweep_is_exit_2(cli, tmp_path: Path) -> None:  # type: ignore[n
         from conveyor.train import load_sweep
 
         load_sweep(tmp_path / "none.yaml")
+
+
+def test_trials_on_a_dask_cluster_report_prune_and_stop(workspace, project: Path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("distributed")
+    write(
+        project,
+        "sleepy2.py",
+        "import time\ndef fit(params, trial):\n    time.sleep(params['s'])\n    return params['s']\n",
+    )
+    spec = write(
+        project,
+        "dask.yaml",
+        """
+        function: sleepy2:fit
+        metric: m
+        goal: minimize
+        sampler: grid
+        space:
+          s: {type: choice, values: [0.1, 0.3, 60]}
+        limits: {trial_timeout: 5, concurrency: 2}
+        executor: dask-local
+        """,
+    )
+    result = workspace.train.sweep(spec)
+    states = {t.params["s"]: t for t in result.trials}
+    assert states[0.1].state == "finished" and states[0.3].state == "finished"
+    assert result.best is not None and result.best.params == {"s": 0.1} and result.best.value == 0.1
+    assert states[60].state == "killed" and states[60].seconds < 15
+    funcs = write(project, "mytrain2.py", FUNCTION)
+    assert funcs.exists()
+    pruning = write(
+        project,
+        "dask-tpe.yaml",
+        """
+        function: mytrain2:fit
+        metric: score
+        seed: 3
+        space:
+          lr: {type: loguniform, low: 0.01, high: 1.0}
+          depth: {type: int, low: 1, high: 8}
+          kind: {type: choice, values: [a, b]}
+        early_termination: {policy: median, warmup_steps: 1, startup_trials: 2}
+        limits: {max_trials: 6, concurrency: 2}
+        executor: dask-local
+        """,
+    )
+    tpe = workspace.train.sweep(pruning)
+    assert len(tpe.trials) == 6 and {t.state for t in tpe.trials} <= {"finished", "pruned"}
+    history = workspace.runs.metric_history(tpe.best.run_id, "score")  # type: ignore[union-attr]
+    assert [m.step for m in history] == [0, 1, 2, 3, 4, 5], "reports travel from the Dask worker to the run"

@@ -32,6 +32,10 @@ def register(app: typer.Typer) -> None:
         timeout: Annotated[
             float | None, typer.Option("--timeout", min=0.001, help="Override limits.timeout (seconds).")
         ] = None,
+        executor: Annotated[
+            str | None,
+            typer.Option("--executor", help="Where trials run: local (processes), dask-local or dask://HOST:PORT."),
+        ] = None,
         json_output: JsonFlag = False,
     ) -> None:
         """Run a sweep: every trial in its own process and a child run; early termination stops the weak ones."""
@@ -48,7 +52,12 @@ def register(app: typer.Typer) -> None:
                 out.note(f"trial {trial.number} {trial.state}{value} in {trial.seconds:.1f}s {trial.params}{why}")
 
         result = ws.train.sweep(
-            spec, max_trials=max_trials, concurrency=concurrency, timeout=timeout, on_trial=progress
+            spec,
+            max_trials=max_trials,
+            concurrency=concurrency,
+            timeout=timeout,
+            executor=executor,
+            on_trial=progress,
         )
 
         def human(console: Console) -> None:

@@ -147,6 +147,7 @@ class Training:
         max_trials: int | None = None,
         concurrency: int | None = None,
         timeout: float | None = None,
+        executor: str | None = None,
         on_trial: Callable[[SweepTrial], None] | None = None,
     ) -> SweepResult:
         """Run a sweep file (or a loaded spec), optionally overriding its limits; see ``conveyor.train._sweep``.
@@ -167,6 +168,8 @@ class Training:
             loaded = dataclasses.replace(loaded, concurrency=concurrency)
         if timeout is not None:
             loaded = dataclasses.replace(loaded, timeout=timeout)
+        if executor is not None:
+            loaded = dataclasses.replace(loaded, executor=executor)
         return run_sweep(self._ws, loaded, on_trial=on_trial)
 
 

@@ -31,14 +31,13 @@ from __future__ import annotations
 
 import math
 import os
-import selectors
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -63,6 +62,7 @@ _TOP_KEYS = {
     "space",
     "early_termination",
     "limits",
+    "executor",
 }
 _TYPES = {"choice", "uniform", "loguniform", "int"}
 _SAMPLERS = {"tpe", "random", "grid"}
@@ -85,6 +85,7 @@ class SweepSpec:
     concurrency: int = 1
     timeout: float | None = None
     trial_timeout: float | None = None
+    executor: str = "local"
     base_dir: str = "."
 
 
@@ -224,6 +225,9 @@ def load_sweep(path: str | Path) -> SweepSpec:  # noqa: PLR0912
             timeouts[name] = _number(limits[name], f"limits.{name}", source)
             if timeouts[name] <= 0:
                 raise _fail(f"limits.{name} must be above 0.", source)
+    executor = str(data.get("executor", "local"))
+    if executor not in ("local", "dask-local") and not executor.startswith("dask://"):
+        raise _fail(f"executor {executor!r} must be local, dask-local or dask://HOST:PORT.", source)
     seed = data.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise _fail(f"seed must be a whole number, not {seed!r}.", source)
@@ -241,6 +245,7 @@ def load_sweep(path: str | Path) -> SweepSpec:  # noqa: PLR0912
         concurrency=concurrency,
         timeout=timeouts.get("timeout"),
         trial_timeout=timeouts.get("trial_timeout"),
+        executor=executor,
         base_dir=str(file.parent.resolve()),
     )
 
@@ -287,16 +292,146 @@ def _trial_main() -> None:  # pragma: no cover - runs in the trial's process (co
 # -- the driver -----------------------------------------------------------------------------------
 
 
+class _Handle:
+    """A trial's process, wherever it runs: ``read()`` returns its report lines and whether it exited;
+    ``kill()`` stops it; ``result()`` gives its exit code and output once it is over."""
+
+    def read(self) -> tuple[list[bytes], bool]:
+        raise NotImplementedError
+
+    def kill(self) -> None:
+        raise NotImplementedError
+
+    def result(self) -> tuple[int, bytes]:
+        raise NotImplementedError
+
+
+def _command(spec: SweepSpec, params: dict[str, Any]) -> list[str]:
+    if spec.function is not None:
+        return [sys.executable, "-m", "conveyor.train._sweep", "trial", spec.function, orjson.dumps(params).decode()]
+    assert spec.script is not None
+    command = [sys.executable, str(Path(spec.base_dir) / spec.script)]
+    for name, value in params.items():
+        command += [f"--{name}", str(value)]
+    return command
+
+
+class _Process:
+    """A trial process on this machine: reports arrive on a pipe, output goes to a file (never a full pipe)."""
+
+    def __init__(self, command: list[str], cwd: str, metric: str) -> None:
+        read_fd, write_fd = os.pipe()
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in result()
+        env = {**os.environ, _REPORT_FD: str(write_fd), "CONVEYOR_SWEEP_METRIC": metric}
+        self.process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            pass_fds=(write_fd,),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        os.close(write_fd)
+        self.reader = os.fdopen(read_fd, "rb", buffering=0)
+        os.set_blocking(read_fd, False)
+        self.buffer = b""
+        self.closed = False
+
+    def read(self) -> tuple[list[bytes], bool]:
+        if self.closed:
+            return [], True
+        while True:
+            try:
+                chunk = self.reader.read(65536)
+            except BlockingIOError:
+                chunk = None
+            if chunk is None:  # nothing more for now
+                break
+            if not chunk:  # every writer closed: the process is over
+                self.closed = True
+                break
+            self.buffer += chunk
+        *lines, self.buffer = self.buffer.split(b"\n")
+        return [line for line in lines if line.strip()], self.closed
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+
+    def result(self) -> tuple[int, bytes]:
+        code = self.process.wait()
+        self.reader.close()
+        self.log.seek(0)
+        output = self.log.read()
+        self.log.close()
+        return code, output
+
+
+def _on_dask_worker(command: list[str], cwd: str, metric: str, queue_name: str, stop_name: str) -> tuple[int, bytes]:
+    """Runs on a Dask worker: the trial's process there, its reports relayed through a distributed Queue,
+    stopped when the driver sets the Event."""
+    import importlib
+
+    distributed: Any = importlib.import_module("distributed")  # untyped; Any keeps mypy --strict honest here
+    queue, stop = distributed.Queue(queue_name), distributed.Event(stop_name)
+    trial = _Process(command, cwd, metric)
+    checked = 0.0
+    while True:
+        lines, done = trial.read()
+        for line in lines:
+            queue.put(line.decode())
+        if done:
+            break
+        if time.monotonic() - checked > 0.2:
+            checked = time.monotonic()
+            if stop.is_set():
+                trial.kill()
+        time.sleep(0.02)
+    return trial.result()
+
+
+class _DaskTrial:
+    queue: Any
+    stop: Any
+
+    def __init__(self, client: Any, command: list[str], cwd: str, metric: str) -> None:
+        import importlib
+        import uuid
+
+        distributed: Any = importlib.import_module("distributed")
+        name = uuid.uuid4().hex[:12]
+        self.queue = distributed.Queue(f"conveyor-sweep-{name}", client=client)
+        self.stop = distributed.Event(f"conveyor-sweep-stop-{name}", client=client)
+        self.future = client.submit(
+            _on_dask_worker, command, cwd, metric, self.queue.name, self.stop.name, pure=False, key=f"sweep-{name}"
+        )
+
+    def read(self) -> tuple[list[bytes], bool]:
+        done = self.future.done()  # checked before draining: every put precedes the task's end
+        lines = []
+        while self.queue.qsize():
+            lines.append(str(self.queue.get()).encode())
+        return lines, done
+
+    def kill(self) -> None:
+        self.stop.set()
+
+    def result(self) -> tuple[int, bytes]:
+        try:
+            code, output = self.future.result(timeout=30)
+        except Exception as exc:  # noqa: BLE001 - a lost worker or a stopped task is the trial's failure
+            return -1, f"the Dask task failed: {type(exc).__name__}: {exc}".encode()
+        return int(code), bytes(output)
+
+
 @dataclass
 class _Running:
     number: int
     trial: Any
     run: Any
-    process: subprocess.Popen[bytes]
-    reader: IO[bytes]
-    log: IO[bytes]
+    handle: Any
     started: float
-    buffer: bytes = b""
     final: float | None = None
     pruned: bool = False
     steps: int = 0
@@ -350,37 +485,6 @@ def _suggest(trial: Any, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return params
 
 
-def _start(spec: SweepSpec, params: dict[str, Any]) -> tuple[subprocess.Popen[bytes], IO[bytes], IO[bytes]]:
-    """The trial's process; its reports arrive on a pipe, its output goes to a file (never a full pipe)."""
-    read_fd, write_fd = os.pipe()
-    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed when the trial is finished
-    env = {**os.environ, _REPORT_FD: str(write_fd), "CONVEYOR_SWEEP_METRIC": spec.metric}
-    if spec.function is not None:
-        command = [sys.executable, "-m", "conveyor.train._sweep", "trial", spec.function, orjson.dumps(params).decode()]
-    else:
-        assert spec.script is not None
-        command = [sys.executable, str(Path(spec.base_dir) / spec.script)]
-        for name, value in params.items():
-            command += [f"--{name}", str(value)]
-    process = subprocess.Popen(
-        command,
-        cwd=spec.base_dir,
-        env=env,
-        pass_fds=(write_fd,),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    os.close(write_fd)
-    return process, os.fdopen(read_fd, "rb", buffering=0), log
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.kill()
-    process.wait()
-
-
 def run_sweep(  # noqa: PLR0912, PLR0915
     ws: Workspace,
     spec: SweepSpec,
@@ -408,7 +512,7 @@ def run_sweep(  # noqa: PLR0912, PLR0915
             study.enqueue_trial(point)
     finished: list[SweepTrial] = []
     running: dict[int, _Running] = {}
-    selector = selectors.DefaultSelector()
+    client, cluster = _dask_client(spec.executor, spec.concurrency)
     with ws.runs.start(spec.experiment, name="sweep", tags={"kind": "sweep", "sampler": spec.sampler}) as parent:
         parent.log_params(
             {
@@ -430,48 +534,32 @@ def run_sweep(  # noqa: PLR0912, PLR0915
                     params = _suggest(trial, spec.space)
                     run = parent.child(f"trial-{trial.number}")
                     run.log_params(params)
-                    process, reader, log = _start(spec, params)
-                    state = _Running(trial.number, trial, run, process, reader, log, time.monotonic())
-                    running[trial.number] = state
-                    selector.register(reader, selectors.EVENT_READ, state)
-                    launched += 1
-                now = time.monotonic()
-                limits = [
-                    d
-                    for d in (
-                        deadline,
-                        *(s.started + spec.trial_timeout for s in running.values() if spec.trial_timeout),
+                    command = _command(spec, params)
+                    handle: Any = (
+                        _Process(command, spec.base_dir, spec.metric)
+                        if client is None
+                        else _DaskTrial(client, command, spec.base_dir, spec.metric)
                     )
-                    if d is not None
-                ]
-                wait = max(0.0, min(limits) - now) if limits else 1.0
-                for key, _ in selector.select(timeout=min(wait, 1.0)):
-                    state = key.data
-                    chunk = state.reader.read(65536)
-                    if not chunk:
-                        selector.unregister(state.reader)
-                        finished.append(_finish(study, state, spec, "exited"))
-                        del running[state.number]
-                        _notify(on_trial, finished[-1])
-                        continue
-                    state.buffer += chunk
-                    *lines, state.buffer = state.buffer.split(b"\n")
+                    running[trial.number] = _Running(trial.number, trial, run, handle, time.monotonic())
+                    launched += 1
+                active = False
+                for state in list(running.values()):
+                    lines, exited = state.handle.read()
+                    active = active or bool(lines) or exited
                     for line in lines:
-                        if line.strip() and not state.pruned:  # nothing counts after the pruning decision
+                        if not state.pruned:  # nothing counts after the pruning decision
                             _handle(state, orjson.loads(line), spec)
-                    if state.pruned:
-                        selector.unregister(state.reader)
-                        _stop(state.process)
-                        finished.append(_finish(study, state, spec, "pruned"))
+                    if state.pruned or exited:
+                        finished.append(_finish(study, state, spec, "pruned" if state.pruned else "exited"))
                         del running[state.number]
                         _notify(on_trial, finished[-1])
+                if not active:
+                    time.sleep(0.02)
                 now = time.monotonic()
                 for state in list(running.values()):
                     over_deadline = deadline is not None and now >= deadline
                     over_trial = spec.trial_timeout is not None and now >= state.started + spec.trial_timeout
                     if over_deadline or over_trial:
-                        selector.unregister(state.reader)
-                        _stop(state.process)
                         why = (
                             "the sweep's timeout" if over_deadline else f"the trial timeout ({spec.trial_timeout:g} s)"
                         )
@@ -480,10 +568,13 @@ def run_sweep(  # noqa: PLR0912, PLR0915
                         _notify(on_trial, finished[-1])
         finally:
             for state in running.values():
-                _stop(state.process)
-                state.reader.close()
-                state.log.close()
+                state.handle.kill()
+                state.handle.result()
                 state.run.end("killed", error="the sweep was stopped")
+            if client is not None:
+                client.close()
+            if cluster is not None:
+                cluster.close()
         completed = [t for t in finished if t.state == "finished" and t.value is not None]
         best = None
         if completed:
@@ -535,36 +626,49 @@ def _finish(study: Any, state: _Running, spec: SweepSpec, how: str, why: str = "
 
     seconds = time.monotonic() - state.started
     if how != "exited":
-        _stop(state.process)
-    code = state.process.wait()
-    state.reader.close()
-    state.log.seek(0)
-    output = state.log.read()
-    state.log.close()
+        state.handle.kill()
+    code, output = state.handle.result()
     if output:
         state.run.log_bytes("trial.log", output, "text/plain")
+    params = dict(state.trial.params)
     if how == "exited":
         if code == 0 and state.final is not None:
             study.tell(state.trial, state.final)
             state.run.log_metric(spec.metric, state.final, step=state.steps)
             state.run.end("finished")
-            return SweepTrial(state.number, state.run.id, dict(state.trial.params), "finished", state.final, seconds)
+            return SweepTrial(state.number, state.run.id, params, "finished", state.final, seconds)
         last = [line for line in output.decode(errors="replace").strip().splitlines() if line.strip()]
-        error = last[-1] if last else (f"exit code {code}" if code else f"reported no final value of {spec.metric!r}")
-        if code == 0 and state.final is None:
+        error = last[-1] if last else f"exit code {code}"
+        if code == 0:
             error = f"the trial ended without reporting a final value of {spec.metric!r}"
         study.tell(state.trial, state=optuna.trial.TrialState.FAIL)
         state.run.end("failed", error=error)
-        return SweepTrial(state.number, state.run.id, dict(state.trial.params), "failed", None, seconds, error)
+        return SweepTrial(state.number, state.run.id, params, "failed", None, seconds, error)
     if how == "pruned":
         study.tell(state.trial, state=optuna.trial.TrialState.PRUNED)
         state.run.set_tag("pruned", "true")
         state.run.end("finished")
-        return SweepTrial(state.number, state.run.id, dict(state.trial.params), "pruned", None, seconds)
+        return SweepTrial(state.number, state.run.id, params, "pruned", None, seconds)
     study.tell(state.trial, state=optuna.trial.TrialState.FAIL)
     error = f"stopped by {why}"
     state.run.end("killed", error=error)
-    return SweepTrial(state.number, state.run.id, dict(state.trial.params), "killed", None, seconds, error)
+    return SweepTrial(state.number, state.run.id, params, "killed", None, seconds, error)
+
+
+def _dask_client(executor: str, workers: int) -> tuple[Any, Any]:
+    """(client, cluster) for ``dask-local`` or ``dask://HOST:PORT``; (None, None) for local processes.
+
+    Raises:
+        BadInput: Dask is not installed.
+        StoreUnavailable: the scheduler cannot be reached.
+    """
+    if executor == "local":
+        return None, None
+    from conveyor.pipelines._dask import DaskExecutor
+
+    dask = DaskExecutor(executor, workers=workers)
+    dask.start()
+    return dask.client(), dask._cluster
 
 
 if __name__ == "__main__":  # pragma: no cover
