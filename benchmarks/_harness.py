@@ -176,6 +176,8 @@ def _fmt(value: float, unit: str) -> str:
         return f"{value:.2f} s"
     if unit == "ms":
         return f"{value:.2f} ms"
+    if abs(value) < 100 and value != int(value):  # ranks, ratios: small numbers keep their decimals
+        return f"{value:.2f} {unit}"
     return f"{value:,.0f} {unit}"
 
 

@@ -53,6 +53,7 @@ def main() -> None:
             score = float(m.roc_auc_score((y_test == classes[1]).astype(int), proba[:, 1]))
         else:
             score = float(m.log_loss(y_test, np.clip(proba, 1e-15, 1), labels=classes))
+    # config_history holds the configurations that improved the best so far, not every trial FLAML ran
     trials = len(getattr(automl, "config_history", {}) or {})
     print(
         json.dumps(
