@@ -93,7 +93,7 @@ def test_top_level_api() -> None:
             ],
         ),
         ("conveyor.serve", ["Deployment", "Endpoint", "Endpoints"]),
-        ("conveyor.governance", ["Edge", "Lineage", "add_edge"]),
+        ("conveyor.governance", ["Edge", "Lineage", "add_edge", "run_inputs"]),
         ("conveyor.store", ["ArtifactStore", "Blob", "MetadataStore", "mask_url"]),
         (
             "conveyor.quickstart",

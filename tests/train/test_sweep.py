@@ -191,7 +191,6 @@ def test_cli_bad_sweep_is_exit_2(cli, tmp_path: Path) -> None:  # type: ignore[n
 
 
 def test_trials_on_a_dask_cluster_report_prune_and_stop(workspace, project: Path) -> None:  # type: ignore[no-untyped-def]
-    pytest.importorskip("distributed")
     write(
         project,
         "sleepy2.py",

@@ -58,6 +58,29 @@ def add_edge(session: Session, from_kind: str, from_id: str, relation: str, to_k
         )
 
 
+def run_inputs(session: Session, run_ids: list[str]) -> dict[str, list[str]]:
+    """Per run: the data versions it read (``name:3``), from the ``read_by`` edges, in name/version order."""
+    from conveyor.store._schema import DataAssetRow, DataVersionRow
+
+    inputs: dict[str, list[str]] = {}
+    if not run_ids:
+        return inputs
+    for run_id, name, version in session.execute(
+        sa.select(LineageEdgeRow.to_id, DataAssetRow.name, DataVersionRow.version)
+        .join(DataVersionRow, DataVersionRow.id == LineageEdgeRow.from_id)
+        .join(DataAssetRow, DataAssetRow.id == DataVersionRow.asset_id)
+        .where(
+            LineageEdgeRow.from_kind == "data_version",
+            LineageEdgeRow.relation == "read_by",
+            LineageEdgeRow.to_kind == "run",
+            LineageEdgeRow.to_id.in_(run_ids),
+        )
+        .order_by(DataAssetRow.name, DataVersionRow.version)
+    ):
+        inputs.setdefault(run_id, []).append(f"{name}:{version}")
+    return inputs
+
+
 class Lineage:
     """Queries over the lineage graph."""
 

@@ -14,7 +14,7 @@ import orjson
 import sqlalchemy as sa
 
 from conveyor.errors import ArtifactCorrupted, BadInput, Conflict, NotFound, did_you_mean
-from conveyor.governance import add_edge
+from conveyor.governance import add_edge, run_inputs
 from conveyor.refs import LATEST, Ref, parse_ref, validate_alias, validate_name
 from conveyor.registry._formats import (
     SerializedModel,
@@ -26,9 +26,6 @@ from conveyor.registry._formats import (
 )
 from conveyor.store._helpers import lock_or_create, next_version
 from conveyor.store._schema import (
-    DataAssetRow,
-    DataVersionRow,
-    LineageEdgeRow,
     ModelAliasRow,
     ModelRow,
     ModelVersionRow,
@@ -755,27 +752,6 @@ def _example_bytes(example: pd.DataFrame | None) -> bytes | None:
     return buffer.getvalue()
 
 
-def _input_refs(session: Session, run_id: str | None) -> builtins.list[str]:
-    if run_id is None:
-        return []
-    rows = session.execute(
-        sa.select(DataAssetRow.name, DataVersionRow.version)
-        .join(DataVersionRow, DataVersionRow.asset_id == DataAssetRow.id)
-        .join(
-            LineageEdgeRow,
-            sa.and_(
-                LineageEdgeRow.from_kind == "data_version",
-                LineageEdgeRow.from_id == DataVersionRow.id,
-                LineageEdgeRow.relation == "read_by",
-                LineageEdgeRow.to_kind == "run",
-                LineageEdgeRow.to_id == run_id,
-            ),
-        )
-        .order_by(DataAssetRow.name, DataVersionRow.version)
-    ).all()
-    return [f"{name}:{version}" for name, version in rows]
-
-
 def _to_version(session: Session, row: ModelVersionRow, name: str) -> ModelVersion:
     aliases = session.scalars(sa.select(ModelAliasRow.alias).filter_by(version_id=row.id)).all()
     return ModelVersion(
@@ -796,5 +772,5 @@ def _to_version(session: Session, row: ModelVersionRow, name: str) -> ModelVersi
         files=dict(row.files or {}),
         tags=dict(row.tags or {}),
         description=row.description or "",
-        inputs=_input_refs(session, row.run_id),
+        inputs=[] if row.run_id is None else run_inputs(session, [row.run_id]).get(row.run_id, []),
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import builtins
 import math
 import mimetypes
-import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from conveyor.errors import BadInput, Conflict, NotFound, did_you_mean
-from conveyor.governance import add_edge
+from conveyor.governance import add_edge, run_inputs
 from conveyor.refs import validate_name
 from conveyor.store._helpers import lock_or_create
 from conveyor.store._metric_chunks import from_micros, points
@@ -296,7 +295,6 @@ class Tracking:
     def __init__(self, workspace: Workspace) -> None:
         self._ws = workspace
         self._writer = TrackingWriter(workspace.store)
-        self._lock = threading.Lock()
 
     def close(self) -> None:
         """Store everything logged and stop the background writer (``Workspace.close`` calls this)."""
@@ -600,21 +598,9 @@ def _hydrate(session: sa.orm.Session, run_ids: list[str]) -> list[Run]:
 
 def _lineage_refs(session: sa.orm.Session, run_ids: list[str]) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     """Per run: the data versions it read (``name:3``) and the model versions it produced."""
-    from conveyor.store._schema import DataAssetRow, DataVersionRow, ModelRow, ModelVersionRow
+    from conveyor.store._schema import ModelRow, ModelVersionRow
 
-    inputs: dict[str, list[str]] = {}
-    for run_id, name, version in session.execute(
-        sa.select(LineageEdgeRow.to_id, DataAssetRow.name, DataVersionRow.version)
-        .join(DataVersionRow, DataVersionRow.id == LineageEdgeRow.from_id)
-        .join(DataAssetRow, DataAssetRow.id == DataVersionRow.asset_id)
-        .where(
-            LineageEdgeRow.from_kind == "data_version",
-            LineageEdgeRow.to_kind == "run",
-            LineageEdgeRow.to_id.in_(run_ids),
-        )
-        .order_by(DataAssetRow.name, DataVersionRow.version)
-    ):
-        inputs.setdefault(run_id, []).append(f"{name}:{version}")
+    inputs = run_inputs(session, run_ids)
     outputs: dict[str, list[str]] = {}
     for run_id, name, version in session.execute(
         sa.select(LineageEdgeRow.from_id, ModelRow.name, ModelVersionRow.version)

@@ -136,7 +136,6 @@ class _Parser:
         self.text = text
         self.tokens = _tokenize(text)
         self.pos = 0
-        self.fields: list[_Field] = []
         #: fields with a condition every matching run must meet (not under OR or NOT, not IS NULL)
         self.required: set[_Field] = set()
         self._optional = 0
@@ -214,7 +213,6 @@ class _Parser:
         assert token is not None
         self.pos += 1
         field = parse_field(token.text, self.text)
-        self.fields.append(field)
         if self._optional == 0 and not ((t := self.peek()) is not None and t.kind == "word" and t.text.lower() == "is"):
             self.required.add(field)
         if self.keyword("is"):

@@ -79,18 +79,18 @@ class TrackingWriter:
             self._queued(len(rows))
 
     def params(self, run_id: str, params: dict[str, str]) -> None:
-        with self._lock:
-            before = len(self._pending.params)
-            for key, value in params.items():
-                self._pending.params[(run_id, key)] = value
-            self._queued(len(self._pending.params) - before)
+        self._keyed("params", run_id, params)
 
     def tags(self, run_id: str, tags: dict[str, str]) -> None:
+        self._keyed("tags", run_id, tags)
+
+    def _keyed(self, kind: str, run_id: str, values: dict[str, str]) -> None:
+        """Buffer parameters or tags; a key logged again before the batch is written counts once."""
         with self._lock:
-            before = len(self._pending.tags)
-            for key, value in tags.items():
-                self._pending.tags[(run_id, key)] = value
-            self._queued(len(self._pending.tags) - before)
+            pending: dict[tuple[str, str], str] = getattr(self._pending, kind)
+            before = len(pending)
+            pending.update(((run_id, key), value) for key, value in values.items())
+            self._queued(len(pending) - before)
 
     def _queued(self, count: int) -> None:
         """Called under the lock after ``count`` new items were buffered."""

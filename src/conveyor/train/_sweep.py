@@ -292,20 +292,6 @@ def _trial_main() -> None:  # pragma: no cover - runs in the trial's process (co
 # -- the driver -----------------------------------------------------------------------------------
 
 
-class _Handle:
-    """A trial's process, wherever it runs: ``read()`` returns its report lines and whether it exited;
-    ``kill()`` stops it; ``result()`` gives its exit code and output once it is over."""
-
-    def read(self) -> tuple[list[bytes], bool]:
-        raise NotImplementedError
-
-    def kill(self) -> None:
-        raise NotImplementedError
-
-    def result(self) -> tuple[int, bytes]:
-        raise NotImplementedError
-
-
 def _command(spec: SweepSpec, params: dict[str, Any]) -> list[str]:
     if spec.function is not None:
         return [sys.executable, "-m", "conveyor.train._sweep", "trial", spec.function, orjson.dumps(params).decode()]
@@ -430,7 +416,7 @@ class _Running:
     number: int
     trial: Any
     run: Any
-    handle: Any
+    handle: _Process | _DaskTrial
     started: float
     final: float | None = None
     pruned: bool = False
@@ -535,7 +521,7 @@ def run_sweep(  # noqa: PLR0912, PLR0915
                     run = parent.child(f"trial-{trial.number}")
                     run.log_params(params)
                     command = _command(spec, params)
-                    handle: Any = (
+                    handle: _Process | _DaskTrial = (
                         _Process(command, spec.base_dir, spec.metric)
                         if client is None
                         else _DaskTrial(client, command, spec.base_dir, spec.metric)
