@@ -49,6 +49,18 @@ def test_home_from_environment_then_discovery_then_user_default(tmp_path: Path) 
     assert fallback.origin["home"] == "default"
 
 
+def test_a_workspace_opened_through_conveyor_home_is_discovered_later(tmp_path: Path) -> None:
+    """`make quickstart` opens ./.conveyor through CONVEYOR_HOME (no conveyor.toml is written); a later
+    `conveyor runs list` in that folder, without the variable, must find the same workspace."""
+    from conveyor import Workspace
+
+    project = tmp_path / "project"
+    Workspace.open(project / ".conveyor").close()
+    assert not (project / ".conveyor" / "conveyor.toml").exists()
+    found = resolve_settings(env={}, cwd=project)
+    assert (found.home, found.origin["home"]) == (project / ".conveyor", "discovered")
+
+
 def test_secrets_are_read_from_the_environment(tmp_path: Path) -> None:
     home = tmp_path / "ws"
     home.mkdir()

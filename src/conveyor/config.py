@@ -10,8 +10,8 @@ Each setting is taken from the first place that gives it:
 4. defaults: a SQLite database ``conveyor.db`` and an ``artifacts/`` folder inside the workspace.
 
 The workspace folder itself is, in order: the flag, ``CONVEYOR_HOME``, the nearest ``.conveyor/`` folder
-holding a ``conveyor.toml`` in the current directory or its parents (a project-local workspace, found the
-way git finds ``.git``), and finally ``~/.conveyor``.
+holding a ``conveyor.toml`` (or its default ``conveyor.db``) in the current directory or its parents (a
+project-local workspace, found the way git finds ``.git``), and finally ``~/.conveyor``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from conveyor.errors import InvalidConfig
 __all__ = ["CONFIG_FILE", "DEFAULT_PORT", "PROJECT_DIR", "Settings", "resolve_settings"]
 
 CONFIG_FILE = "conveyor.toml"
+DB_FILE = "conveyor.db"
 PROJECT_DIR = ".conveyor"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8420
@@ -107,7 +108,7 @@ def resolve_settings(
         db_url,
         "CONVEYOR_DB_URL",
         section.get("db_url"),
-        f"sqlite:///{home_path / 'conveyor.db'}",
+        f"sqlite:///{home_path / DB_FILE}",
         "db_url",
     )
     resolved_artifacts = pick(
@@ -161,7 +162,9 @@ def _resolve_home(flag: str | os.PathLike[str] | None, env: Mapping[str, str], c
         return Path(env["CONVEYOR_HOME"]).expanduser().absolute(), "env"
     for folder in (cwd, *cwd.parents):
         candidate = folder / PROJECT_DIR
-        if (candidate / CONFIG_FILE).is_file():
+        # a workspace made by `conveyor init` has its conveyor.toml; one first opened through --home or
+        # CONVEYOR_HOME (as `make quickstart` does) has only its default database
+        if (candidate / CONFIG_FILE).is_file() or (candidate / DB_FILE).is_file():
             return candidate, "discovered"
     return (Path.home() / PROJECT_DIR).absolute(), "default"
 
