@@ -92,7 +92,20 @@ def test_top_level_api() -> None:
                 "train_tabular",
             ],
         ),
-        ("conveyor.serve", ["Deployment", "Endpoint", "Endpoints"]),
+        (
+            "conveyor.serve",
+            [
+                "BatchResult",
+                "BatchScoring",
+                "DeployTarget",
+                "Deployment",
+                "Endpoint",
+                "EndpointSpec",
+                "Endpoints",
+                "ExportedEndpoint",
+                "ScoringFailed",
+            ],
+        ),
         ("conveyor.governance", ["Edge", "Lineage", "add_edge", "run_inputs"]),
         ("conveyor.store", ["ArtifactStore", "Blob", "MetadataStore", "mask_url"]),
         (

@@ -57,8 +57,10 @@ def check_lifecycle(result: dict[str, object], home: Path, ws: Workspace) -> Non
     model = ws.models.get("churn@champion")
     assert model.run_id == run.id
     assert "tenure_months" in [c["name"] for c in model.signature["inputs"]]
-    deployment = ws.endpoints.get("churn").deployments[0]
-    assert deployment.status == "stopped", "--no-serve stops the endpoint"
+    endpoint = ws.endpoints.get("churn")
+    assert endpoint.status == "stopped", "--no-serve stops the endpoint"
+    assert [(d.name, d.model, d.traffic) for d in endpoint.deployments] == [("blue", model.ref, 100)]
+    assert set(result["routes"]) >= {"predict", "invocations", "v2_infer", "metrics"}
     with pytest.raises(httpx.HTTPError):
         httpx.post(str(result["endpoint"]), json=[], timeout=2)
     # The lineage runs unbroken from the ingested data version to the deployment.
@@ -144,18 +146,23 @@ def test_quickstart_serves_until_interrupted(tmp_path: Path) -> None:
         wait_until(lambda: http_ok(f"{api}/api/v1/health"), timeout=30, what="the quickstart's API")
         assert httpx.get(f"{api}/api/v1/models/churn@champion").json()["version"] == 1
         endpoints = httpx.get(f"{api}/api/v1/endpoints/churn").json()
-        assert endpoints["deployments"][0]["status"] == "running"
+        assert endpoints["status"] == "running" and endpoints["traffic"] == {"blue": 100}
         record = {
             "signup_date": "2024-10-01", "tenure_months": 3, "plan": "basic", "contract": "month-to-month",
             "payment_method": "invoice", "region": "south", "monthly_charges": 24.5, "total_charges": 73.5,
             "support_calls_90d": 4, "avg_session_minutes": 5.0, "days_since_last_login": 30, "devices": 1,
             "has_autopay": False, "satisfaction_score": 2,
         }  # fmt: skip
-        scored = httpx.post(str(result["endpoint"]), json=[record], timeout=10)
+        assert httpx.post(str(result["endpoint"]), json=[record], timeout=10).status_code == 401, "keys by default"
+        with Workspace.open(home) as ws:
+            key = ws.endpoints.keys("churn")["primary"]
+        scored = httpx.post(
+            str(result["endpoint"]), json=[record], headers={"Authorization": f"Bearer {key}"}, timeout=10
+        )
         assert scored.status_code == 200 and len(scored.json()["predictions"]) == 1
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
     assert process.returncode == 0, process.stderr.read() if process.stderr else ""
     with Workspace.open(home) as ws:
-        assert ws.endpoints.get("churn").deployments[0].status == "stopped"
+        assert ws.endpoints.get("churn").status == "stopped"

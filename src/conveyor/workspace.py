@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from conveyor.pipelines import Pipelines
     from conveyor.registry import Registry
     from conveyor.serve import Endpoints
+    from conveyor.serve._batch import BatchScoring
     from conveyor.tracking import Tracking
     from conveyor.train import Training
 
@@ -189,6 +190,13 @@ class Workspace:
         from conveyor.serve import Endpoints
 
         return Endpoints(self)
+
+    @cached_property
+    def batch(self) -> BatchScoring:
+        """Batch scoring: a model version over a data version, into a new data version."""
+        from conveyor.serve._batch import BatchScoring
+
+        return BatchScoring(self)
 
     @cached_property
     def lineage(self) -> Lineage:

@@ -89,3 +89,25 @@ def test_conveyor_server_binds_loopback_and_stops_on_sigint(tmp_path: Path) -> N
         process.send_signal(signal.SIGINT)
         process.wait(timeout=20)
     assert process.returncode == 0
+
+
+def test_endpoint_routes_create_show_keys_and_refuse_bad_traffic(client, workspace) -> None:  # type: ignore[no-untyped-def]
+    created = client.post("/api/v1/endpoints", json={"name": "churn", "idle_timeout": 30})
+    assert created.status_code == 201, created.text
+    assert created.json()["status"] == "created" and created.json()["settings"]["idle_timeout"] == 30
+    keys = client.get("/api/v1/endpoints/churn/keys").json()
+    assert set(keys) == {"primary", "secondary"} and keys["primary"] != keys["secondary"]
+    rotated = client.post("/api/v1/endpoints/churn/keys/primary").json()
+    assert rotated["primary"] != keys["primary"] and rotated["secondary"] == keys["secondary"]
+    assert client.post("/api/v1/endpoints/churn/keys/tertiary").status_code == 422
+    again = client.post("/api/v1/endpoints", json={"name": "churn"})
+    assert again.status_code == 409 and "exists" in again.json()["error"]["message"]
+    open_bind = client.post("/api/v1/endpoints", json={"name": "open", "auth": "none", "host": "0.0.0.0"})
+    assert open_bind.status_code == 422 and "loopback" in open_bind.json()["error"]["message"]
+    traffic = client.put("/api/v1/endpoints/churn/traffic", json={"shares": {"blue": 100}})
+    assert traffic.status_code == 422 and "no deployment 'blue'" in traffic.json()["error"]["message"]
+    unknown_model = client.post("/api/v1/endpoints/churn/deployments", json={"model": "nope@champion"})
+    assert unknown_model.status_code == 404
+    assert client.get("/api/v1/endpoints/churn/logs").json() == []
+    assert client.delete("/api/v1/endpoints/churn").status_code == 204
+    assert client.get("/api/v1/endpoints/churn").status_code == 404

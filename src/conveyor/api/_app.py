@@ -31,7 +31,7 @@ class ORJSONResponse(JSONResponse):
 
 def create_app(ws: Workspace) -> FastAPI:
     """The REST API over one open workspace (the caller owns and closes the workspace)."""
-    from conveyor.api import data, datastores, endpoints, health, models, pipelines, runs, train
+    from conveyor.api import batch, data, datastores, endpoints, health, models, pipelines, runs, train
 
     app = FastAPI(
         title="Conveyor",
@@ -47,6 +47,6 @@ def create_app(ws: Workspace) -> FastAPI:
     async def conveyor_error(_: Request, exc: ConveyorError) -> ORJSONResponse:
         return ORJSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
 
-    for module in (health, data, datastores, runs, models, endpoints, pipelines, train):
+    for module in (health, data, datastores, runs, models, endpoints, pipelines, train, batch):
         app.include_router(module.router, prefix=API_PREFIX)
     return app

@@ -100,10 +100,12 @@ def open_workspace(ctx: typer.Context) -> Workspace:
 def _register_commands() -> None:
     from conveyor.cli import (
         apply,
+        batch,
         data,
         data_quality,
         data_stream,
         endpoints,
+        export,
         init,
         models,
         pipeline,
@@ -132,6 +134,8 @@ def _register_commands() -> None:
     app.add_typer(runs.app, name="runs", help="Tracked runs: list, search, show, compare, history, experiments.")
     app.add_typer(models.app, name="models", help="The model registry: register, show, alias, tag, export.")
     app.add_typer(endpoints.app, name="endpoints", help="Online endpoints: deploy, list, show, invoke, stop.")
+    app.add_typer(export.app, name="export", help="Export an endpoint to run elsewhere: Docker, Kubernetes.")
+    app.add_typer(batch.app, name="batch", help="Batch scoring: a model over a data version, into a new version.")
 
 
 _register_commands()

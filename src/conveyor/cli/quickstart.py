@@ -93,14 +93,20 @@ def _summary(console: Console, data: dict[str, Any], api: str | None) -> None:
     console.print(f"  data       {data['data']}")
     console.print(f"  run        {data['run_id']}  (conveyor runs show {data['run_id']})")
     console.print(f"  model      {data['model']}  (alias champion)")
-    console.print(f"  endpoint   {data['endpoint']}")
+    routes = data.get("routes", {})
+    console.print(f"  predict    {data['endpoint']}")
+    for label, key in (("MLflow", "invocations"), ("OIP (V2)", "v2_infer"), ("metrics", "metrics")):
+        if key in routes:
+            console.print(f"  {label:<10} {routes[key]}")
     console.print(f"  predicted  {data['predictions']}")
     if api:
         endpoint = data["endpoint"]
         console.print(f"  API        {api}/docs   (health: {api}/api/v1/health)")
         console.print(
-            "Try:\n"
-            f"  curl -s {endpoint} -H 'content-type: application/json' -d "
+            "Try (the endpoint needs its key):\n"
+            "  KEY=$(conveyor endpoints keys churn --json | "
+            "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"primary\"])')\n"
+            f"  curl -s {endpoint} -H \"Authorization: Bearer $KEY\" -H 'content-type: application/json' -d "
             '\'[{"tenure_months": 3, "plan": "basic", "contract": "month-to-month", "signup_date": "2024-10-01", '
             '"payment_method": "invoice", "region": "south", "monthly_charges": 24.5, "total_charges": 73.5, '
             '"support_calls_90d": 4, "avg_session_minutes": 5.0, "days_since_last_login": 30, "devices": 1, '

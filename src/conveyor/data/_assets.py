@@ -472,10 +472,12 @@ class DataAssets:
         parents: Sequence[str] = (),
         description: str = "",
         profile: bool = True,
+        edges: Sequence[tuple[str, str, str]] = (),
     ) -> DataVersion:
         """Make a version of Parquet parts already in the artifact store (``[{"digest", "rows", "bytes"}]``),
         as pipeline steps leave them: their blobs are written by the worker, the version only after success.
-        Returns the latest version instead when its content is the same.
+        Returns the latest version instead when its content is the same. ``edges`` are lineage edges
+        ``(from_kind, from_id, relation)`` into the version, written in the same transaction.
         """
         import pyarrow.parquet as pq
 
@@ -488,7 +490,14 @@ class DataAssets:
 
                 stats = compute_profile(paths)
         version, _ = self._record_version(
-            files, schema, name=name, source=source, description=description, parents=parents, stats=stats
+            files,
+            schema,
+            name=name,
+            source=source,
+            description=description,
+            parents=parents,
+            stats=stats,
+            edges=edges,
         )
         return version
 
@@ -505,8 +514,12 @@ class DataAssets:
         checkpoint: Checkpoint | None = None,
         validation: dict[str, Any] | None = None,
         stats: dict[str, Any] | None = None,
+        edges: Sequence[tuple[str, str, str]] = (),
     ) -> tuple[DataVersion, bool]:
-        """Record a version of stored parts: the one place version rows are made."""
+        """Record a version of stored parts: the one place version rows are made.
+
+        ``edges`` (``from_kind, from_id, relation``) point at the version, new or the unchanged latest.
+        """
         validate_name(name, "data asset")
         with self._ws.store.write() as session:
             asset = lock_or_create(session, DataAssetRow, name=name, created_by=self._ws.actor, description=description)
@@ -530,6 +543,8 @@ class DataAssets:
             if mode == "new" and latest is not None and latest.content_hash == content_hash:
                 if checkpoint is not None:
                     _save_checkpoint(session, asset.id, checkpoint, latest.id)
+                for from_kind, from_id, relation in edges:
+                    add_edge(session, from_kind, from_id, relation, "data_version", latest.id)
                 return _to_version(latest, name, session), False
             row = DataVersionRow(
                 asset_id=asset.id,
@@ -550,6 +565,8 @@ class DataAssets:
             session.flush()
             for parent in version_parents:
                 add_edge(session, "data_version", parent, "derived", "data_version", row.id)
+            for from_kind, from_id, relation in edges:
+                add_edge(session, from_kind, from_id, relation, "data_version", row.id)
             if checkpoint is not None:
                 _save_checkpoint(session, asset.id, checkpoint, row.id)
             return _to_version(row, name, session), True

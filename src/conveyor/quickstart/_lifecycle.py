@@ -51,6 +51,8 @@ class QuickstartResult:
     metrics: dict[str, float]
     pipeline_run: str = ""
     endpoint_name: str = ENDPOINT
+    #: The endpoint's routes: predict, invocations (MLflow), v2_infer (Open Inference Protocol), metrics, ...
+    routes: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object ``conveyor quickstart --json`` prints."""
@@ -64,6 +66,7 @@ class QuickstartResult:
             "seconds": round(self.seconds, 3),
             "metrics": self.metrics,
             "pipeline_run": self.pipeline_run,
+            "routes": self.routes,
             "stages": [{"name": s.name, "seconds": round(s.seconds, 3), "summary": s.summary} for s in self.stages],
         }
 
@@ -132,9 +135,10 @@ def run_quickstart(
             on_done(done)
 
     with stage("deploy") as info:
-        deployment = ws.endpoints.deploy(ENDPOINT, f"{MODEL}@champion")
-        assert deployment.predict_url is not None
-        info["summary"] = f"{deployment.predict_url} (process {deployment.pid})"
+        ws.endpoints.deploy(ENDPOINT, f"{MODEL}@champion", deployment="blue")
+        endpoint = ws.endpoints.get(ENDPOINT)
+        routes = endpoint.routes
+        info["summary"] = f"{endpoint.url} ({len(endpoint.workers)} workers, blue = {model.ref}, keys on)"
 
     with stage("score") as info:
         records = _scoring_records(make_churn_frame(rows, seed))
@@ -146,12 +150,13 @@ def run_quickstart(
         data=data_ref,
         run_id=model.run_id or "",
         model=model.ref,
-        endpoint=deployment.predict_url,
+        endpoint=routes["predict"],
         predictions=predictions,
         seconds=time.perf_counter() - started,
         stages=stages,
         metrics=metrics,
         pipeline_run=run.id,
+        routes=routes,
     )
 
 

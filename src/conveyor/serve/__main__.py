@@ -1,3 +1,3 @@
-from conveyor.serve._worker import main
+from conveyor.serve._supervisor import main
 
 main()

@@ -1,8 +1,10 @@
-"""Online endpoints: a model version deployed as an HTTP service in its own process.
+"""Online endpoints, the control plane: create, deploy, split and mirror traffic, keys, roll back, delete.
 
-``deploy`` records the deployment, starts ``python -m conveyor.serve`` for it, waits until the process
-says it is ready (model loaded, warm-up prediction done), and records its URL and process id. The process
-outlives the command that started it; ``stop`` ends it.
+The tables hold what should be served (deployments, traffic, mirror shares, keys, settings); every change
+bumps the endpoint's ``revision``. A running endpoint is one supervisor process (``conveyor.serve``) with its
+worker processes; after a change the control plane signals the supervisor (SIGHUP) and waits until it reports
+the new revision applied, or starts it when it is not running. A change the supervisor cannot apply (a model
+that fails to load) is undone in the tables and reported, so what the tables say is what is served.
 """
 
 from __future__ import annotations
@@ -10,22 +12,24 @@ from __future__ import annotations
 import builtins
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import sqlalchemy as sa
 
-from conveyor.errors import EndpointError, InvalidSpec, NotFound, did_you_mean
+from conveyor.errors import Conflict, EndpointError, InvalidSpec, NotFound, did_you_mean
 from conveyor.governance import add_edge
 from conveyor.refs import validate_name
-from conveyor.store._helpers import lock_or_create
+from conveyor.serve._spec import Batching, DeploymentSpec, EndpointSpec, OnnxSpec, is_loopback, key_digest, status_path
 from conveyor.store._schema import DeploymentRow, EndpointRow, ModelRow, ModelVersionRow, utcnow
 
 if TYPE_CHECKING:
@@ -33,7 +37,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Deployment", "Endpoint", "Endpoints"]
 
-_START_TIMEOUT_S = 60.0
+_START_TIMEOUT_S = 120.0
+_HISTORY = 20
+AUTH_MODES = ("key", "none")
+ENGINES = ("auto", "onnx", "native")
 
 
 @dataclass(frozen=True)
@@ -44,24 +51,36 @@ class Deployment:
     model: str
     model_version_id: str
     traffic: int
-    status: str
-    url: str | None
-    pid: int | None
+    mirror: int
+    batching: dict[str, Any]
+    engine: str
     created_at: datetime
     updated_at: datetime
-
-    @property
-    def predict_url(self) -> str | None:
-        return None if self.url is None else f"{self.url}/predict"
 
 
 @dataclass(frozen=True)
 class Endpoint:
+    """An endpoint: its base URL (while it runs), deployments, live traffic and mirrored shares.
+
+    ``status`` is ``created`` (nothing deployed), ``running``, ``idle`` (scaled to zero; the next request
+    wakes it), ``stopped`` or ``failed``.
+    """
+
     id: str
     name: str
     url: str | None
+    status: str
+    auth: str
     deployments: list[Deployment]
+    traffic: dict[str, int]
+    mirror: dict[str, int]
+    revision: int
+    settings: dict[str, Any]
+    pid: int | None
+    workers: list[int]
     created_at: datetime
+    error: str | None = None
+    routes: dict[str, str] = field(default_factory=dict)
 
 
 class Endpoints:
@@ -70,68 +89,332 @@ class Endpoints:
     def __init__(self, workspace: Workspace) -> None:
         self._ws = workspace
 
+    # -- create and change ------------------------------------------------------------------------
+
+    def create(
+        self,
+        name: str,
+        *,
+        auth: str = "key",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        workers: int = 0,
+        idle_timeout: float = 0.0,
+        max_body_mb: float = 10.0,
+        rate_limit: float = 0.0,
+        collect: float = 0.0,
+        description: str = "",
+    ) -> Endpoint:
+        """Create an endpoint (nothing runs until a model is deployed to it).
+
+        Args:
+            auth: ``key`` (requests need ``Authorization: Bearer KEY``) or ``none`` (loopback only).
+            host: the address the endpoint listens on.
+            port: its port (0: a free one, kept across restarts).
+            workers: worker processes (0: one per core).
+            idle_timeout: seconds without a request after which the endpoint scales to zero (0: never).
+            max_body_mb: the largest request body accepted (413 above it).
+            rate_limit: requests per second the endpoint accepts (0: no limit; 429 above it).
+            collect: the fraction of requests whose rows and predictions are kept as data asset
+                ``NAME_requests`` for monitoring (0: none).
+
+        Raises:
+            Conflict: an endpoint of that name exists.
+            InvalidSpec: a setting is out of range, or ``auth="none"`` on a non-loopback address.
+        """
+        validate_name(name, "endpoint")
+        settings = _check_settings(
+            auth=auth,
+            host=host,
+            port=port,
+            workers=workers,
+            idle_timeout=idle_timeout,
+            max_body_mb=max_body_mb,
+            rate_limit=rate_limit,
+            collect=collect,
+        )
+        with self._ws.store.write() as session:
+            if session.scalars(sa.select(EndpointRow.id).filter_by(name=name)).first() is not None:
+                raise Conflict(
+                    f"Endpoint {name!r} exists. Deploy to it with 'conveyor endpoints deploy {name} --model M', or "
+                    f"delete it first with 'conveyor endpoints delete {name}'.",
+                    name=name,
+                )
+            session.add(
+                EndpointRow(
+                    name=name,
+                    description=description,
+                    created_by=self._ws.actor,
+                    auth=auth,
+                    primary_key=_new_key() if auth == "key" else None,
+                    secondary_key=_new_key() if auth == "key" else None,
+                    settings=settings,
+                    revision=1,
+                    status="created",
+                )
+            )
+        return self.get(name)
+
     def deploy(
         self,
         endpoint: str,
         model: str,
         *,
         deployment: str = "default",
-        host: str = "127.0.0.1",
-        port: int = 0,
+        traffic: int | None = None,
+        max_batch_size: int = 64,
+        max_latency_ms: float = 0.0,
+        max_queue: int = 512,
+        engine: str = "auto",
         timeout: float = _START_TIMEOUT_S,
     ) -> Deployment:
-        """Serve model version ``model`` (``name``, ``name:3`` or ``name@alias``) as ``endpoint``/``deployment``.
+        """Serve model version ``model`` (``name``, ``name:3``, ``name@alias``) as ``endpoint``/``deployment``.
 
-        A deployment of the same name is stopped and replaced.
+        The endpoint is created (with keys) if it does not exist. A deployment of the same name gets the new
+        model version; the old one keeps serving until the new one is loaded and warmed up. ``traffic``: the
+        deployment's share of live requests (the others keep their proportions in the rest); by default a
+        new endpoint's first deployment takes 100 and a further deployment 0, so it can be tested through
+        the ``conveyor-deployment`` header before it takes traffic. ``engine``: ``auto`` scores with ONNX
+        Runtime when the version has an ONNX export (``conveyor models export --format onnx``) and with the
+        model itself otherwise; ``onnx`` converts the version first if needed; ``native`` never uses ONNX.
 
         Raises:
             NotFound: the model version does not exist.
-            EndpointError: the serving process did not become ready in time (its log is quoted).
+            InvalidSpec: a setting is out of range.
+            EndpointError: the model failed to load or warm up (the endpoint keeps what it served before).
+            NotConvertible: ``engine="onnx"`` and the model cannot be converted.
         """
         validate_name(endpoint, "endpoint")
+        if engine not in ENGINES:
+            raise InvalidSpec(
+                f"engine must be one of {', '.join(ENGINES)}; got {engine!r}.{did_you_mean(engine, ENGINES)}"
+            )
         validate_name(deployment, "deployment")
+        if traffic is not None and not 0 <= traffic <= 100:
+            raise InvalidSpec(f"Traffic is a percentage between 0 and 100; got {traffic}.")
+        batching = Batching(max_batch_size, max_latency_ms, max_queue).check()
         version = self._ws.models.get(model)
-        with contextlib.suppress(NotFound):
-            self.stop(endpoint, deployment=deployment)
+        if engine == "onnx" and "model.onnx" not in version.files:
+            self._ws.models.to_onnx(version.ref)
+        with contextlib.suppress(Conflict):
+            self.create(endpoint)
         with self._ws.store.write() as session:
-            ep = lock_or_create(session, EndpointRow, name=endpoint, created_by=self._ws.actor)
-            row = session.scalars(sa.select(DeploymentRow).filter_by(endpoint_id=ep.id, name=deployment)).first()
+            ep = self._row(session, endpoint, lock=True)
+            rows = self._deployment_rows(session, ep.id)
+            _remember(ep, rows)
+            row = next((r for r in rows if r.name == deployment), None)
             if row is None:
-                row = DeploymentRow(endpoint_id=ep.id, name=deployment, created_by=self._ws.actor, status="starting")
+                row = DeploymentRow(
+                    endpoint_id=ep.id, name=deployment, created_by=self._ws.actor, status="active", traffic=0, mirror=0
+                )
                 session.add(row)
+                rows.append(row)
             row.model_version_id = version.id
-            row.status = "starting"
-            row.traffic = 100
-            row.url = None
-            row.pid = None
+            row.settings = {"batching": _batching_dict(batching), "engine": engine}
+            row.status = "active"
             row.updated_at = utcnow()
+            if traffic is not None:
+                _give_share(rows, row, traffic)
+            elif len(rows) == 1:
+                row.traffic = 100
+            row.mirror = 0 if row.traffic else row.mirror
             session.flush()
             add_edge(session, "model_version", version.id, "served_by", "deployment", row.id)
+            revision = _bump(ep)
             deployment_id = row.id
-
-        log_path = self._log_path(endpoint, deployment)
-        try:
-            pid, url = _start_process(self._ws, deployment_id, host, port, log_path, timeout)
-        except EndpointError:
-            self._set_state(deployment_id, status="failed", url=None, pid=None)
-            raise
-        self._set_state(deployment_id, status="running", url=url, pid=pid)
+        self._apply(endpoint, revision, timeout, start=True)
         return next(d for d in self.get(endpoint).deployments if d.id == deployment_id)
 
+    def set_traffic(self, name: str, weights: dict[str, int], *, timeout: float = _START_TIMEOUT_S) -> Endpoint:
+        """Split live traffic: ``{"blue": 90, "green": 10}`` (percentages summing to 100; others get 0).
+
+        Applied live: requests in flight finish on the deployment that took them.
+
+        Raises:
+            InvalidSpec: an unknown deployment, a share outside 0–100, or shares not summing to 100.
+        """
+        with self._ws.store.write() as session:
+            ep = self._row(session, name, lock=True)
+            rows = self._deployment_rows(session, ep.id)
+            _check_shares(name, weights, rows, "traffic")
+            total = sum(weights.values())
+            if total != 100:
+                raise InvalidSpec(
+                    f"Traffic shares must sum to 100; these sum to {total} "
+                    f"({', '.join(f'{k}={v}' for k, v in weights.items())}). Adjust them, e.g. "
+                    f"{_suggest(weights)}.",
+                    total=total,
+                )
+            _remember(ep, rows)
+            for row in rows:
+                row.traffic = weights.get(row.name, 0)
+                if row.traffic and row.mirror:
+                    row.mirror = 0
+                row.updated_at = utcnow()
+            revision = _bump(ep)
+        self._apply(name, revision, timeout)
+        return self.get(name)
+
+    def set_mirror(self, name: str, shares: dict[str, int], *, timeout: float = _START_TIMEOUT_S) -> Endpoint:
+        """Mirror a share of live requests to deployments that take no live traffic: ``{"green": 20}``.
+
+        A mirrored request is scored by the shadow deployment after the live answer is sent; its result is
+        only counted (metrics and access log), never returned. Deployments not named stop being mirrored to.
+
+        Raises:
+            InvalidSpec: an unknown deployment, a share outside 0–100, or a deployment that takes live traffic.
+        """
+        with self._ws.store.write() as session:
+            ep = self._row(session, name, lock=True)
+            rows = self._deployment_rows(session, ep.id)
+            _check_shares(name, shares, rows, "mirror")
+            live = [r.name for r in rows if r.name in shares and shares[r.name] and r.traffic]
+            if live:
+                raise InvalidSpec(
+                    f"Deployment {live[0]!r} takes live traffic, so mirroring to it would score requests twice. "
+                    f"Mirror to a deployment with 0% traffic (deploy one with --traffic 0).",
+                    deployment=live[0],
+                )
+            _remember(ep, rows)
+            for row in rows:
+                row.mirror = shares.get(row.name, 0)
+                row.updated_at = utcnow()
+            revision = _bump(ep)
+        self._apply(name, revision, timeout)
+        return self.get(name)
+
+    def rollback(self, name: str, *, timeout: float = _START_TIMEOUT_S) -> Endpoint:
+        """Undo the last change of deployments or traffic: model versions, traffic and mirror shares as before.
+
+        Raises:
+            Conflict: there is nothing to roll back to.
+        """
+        with self._ws.store.write() as session:
+            ep = self._row(session, name, lock=True)
+            history = list(ep.settings.get("history", []))
+            if not history:
+                raise Conflict(f"Endpoint {name!r} has no earlier state to roll back to.", name=name)
+            previous = history.pop()
+            rows = self._deployment_rows(session, ep.id)
+            for row in rows:
+                before = previous["deployments"].get(row.name)
+                if before is None:
+                    row.traffic, row.mirror = 0, 0
+                else:
+                    row.model_version_id = before["model_version_id"]
+                    row.traffic, row.mirror = before["traffic"], before["mirror"]
+                    row.settings = before.get("settings", row.settings)
+                row.updated_at = utcnow()
+            ep.settings = {**ep.settings, "history": history}
+            revision = _bump(ep)
+        self._apply(name, revision, timeout)
+        return self.get(name)
+
+    def keys(self, name: str) -> dict[str, str]:
+        """The endpoint's primary and secondary keys (either is accepted).
+
+        Raises:
+            Conflict: the endpoint has no auth.
+        """
+        with self._ws.store.read() as session:
+            ep = self._row(session, name)
+            if ep.auth == "none" or ep.primary_key is None or ep.secondary_key is None:
+                raise Conflict(f"Endpoint {name!r} has no auth, so it has no keys.", name=name)
+            return {"primary": ep.primary_key, "secondary": ep.secondary_key}
+
+    def regenerate_key(
+        self, name: str, which: str = "secondary", *, timeout: float = _START_TIMEOUT_S
+    ) -> dict[str, str]:
+        """Replace one key (clients move to the other key first); the old key stops working at once.
+
+        Raises:
+            InvalidSpec: ``which`` is neither ``primary`` nor ``secondary``.
+            Conflict: the endpoint has no auth.
+        """
+        if which not in ("primary", "secondary"):
+            raise InvalidSpec(f"Which key: 'primary' or 'secondary'; got {which!r}.")
+        self.keys(name)
+        with self._ws.store.write() as session:
+            ep = self._row(session, name, lock=True)
+            setattr(ep, f"{which}_key", _new_key())
+            revision = _bump(ep)
+        self._apply(name, revision, timeout)
+        return self.keys(name)
+
+    def delete(self, name: str, *, deployment: str | None = None) -> None:
+        """Delete a deployment (it must take no live traffic unless it is the last) or the whole endpoint.
+
+        Raises:
+            NotFound: no such endpoint or deployment.
+            Conflict: the deployment still takes live traffic while others exist.
+        """
+        if deployment is None:
+            self.stop(name)
+            with self._ws.store.write() as session:
+                ep = self._row(session, name, lock=True)
+                session.execute(sa.delete(DeploymentRow).where(DeploymentRow.endpoint_id == ep.id))
+                session.delete(ep)
+            with contextlib.suppress(FileNotFoundError):
+                self._status_path(name).unlink()
+            return
+        with self._ws.store.write() as session:
+            ep = self._row(session, name, lock=True)
+            rows = self._deployment_rows(session, ep.id)
+            row = self._find(name, rows, deployment)
+            others = [r for r in rows if r is not row]
+            if row.traffic and others:
+                raise Conflict(
+                    f"Deployment {deployment!r} takes {row.traffic}% of live traffic; move it first, e.g. "
+                    f"'conveyor endpoints traffic {name} {others[0].name}=100'.",
+                    deployment=deployment,
+                )
+            _remember(ep, rows)
+            session.delete(row)
+            revision = _bump(ep)
+            last = not others
+        if last:
+            self.stop(name)
+        else:
+            self._apply(name, revision, _START_TIMEOUT_S)
+
+    def stop(self, name: str, *, timeout: float = 20.0) -> Endpoint:
+        """Stop the endpoint's processes; in-flight requests finish first. ``start`` brings it back.
+
+        Raises:
+            NotFound: no such endpoint.
+        """
+        with self._ws.store.read() as session:
+            pid = self._row(session, name).pid
+        if pid is not None:
+            _terminate(pid, timeout)
+        with self._ws.store.write() as session:
+            ep = self._row(session, name, lock=True)
+            ep.pid, ep.url, ep.updated_at = None, None, utcnow()
+            ep.status = "stopped" if ep.status != "created" else "created"
+        return self.get(name)
+
+    def start(self, name: str, *, timeout: float = _START_TIMEOUT_S) -> Endpoint:
+        """Start a stopped endpoint with what it served.
+
+        Raises:
+            Conflict: the endpoint has no deployments.
+        """
+        with self._ws.store.read() as session:
+            ep = self._row(session, name)
+            revision = ep.revision
+        self._apply(name, revision, timeout, start=True)
+        return self.get(name)
+
+    # -- read -------------------------------------------------------------------------------------
+
     def get(self, name: str) -> Endpoint:
-        """The endpoint and its deployments.
+        """The endpoint with its deployments and runtime state.
 
         Raises:
             NotFound: no endpoint has that name.
         """
         with self._ws.store.read() as session:
-            ep = session.scalars(sa.select(EndpointRow).filter_by(name=name)).first()
-            if ep is None:
-                names = session.scalars(sa.select(EndpointRow.name)).all()
-                raise NotFound(
-                    f"No endpoint named {name!r}.{did_you_mean(name, names)} List them with 'conveyor endpoints list'.",
-                    name=name,
-                )
+            ep = self._row(session, name)
             rows = session.execute(
                 sa.select(DeploymentRow, ModelRow.name, ModelVersionRow.version)
                 .join(ModelVersionRow, ModelVersionRow.id == DeploymentRow.model_version_id)
@@ -139,40 +422,100 @@ class Endpoints:
                 .where(DeploymentRow.endpoint_id == ep.id)
                 .order_by(DeploymentRow.name)
             ).all()
-            deployments = [_to_deployment(d, ep.name, f"{m}:{v}") for d, m, v in rows]
-            running = [d for d in deployments if d.status == "running"]
-            return Endpoint(ep.id, ep.name, running[0].url if running else None, deployments, ep.created_at)
+            deployments = [
+                Deployment(
+                    id=d.id,
+                    endpoint=ep.name,
+                    name=d.name,
+                    model=f"{m}:{v}",
+                    model_version_id=d.model_version_id,
+                    traffic=d.traffic,
+                    mirror=d.mirror,
+                    batching=dict(d.settings.get("batching", {})),
+                    engine=str(d.settings.get("engine", "auto")),
+                    created_at=d.created_at,
+                    updated_at=d.updated_at,
+                )
+                for d, m, v in rows
+            ]
+            status, url, pid = ep.status, ep.url, ep.pid
+            runtime = self.runtime(ep.name)
+            workers: list[int] = []
+            error = None
+            if status in ("running", "idle", "starting"):
+                if pid is None or not _alive(pid):
+                    status, url, pid = "exited", None, None
+                elif runtime is not None and runtime.get("pid") == pid:
+                    status = str(runtime.get("state", status))
+                    workers = list(runtime.get("workers", []))
+                    error = runtime.get("error")
+            settings = {k: v for k, v in ep.settings.items() if k != "history"}
+            return Endpoint(
+                id=ep.id,
+                name=ep.name,
+                url=url,
+                status=status,
+                auth=ep.auth,
+                deployments=deployments,
+                traffic={d.name: d.traffic for d in deployments},
+                mirror={d.name: d.mirror for d in deployments if d.mirror},
+                revision=ep.revision,
+                settings=settings,
+                pid=pid,
+                workers=workers,
+                created_at=ep.created_at,
+                error=error,
+                routes=_routes(url, ep.name),
+            )
 
     def list(self) -> builtins.list[Endpoint]:
         with self._ws.store.read() as session:
             names = session.scalars(sa.select(EndpointRow.name).order_by(EndpointRow.name)).all()
         return [self.get(n) for n in names]
 
-    def stop(self, name: str, *, deployment: str | None = None, timeout: float = 10.0) -> Endpoint:
-        """Stop the serving processes of an endpoint (or of one deployment); they drain and exit.
+    def runtime(self, name: str) -> dict[str, Any] | None:
+        """What the endpoint's supervisor last reported (state, revision, worker pids), if it ran."""
+        try:
+            found: dict[str, Any] = orjson.loads(self._status_path(name).read_bytes())
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            return None
+        return found
+
+    def logs(self, name: str, *, deployment: str | None = None, tail: int = 50) -> builtins.list[dict[str, Any]]:
+        """The last ``tail`` access-log records (JSON objects), optionally of one deployment only.
 
         Raises:
-            NotFound: no such endpoint or deployment.
+            NotFound: no such endpoint.
         """
-        endpoint = self.get(name)
-        targets = [d for d in endpoint.deployments if deployment is None or d.name == deployment]
-        if deployment is not None and not targets:
-            raise NotFound(
-                f"Endpoint {name!r} has no deployment {deployment!r}."
-                f"{did_you_mean(deployment, [d.name for d in endpoint.deployments])}"
-            )
-        for d in targets:
-            if d.pid is not None:
-                _terminate(d.pid, timeout)
-            if d.status in ("running", "starting"):
-                self._set_state(d.id, status="stopped", url=None, pid=None)
-        return self.get(name)
+        self.get(name)
+        path = self._log_dir() / f"{name}.access.log"
+        if not path.exists():
+            return []
+        records: builtins.list[dict[str, Any]] = []
+        for line in _tail_lines(path, tail if deployment is None else tail * 20):
+            with contextlib.suppress(orjson.JSONDecodeError):
+                record = orjson.loads(line)
+                if deployment is None or record.get("deployment") == deployment:
+                    records.append(record)
+        return records[-tail:]
 
-    def invoke(self, name: str, records: builtins.list[dict[str, Any]], timeout: float = 30.0) -> builtins.list[Any]:
-        """Score records through the endpoint over HTTP; returns the predictions.
+    def process_log(self, name: str, *, tail: int = 50) -> builtins.list[str]:
+        """The last lines of the endpoint's process log (start, reloads, worker restarts, errors)."""
+        path = self._log_dir() / f"{name}.log"
+        return [line.decode(errors="replace") for line in _tail_lines(path, tail)] if path.exists() else []
+
+    def invoke(
+        self,
+        name: str,
+        records: builtins.list[dict[str, Any]],
+        *,
+        deployment: str | None = None,
+        timeout: float = 30.0,
+    ) -> builtins.list[Any]:
+        """Score records through the endpoint over HTTP (``POST /predict``, with its key); the predictions.
 
         Raises:
-            NotFound: the endpoint has no running deployment.
+            NotFound: the endpoint is not running.
             InvalidSpec: the endpoint refused the rows (a 4xx; its message is quoted).
             EndpointError: the endpoint failed or did not answer.
         """
@@ -180,9 +523,18 @@ class Endpoints:
 
         endpoint = self.get(name)
         if endpoint.url is None:
-            raise NotFound(f"Endpoint {name!r} has no running deployment; deploy a model to it first.")
+            raise NotFound(
+                f"Endpoint {name!r} is {endpoint.status}; deploy a model to it or 'conveyor endpoints start {name}'."
+            )
+        headers = {}
+        if endpoint.auth == "key":
+            headers["Authorization"] = f"Bearer {self.keys(name)['primary']}"
+        if deployment is not None:
+            headers["conveyor-deployment"] = deployment
         try:
-            response = httpx.post(f"{endpoint.url}/predict", json=records, timeout=timeout)
+            response = httpx.post(
+                f"{endpoint.url}/predict", content=orjson.dumps(records), headers=headers, timeout=timeout
+            )
         except httpx.HTTPError as exc:
             raise EndpointError(f"Endpoint {name!r} at {endpoint.url} did not answer: {exc}.") from exc
         if 400 <= response.status_code < 500:
@@ -196,103 +548,362 @@ class Endpoints:
         predictions: builtins.list[Any] = response.json()["predictions"]
         return predictions
 
-    def _log_path(self, endpoint: str, deployment: str) -> Path:
+    def spec(self, name: str) -> EndpointSpec:
+        """What the endpoint serves, as its serving processes (and exported bundles) see it.
+
+        Raises:
+            NotFound: no such endpoint.
+        """
+        with self._ws.store.read() as session:
+            ep = self._row(session, name)
+            rows = self._deployment_rows(session, ep.id)
+            deployments = []
+            for row in sorted(rows, key=lambda r: r.name):
+                version = self._ws.models.get_by_id(row.model_version_id)
+                onnx = version.files.get("model.onnx") if row.settings.get("engine") != "native" else None
+                batching = row.settings.get("batching", {})
+                deployments.append(
+                    DeploymentSpec(
+                        name=row.name,
+                        model=version.ref,
+                        model_name=version.name,
+                        model_version=version.version,
+                        model_version_id=version.id,
+                        format=version.format,
+                        digest=version.digest,
+                        trusted_types=version.trusted_types,
+                        signature=version.signature,
+                        traffic=row.traffic,
+                        mirror=row.mirror,
+                        batching=Batching(**batching),
+                        onnx=None
+                        if onnx is None
+                        else OnnxSpec(
+                            digest=onnx["digest"],
+                            inputs=list(onnx["inputs"]),
+                            outputs=list(onnx["outputs"]),
+                            kind=onnx.get("kind", "classifier"),
+                            missing_text=onnx.get("missing_text"),
+                        ),
+                    )
+                )
+            settings = ep.settings
+            keys = [k for k in (ep.primary_key, ep.secondary_key) if k] if ep.auth == "key" else []
+            return EndpointSpec(
+                name=ep.name,
+                revision=ep.revision,
+                auth=ep.auth,
+                key_digests=[key_digest(k) for k in keys],
+                deployments=deployments,
+                workers=int(settings.get("workers", 0)),
+                idle_timeout_s=float(settings.get("idle_timeout", 0.0)),
+                max_body_bytes=int(float(settings.get("max_body_mb", 10.0)) * 1024 * 1024),
+                rate_limit=float(settings.get("rate_limit", 0.0)),
+                collect={"sample": settings["collect"]} if settings.get("collect") else None,
+            )
+
+    def blob(self, digest: str, what: str) -> bytes:
+        """Verified bytes of a stored file by digest (a model file or its ONNX conversion)."""
+        return self._ws.models._verified(digest, what)
+
+    # -- runtime ----------------------------------------------------------------------------------
+
+    def _apply(self, name: str, revision: int, timeout: float, *, start: bool = False) -> None:
+        """Make the running endpoint serve ``revision``: signal its supervisor, or (``start``) start one.
+
+        A change to an endpoint that is not running is only recorded; it applies when it starts.
+
+        Raises:
+            EndpointError: the revision could not be applied (the tables are put back as they were).
+            Conflict: ``start`` and the endpoint has no deployments.
+        """
+        with self._ws.store.read() as session:
+            ep = self._row(session, name)
+            pid, settings, has_deployments = ep.pid, dict(ep.settings), bool(self._deployment_rows(session, ep.id))
+        running = pid is not None and _alive(pid)
+        if not running and not start:
+            return
+        if not has_deployments:
+            raise Conflict(f"Endpoint {name!r} has no deployments; deploy a model to it first.", name=name)
+        if running:
+            assert pid is not None
+            os.kill(pid, signal.SIGHUP)
+            error = self._wait_revision(name, pid, revision, timeout)
+            if error is not None:
+                self._undo(name)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGHUP)
+                raise EndpointError(f"Endpoint {name!r} kept serving what it served before: {error}", name=name)
+            return
+        self._start_process(name, settings, revision, timeout)
+
+    def _wait_revision(self, name: str, pid: int, revision: int, timeout: float) -> str | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.runtime(name)
+            if status is not None and status.get("pid") == pid:
+                if status.get("failed_revision") == revision:
+                    return str(status.get("error"))
+                if (status.get("revision") or 0) >= revision and status.get("state") in ("running", "idle"):
+                    return None
+            if not _alive(pid):
+                return f"its process exited; see 'conveyor endpoints logs {name} --process'."
+            time.sleep(0.02)
+        return f"it did not apply the change within {timeout:.0f} s."
+
+    def _start_process(self, name: str, settings: dict[str, Any], revision: int, timeout: float) -> None:
+        from conveyor.workspace import workspace_env
+
+        log_path = self._log_dir() / f"{name}.log"
+        with contextlib.suppress(FileNotFoundError):
+            self._status_path(name).unlink()
+        host = str(settings.get("host", "127.0.0.1"))
+        port = int(settings.get("port", 0))
+        command = [sys.executable, "-m", "conveyor.serve", "--endpoint", name, "--host", host, "--port", str(port)]
+        env = {**os.environ, **workspace_env(self._ws.settings)}
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True, close_fds=True
+            )
+        announced: dict[str, Any] = {}
+
+        def read_announcement() -> None:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            with contextlib.suppress(orjson.JSONDecodeError):
+                announced.update(orjson.loads(line))
+
+        reader = threading.Thread(target=read_announcement, daemon=True)
+        reader.start()
+        reader.join(timeout)
+        if "port" not in announced:
+            self._fail_start(name, process, log_path, f"did not start listening within {timeout:.0f} s")
+        url = f"http://{_url_host(host)}:{announced['port']}"
+        error = self._wait_revision(name, process.pid, revision, timeout)
+        if error is not None or process.poll() is not None:
+            self._fail_start(name, process, log_path, error or f"exited with status {process.returncode}")
+        with self._ws.store.write() as session:
+            ep = self._row(session, name, lock=True)
+            ep.pid, ep.url, ep.status, ep.updated_at = process.pid, url, "running", utcnow()
+            ep.settings = {**ep.settings, "port": int(announced["port"])}
+
+    def _fail_start(self, name: str, process: subprocess.Popen[bytes], log_path: Path, what: str) -> None:
+        if process.poll() is None:
+            _terminate(process.pid, 5.0)
+        tail = [line.decode(errors="replace") for line in _tail_lines(log_path, 15)] if log_path.exists() else []
+        self._undo(name)
+        with self._ws.store.write() as session:
+            ep = self._row(session, name, lock=True)
+            ep.pid, ep.url, ep.status = None, None, "failed"
+        raise EndpointError(
+            f"Endpoint {name!r} could not start: its process {what}. Last lines of its log ({log_path}):\n"
+            + "\n".join(tail),
+            log=str(log_path),
+        )
+
+    def _undo(self, name: str) -> None:
+        """Put back the state before the last change (the change could not be served)."""
+        with self._ws.store.write() as session:
+            ep = self._row(session, name, lock=True)
+            history = list(ep.settings.get("history", []))
+            if not history:
+                return
+            previous = history.pop()
+            rows = self._deployment_rows(session, ep.id)
+            for row in rows:
+                before = previous["deployments"].get(row.name)
+                if before is None:
+                    session.delete(row)
+                else:
+                    row.model_version_id = before["model_version_id"]
+                    row.traffic, row.mirror = before["traffic"], before["mirror"]
+                    row.settings = before.get("settings", row.settings)
+            ep.settings = {**ep.settings, "history": history}
+            _bump(ep)
+
+    def _row(self, session: Any, name: str, *, lock: bool = False) -> EndpointRow:
+        statement = sa.select(EndpointRow).filter_by(name=name)
+        if lock:
+            statement = statement.with_for_update()
+        ep = session.scalars(statement).first()
+        if ep is None:
+            names = session.scalars(sa.select(EndpointRow.name)).all()
+            raise NotFound(
+                f"No endpoint named {name!r}.{did_you_mean(name, names)} List them with 'conveyor endpoints list'.",
+                name=name,
+            )
+        row: EndpointRow = ep
+        return row
+
+    @staticmethod
+    def _deployment_rows(session: Any, endpoint_id: str) -> builtins.list[DeploymentRow]:
+        return list(session.scalars(sa.select(DeploymentRow).filter_by(endpoint_id=endpoint_id)).all())
+
+    @staticmethod
+    def _find(endpoint: str, rows: builtins.list[DeploymentRow], name: str) -> DeploymentRow:
+        row = next((r for r in rows if r.name == name), None)
+        if row is None:
+            names = [r.name for r in rows]
+            raise NotFound(
+                f"Endpoint {endpoint!r} has no deployment {name!r}.{did_you_mean(name, names)} "
+                f"Deployments: {', '.join(names) or '(none)'}."
+            )
+        return row
+
+    def _log_dir(self) -> Path:
         folder = self._ws.settings.home / "logs" / "endpoints"
         folder.mkdir(parents=True, exist_ok=True)
-        return folder / f"{endpoint}.{deployment}.log"
+        return folder
 
-    def _set_state(self, deployment_id: str, *, status: str, url: str | None, pid: int | None) -> None:
-        with self._ws.store.write() as session:
-            row = session.get(DeploymentRow, deployment_id)
-            if row is not None:
-                row.status, row.url, row.pid, row.updated_at = status, url, pid, utcnow()
+    def _status_path(self, name: str) -> Path:
+        return status_path(self._ws.settings.home, name)
 
 
-def _to_deployment(row: DeploymentRow, endpoint: str, model: str) -> Deployment:
-    status = row.status
-    if status == "running" and row.pid is not None and not _alive(row.pid):
-        status = "exited"
-    return Deployment(
-        id=row.id,
-        endpoint=endpoint,
-        name=row.name,
-        model=model,
-        model_version_id=row.model_version_id,
-        traffic=row.traffic,
-        status=status,
-        url=row.url if status == "running" else None,
-        pid=row.pid if status == "running" else None,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
+# -- helpers ----------------------------------------------------------------------------------------
 
 
-def _start_process(
-    ws: Workspace, deployment_id: str, host: str, port: int, log_path: Path, timeout: float
-) -> tuple[int, str]:
-    import httpx
+def _new_key() -> str:
+    return secrets.token_urlsafe(32)
 
-    from conveyor.workspace import workspace_env
 
-    env = {**os.environ, **workspace_env(ws.settings)}
-    command = [
-        sys.executable,
-        "-m",
-        "conveyor.serve",
-        "--deployment-id",
-        deployment_id,
-        "--host",
-        host,
-        "--port",
-        str(port),
-    ]
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            env=env,
-            start_new_session=True,
-            close_fds=True,
+def _bump(ep: EndpointRow) -> int:
+    ep.revision += 1
+    ep.updated_at = utcnow()
+    return ep.revision
+
+
+def _remember(ep: EndpointRow, rows: builtins.list[DeploymentRow]) -> None:
+    """Push the current deployments/traffic onto the endpoint's history (for rollback and undo)."""
+    state = {
+        "deployments": {
+            r.name: {
+                "model_version_id": r.model_version_id,
+                "traffic": r.traffic,
+                "mirror": r.mirror,
+                "settings": r.settings,
+            }
+            for r in rows
+        },
+        "at": utcnow().isoformat(),
+    }
+    history = [*ep.settings.get("history", []), state][-_HISTORY:]
+    ep.settings = {**ep.settings, "history": history}
+
+
+def _give_share(rows: builtins.list[DeploymentRow], row: DeploymentRow, share: int) -> None:
+    """Give ``row`` ``share`` percent; the others split the rest in their current proportions."""
+    others = [r for r in rows if r is not row]
+    rest = 100 - share
+    row.traffic = share if others else 100
+    current = sum(r.traffic for r in others)
+    if not others:
+        return
+    if current == 0:
+        others[0].traffic = rest
+        for r in others[1:]:
+            r.traffic = 0
+        return
+    assigned = 0
+    for r in others:
+        r.traffic = rest * r.traffic // current
+        assigned += r.traffic
+    max(others, key=lambda r: r.traffic).traffic += rest - assigned
+
+
+def _check_shares(endpoint: str, shares: dict[str, int], rows: builtins.list[DeploymentRow], what: str) -> None:
+    names = [r.name for r in rows]
+    for name, share in shares.items():
+        if name not in names:
+            raise InvalidSpec(
+                f"Endpoint {endpoint!r} has no deployment {name!r}.{did_you_mean(name, names)} "
+                f"Deployments: {', '.join(names) or '(none)'}.",
+                deployment=name,
+            )
+        if isinstance(share, bool) or not isinstance(share, int) or not 0 <= share <= 100:
+            raise InvalidSpec(f"The {what} share of {name!r} must be a whole percentage 0–100; got {share!r}.")
+
+
+def _suggest(weights: dict[str, int]) -> str:
+    names = list(weights)
+    if len(names) == 1:
+        return f"{names[0]}=100"
+    return f"{names[0]}={100 - sum(weights[n] for n in names[1:])} " + " ".join(f"{n}={weights[n]}" for n in names[1:])
+
+
+def _batching_dict(batching: Batching) -> dict[str, Any]:
+    return {
+        "max_batch_size": batching.max_batch_size,
+        "max_latency_ms": batching.max_latency_ms,
+        "max_queue": batching.max_queue,
+    }
+
+
+def _check_settings(
+    *,
+    auth: str,
+    host: str,
+    port: int,
+    workers: int,
+    idle_timeout: float,
+    max_body_mb: float,
+    rate_limit: float,
+    collect: float,
+) -> dict[str, Any]:
+    if auth not in AUTH_MODES:
+        raise InvalidSpec(f"auth must be 'key' or 'none'; got {auth!r}.{did_you_mean(auth, AUTH_MODES)}")
+    if auth == "none" and not is_loopback(host):
+        raise InvalidSpec(
+            f"An endpoint without auth may only listen on loopback (127.0.0.1), not {host}; use --auth key."
         )
-    deadline = time.monotonic() + timeout
-    announced: dict[str, Any] = {}
-
-    def read_announcement() -> None:
-        import json
-
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        with contextlib.suppress(ValueError):
-            announced.update(json.loads(line))
-
-    reader = threading.Thread(target=read_announcement, daemon=True)
-    reader.start()
-    reader.join(timeout)
-    if "port" not in announced:
-        _fail(process, log_path, f"did not start listening within {timeout:.0f} s")
-    url = f"http://{host}:{announced['port']}"
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            _fail(process, log_path, f"exited with status {process.returncode}")
-        try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=2.0).status_code == 200:
-                return process.pid, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    _fail(process, log_path, f"was not ready within {timeout:.0f} s")
-    raise AssertionError("unreachable")
+    if not 0 <= port <= 65535:
+        raise InvalidSpec(f"port must be between 0 and 65535; got {port}.")
+    if not 0 <= workers <= 256:
+        raise InvalidSpec(f"workers must be between 0 (one per core) and 256; got {workers}.")
+    if idle_timeout < 0:
+        raise InvalidSpec(f"idle_timeout must be 0 (never) or more seconds; got {idle_timeout}.")
+    if not 0 < max_body_mb <= 1024:
+        raise InvalidSpec(f"max_body_mb must be more than 0 and at most 1024; got {max_body_mb}.")
+    if rate_limit < 0:
+        raise InvalidSpec(f"rate_limit must be 0 (none) or more requests per second; got {rate_limit}.")
+    if not 0 <= collect <= 1:
+        raise InvalidSpec(f"collect is the fraction of requests kept, 0–1; got {collect}.")
+    return {
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "idle_timeout": idle_timeout,
+        "max_body_mb": max_body_mb,
+        "rate_limit": rate_limit,
+        "collect": collect,
+    }
 
 
-def _fail(process: subprocess.Popen[bytes], log_path: Path, what: str) -> None:
-    if process.poll() is None:
-        _terminate(process.pid, 5.0)
-    tail = log_path.read_text(errors="replace").strip().splitlines()[-15:] if log_path.exists() else []
-    raise EndpointError(
-        f"The serving process {what}. Last lines of its log ({log_path}):\n" + "\n".join(tail),
-        log=str(log_path),
-    )
+def _routes(url: str | None, name: str) -> dict[str, str]:
+    if url is None:
+        return {}
+    return {
+        "predict": f"{url}/predict",
+        "invocations": f"{url}/invocations",
+        "v2_infer": f"{url}/v2/models/{name}/infer",
+        "v2_ready": f"{url}/v2/health/ready",
+        "metrics": f"{url}/metrics",
+    }
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", "::"):  # noqa: S104 - a wildcard bind is reached through loopback here
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def _tail_lines(path: Path, count: int) -> builtins.list[bytes]:
+    with path.open("rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        chunk = min(size, max(65536, count * 400))
+        f.seek(size - chunk)
+        lines = f.read().splitlines()
+    return lines[-count:] if count > 0 else []
 
 
 def _alive(pid: int) -> bool:
@@ -310,7 +921,7 @@ def _alive(pid: int) -> bool:
 
 
 def _terminate(pid: int, timeout: float) -> None:
-    """SIGTERM (the server drains in-flight requests), then SIGKILL after ``timeout``."""
+    """SIGTERM (the supervisor drains its workers), then SIGKILL of the group after ``timeout``."""
     if not _alive(pid):
         return
     with contextlib.suppress(ProcessLookupError):
@@ -320,5 +931,5 @@ def _terminate(pid: int, timeout: float) -> None:
         if not _alive(pid):
             return
         time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)

@@ -34,7 +34,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from ulid import ULID
 
 #: The Alembic revision these models correspond to (checked against the migration scripts by a test).
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
 
 NAME_LENGTH = 128
 
@@ -255,13 +255,32 @@ class ModelAliasRow(Base):
 
 
 class EndpointRow(Entity, Base):
+    """An online endpoint: its serving settings, keys and traffic, and the runtime state of its supervisor.
+
+    ``revision`` counts changes of what is served (deployments, traffic, mirror, keys); running workers
+    apply a new revision in place and report it. ``pid``/``url`` are the supervisor's while it runs.
+    """
+
     __tablename__ = "endpoints"
     name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
     description: Mapped[str] = mapped_column(Text, default="")
+    auth: Mapped[str] = mapped_column(String(16), default="key")
+    primary_key: Mapped[str | None] = mapped_column(String(128), default=None)
+    secondary_key: Mapped[str | None] = mapped_column(String(128), default=None)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(16), default="stopped")
+    url: Mapped[str | None] = mapped_column(String(512), default=None)
+    pid: Mapped[int | None] = mapped_column(Integer, default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class DeploymentRow(Entity, Base):
-    """A model version served behind an endpoint; ``pid``/``url`` are the runtime state of its process."""
+    """A model version served behind an endpoint with a share of its traffic (and of mirrored traffic).
+
+    ``settings`` holds the batching knobs; ``url``/``pid`` are unused since deployments share the endpoint's
+    worker processes (kept so older workspaces migrate without loss).
+    """
 
     __tablename__ = "deployments"
     __table_args__ = (UniqueConstraint("endpoint_id", "name"),)
@@ -269,6 +288,8 @@ class DeploymentRow(Entity, Base):
     name: Mapped[str] = mapped_column(String(NAME_LENGTH))
     model_version_id: Mapped[str] = mapped_column(ForeignKey("model_versions.id"))
     traffic: Mapped[int] = mapped_column(Integer, default=100)
+    mirror: Mapped[int] = mapped_column(Integer, default=0)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(16))
     url: Mapped[str | None] = mapped_column(String(512), default=None)
     pid: Mapped[int | None] = mapped_column(Integer, default=None)
