@@ -114,6 +114,7 @@ def test_conveyor_featurisation_and_histogram_boosting_convert_to_equivalent_onn
     assert result.rows_checked == 200
     stored = workspace.models.get("churn:1").files["model.onnx"]
     assert stored["max_abs_diff"] == result.max_abs_diff and stored["digest"].startswith("sha256:")
+    assert stored["classes"] == conveyor_pipeline.classes_.tolist(), "so serving needs only the ONNX file"
     assert workspace.models.get(v.ref).format == "skops", "the model file itself never changes"
     # Rows it was not checked on, with unseen levels and missing values, still agree.
     fresh, _ = __import__("tests.registry.conftest", fromlist=["churn_frame"]).churn_frame(n=300, seed=9)

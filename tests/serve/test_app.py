@@ -324,8 +324,9 @@ def test_all_float_records_take_the_matrix_path_with_the_same_answers(numeric) -
     matrix = deployment.records_matrix(records)
     assert matrix is not None and matrix.shape == (7, x.shape[1])
     columns = records_to_columns(records, signature)
-    np.testing.assert_array_equal(
-        deployment.score(matrix, True).probabilities, deployment.score(columns, True).probabilities
+    assert deployment.positional, "a pipeline fitted on these columns takes the matrix as it is"
+    np.testing.assert_allclose(
+        deployment.score(matrix, True).probabilities, deployment.score(columns, True).probabilities, rtol=1e-12
     )
     np.testing.assert_array_equal(deployment.score(matrix, False).predictions, model.predict(x.head(7)))
     first = records[0]
@@ -365,3 +366,37 @@ def test_matrix_and_column_requests_batch_together(numeric) -> None:  # type: ig
     first, second = asyncio.run(both())
     assert counting.calls == [6]
     np.testing.assert_array_equal(first.predictions, second.predictions)
+
+
+def test_an_onnx_export_with_its_classes_serves_without_loading_the_model(numeric) -> None:  # type: ignore[no-untyped-def]
+    import hashlib
+
+    from conveyor.registry._onnx import convert
+    from conveyor.serve._runtime import load_deployment
+    from conveyor.serve._spec import OnnxSpec
+
+    model, signature, x = numeric
+    conversion = convert(model, x, "cancer:1")
+    digest = hashlib.sha256(conversion.data).hexdigest()
+    onnx = OnnxSpec(digest, conversion.inputs, conversion.outputs, conversion.kind, None, model.classes_.tolist())
+    spec = DeploymentSpec(
+        name="blue",
+        model="cancer:1",
+        model_name="cancer",
+        model_version=1,
+        model_version_id="id",
+        format="skops",
+        digest="never-read",
+        trusted_types=[],
+        signature=signature,
+        onnx=onnx,
+    )
+    blobs = {digest: conversion.data}
+    loaded = load_deployment(spec, lambda d, what: blobs[d])
+    assert loaded.model is None and loaded.engine == "onnx" and loaded.has_proba
+    matrix = loaded.records_matrix(orjson.loads(x.head(9).to_json(orient="records")))
+    assert matrix is not None
+    scored = loaded.score(matrix, True)
+    np.testing.assert_array_equal(scored.predictions, model.predict(x.head(9)))
+    np.testing.assert_allclose(scored.probabilities, model.predict_proba(x.head(9)), atol=1e-5)
+    assert scored.classes == [0, 1]

@@ -115,10 +115,21 @@ def onnx_for(registry: Registry, version: ModelVersion, validation: pd.DataFrame
         "rows_checked": result.rows,
         "missing_text": result.missing_text,
         "opset": result.opset,
+        # Serving can then answer from the ONNX file alone, without loading (or importing) the model's library.
+        "classes": _classes(model),
         "converted_at": datetime.now(UTC).isoformat(),
     }
     registry._add_file(version, ONNX_FILE, entry)
     return _onnx_model(version.ref, entry)
+
+
+def _classes(model: Any) -> list[Any] | None:
+    classes = getattr(model, "classes_", None)
+    if classes is None:
+        return None
+    import numpy as np
+
+    return [c.item() if isinstance(c, np.generic) else c for c in np.asarray(classes).tolist()]
 
 
 def _onnx_model(ref: str, entry: dict[str, Any]) -> OnnxModel:

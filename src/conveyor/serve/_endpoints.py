@@ -584,6 +584,7 @@ class Endpoints:
                             outputs=list(onnx["outputs"]),
                             kind=onnx.get("kind", "classifier"),
                             missing_text=onnx.get("missing_text"),
+                            classes=onnx.get("classes"),
                         ),
                     )
                 )

@@ -83,6 +83,13 @@ class OnnxSpec:
     outputs: list[str]
     kind: str
     missing_text: str | None
+    #: The classifier's classes in the order of its probability columns (None: unknown, or a regressor).
+    classes: list[Any] | None = None
+
+    @property
+    def self_sufficient(self) -> bool:
+        """Whether the ONNX file alone can answer everything the endpoint is asked (no model load needed)."""
+        return self.kind != "classifier" or self.classes is not None
 
 
 @dataclass(frozen=True)
