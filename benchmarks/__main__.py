@@ -8,7 +8,7 @@ import argparse
 import shutil
 import sys
 
-from benchmarks import automl, ingest, pipelines, quickstart, streaming, tracking
+from benchmarks import automl, batch, ingest, pipelines, quickstart, serving, streaming, tracking
 from benchmarks._harness import WORK_DIR, Benchmark, Context, ensure_peer_environment, print_table, save, write_docs
 
 BENCHMARKS: dict[str, Benchmark] = {"quickstart": quickstart.run, "ingest": ingest.run, "streaming": streaming.run}
@@ -19,6 +19,8 @@ BENCHMARKS["tracking-log-metric"] = tracking.run_log_metric
 BENCHMARKS["tracking-log-batch"] = tracking.run_log_batch
 BENCHMARKS["tracking-search"] = tracking.run_search
 BENCHMARKS["automl"] = automl.run
+BENCHMARKS["batch-scoring"] = batch.run
+BENCHMARKS["serving"] = serving.run
 
 
 def main(argv: list[str] | None = None) -> int:
