@@ -6,6 +6,8 @@ Kinds and relations used so far (read an edge as "from <relation> to")::
     data_version  read_by          run             a run trained on that data version
     run           produced         model_version   a run's output registered as a model version
     model_version served_by        deployment      a deployment serves that model version
+    model_version scored           data_version    batch scoring wrote that version with the model
+    data_version  derived          data_version    appends, SQL results, quarantine, scored outputs
 """
 
 from __future__ import annotations
