@@ -244,7 +244,7 @@ def test_access_log_records_each_request(served, records) -> None:  # type: igno
     logged = [orjson.loads(line) for line in lines]
     first = next(r for r in logged if r["id"] == "abc-1")
     assert first["status"] == 200 and first["deployment"] == "blue" and first["path"] == "/predict"
-    assert any(r["status"] == 400 for r in logged)
+    assert any(r["status"] == 400 and r["deployment"] == "blue" for r in logged), "refusals name the deployment"
 
 
 def test_the_batcher_scores_concurrent_requests_in_one_call(churn_training, records) -> None:  # type: ignore[no-untyped-def]

@@ -31,7 +31,7 @@ Scope = MutableMapping[str, Any]
 pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 
 KEY = "k1"
-MAX_EXAMPLES = 50
+MAX_EXAMPLES = 30
 # A request that never answers (a model call whose error escapes the batcher) must fail the run, not hang it.
 TIMEOUT_S = 10.0
 CHECKS_RUN = [

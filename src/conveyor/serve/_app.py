@@ -58,6 +58,9 @@ class HTTPError(Exception):
     def __init__(self, status: int, code: str, message: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, list(headers)
+        #: Set when the refusal came from a deployment (so metrics and logs can say which).
+        self.deployment = ""
+        self.protocol = "other"
 
     @classmethod
     def of(cls, exc: ConveyorError) -> HTTPError:
@@ -150,6 +153,7 @@ class EndpointApp:
                 )
         except HTTPError as exc:
             status, extra = exc.status, exc.headers
+            deployment, protocol = exc.deployment or deployment, exc.protocol if exc.deployment else protocol
             body = orjson.dumps({"error": {"code": exc.code, "message": exc.message}})
         extra = [*extra, (b"x-request-id", request_id.encode())]
         if self.draining:
@@ -205,7 +209,9 @@ class EndpointApp:
             else:
                 answer = {"predictions": scored.predictions, "model": deployment.spec.model, "deployment": name}
         except ConveyorError as exc:
-            raise HTTPError.of(exc) from exc
+            refused = HTTPError.of(exc)
+            refused.deployment, refused.protocol = name, protocol
+            raise refused from exc
         extra = [(b"conveyor-deployment", name.encode())]
         body_out = orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
         self._after(deployment, columns, rows, scored, request_id)
@@ -400,7 +406,7 @@ class EndpointApp:
             first = targets[0]
             metadata = protocols.v2_model_metadata(
                 self.spec.name,
-                [str(d.spec.model_version) for d in targets],
+                list(dict.fromkeys(str(d.spec.model_version) for d in targets)),
                 first.spec.signature,
                 f"conveyor_{first.engine}",
             )
