@@ -133,7 +133,9 @@ def _register_commands() -> None:
     app.add_typer(pipeline.app, name="pipeline", help="Pipelines: run, resume, runs, logs, register, schedule.")
     app.add_typer(runs.app, name="runs", help="Tracked runs: list, search, show, compare, history, experiments.")
     app.add_typer(models.app, name="models", help="The model registry: register, show, alias, tag, export.")
-    app.add_typer(endpoints.app, name="endpoints", help="Online endpoints: create, deploy, traffic, mirror, rollback, keys, logs.")
+    app.add_typer(
+        endpoints.app, name="endpoints", help="Online endpoints: create, deploy, traffic, mirror, rollback, keys, logs."
+    )
     app.add_typer(export.app, name="export", help="Export an endpoint to run elsewhere: Docker, Kubernetes.")
     app.add_typer(batch.app, name="batch", help="Batch scoring: a model over a data version, into a new version.")
 
