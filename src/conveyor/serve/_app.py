@@ -28,7 +28,7 @@ import os
 import random
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -82,7 +82,6 @@ class Shared:
     mirror: Sequence[int]
     accepted_keys: Callable[[], list[str]]
     last_request: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class EndpointApp:

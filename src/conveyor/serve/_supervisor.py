@@ -180,7 +180,6 @@ class _Worker:
     ready_fd: int
     last_request: Any
     started: float
-    ready: bool = False
     stopping: bool = False
 
 
@@ -219,7 +218,6 @@ class Supervisor:
         self.state = "starting"
         self.error: str | None = None
         self.failed_revision: int | None = None
-        self.idle_since: float | None = None
         self._deaths: list[float] = []
         self._reload = False
         self._stop = False
@@ -400,7 +398,6 @@ class Supervisor:
         text = message.decode(errors="replace").strip()
         if text == "ready":
             # The pipe stays open: the worker says "closed" on it when it stops accepting connections.
-            worker.ready = True
             return
         os.close(worker.ready_fd)
         worker.ready_fd = -1
