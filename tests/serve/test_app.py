@@ -147,7 +147,9 @@ def test_open_inference_protocol_routes(served, records, churn_training) -> None
     probabilities = np.asarray(proba["outputs"][1]["data"]).reshape(proba["outputs"][1]["shape"])
     np.testing.assert_allclose(probabilities, model.predict_proba(frame), rtol=1e-9)
     missing = client.post("/v2/models/nope/infer", json=body)
-    assert missing.status_code == 404 and "serves the model 'churn'" in missing.json()["error"]["message"]
+    # The Open Inference Protocol's error object: {"error": "<message>"} (the code beside it).
+    assert missing.status_code == 404 and "serves the model 'churn'" in missing.json()["error"]
+    assert missing.json()["code"] == "not_found"
     assert client.post("/v2/models/churn/versions/9/infer", json=body).status_code == 404
 
 

@@ -147,7 +147,9 @@ def test_errors_have_the_error_body(document: dict[str, Any]) -> None:
                 assert schema == ("Error" if not ready else "ModelReady" if "models" in path else "Ready"), path
     error = _validator(document, "Error")
     assert error.is_valid({"error": {"code": "invalid_spec", "message": "Field 'x' ..."}})
-    assert not error.is_valid({"error": "text"})
+    assert error.is_valid({"error": "Field 'x' ...", "code": "invalid_spec"}), "the Open Inference Protocol's shape"
+    assert not error.is_valid({"error": 3})
+    assert not error.is_valid({"error": {"message": "no code"}})
 
 
 def test_records_are_typed_from_the_signature(document: dict[str, Any]) -> None:

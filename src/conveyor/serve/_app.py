@@ -153,7 +153,7 @@ class EndpointApp:
         except HTTPError as exc:
             status, extra = exc.status, exc.headers
             deployment, protocol = exc.deployment or deployment, exc.protocol if exc.deployment else protocol
-            body = orjson.dumps({"error": {"code": exc.code, "message": exc.message}})
+            body = _error_body(path, exc)
         extra = [*extra, (b"x-request-id", request_id.encode())]
         if self.draining:
             extra.append((b"connection", b"close"))
@@ -473,6 +473,13 @@ class EndpointApp:
             ],
             "routes": self.routes(),
         }
+
+
+def _error_body(path: str, exc: HTTPError) -> bytes:
+    if path.startswith("/v2"):
+        # The Open Inference Protocol's error object is {"error": "<message>"}; the code rides beside it.
+        return orjson.dumps({"error": exc.message, "code": exc.code})
+    return orjson.dumps({"error": {"code": exc.code, "message": exc.message}})
 
 
 def _row_count(rows: Rows) -> int:

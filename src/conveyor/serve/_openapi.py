@@ -176,15 +176,26 @@ def _schemas(inputs: Sequence[Mapping[str, Any]], model_name: str, versions: lis
         "Error": {
             "type": "object",
             "required": ["error"],
+            "description": "On /v2/ routes `error` is the message itself, as the Open Inference Protocol requires, "
+            "with `code` beside it; on the other routes it is an object with both.",
             "properties": {
                 "error": {
-                    "type": "object",
-                    "required": ["code", "message"],
-                    "properties": {
-                        "code": {"type": "string", "description": "Machine-readable, e.g. invalid_spec."},
-                        "message": {"type": "string", "description": "What is wrong, naming the field, and the fix."},
-                    },
-                }
+                    "oneOf": [
+                        {"type": "string", "description": "What is wrong, naming the field, and the fix."},
+                        {
+                            "type": "object",
+                            "required": ["code", "message"],
+                            "properties": {
+                                "code": {"type": "string", "description": "Machine-readable, e.g. invalid_spec."},
+                                "message": {
+                                    "type": "string",
+                                    "description": "What is wrong, naming the field, and the fix.",
+                                },
+                            },
+                        },
+                    ]
+                },
+                "code": {"type": "string", "description": "Machine-readable, e.g. invalid_spec (on /v2/ routes)."},
             },
         },
         "Record": record,
