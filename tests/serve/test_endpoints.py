@@ -246,6 +246,15 @@ def test_collected_requests_land_in_the_lake(churn) -> None:  # type: ignore[no-
     assert {"request_id", "ts", "deployment", "model", "prediction", "tenure_months"} <= set(frame.columns)
     assert sorted(frame["prediction"].tolist()) == sorted(expected * 3)
     assert frame["request_id"].nunique() == 3
+    # Monitoring can walk from the served traffic back to the deployment (and on to the model and its data).
+    deployment = ws.endpoints.get("churn").deployments[0]
+    collected = ws.data.versions("churn_requests")
+    upstream = {
+        (e.from_kind, e.from_id, e.relation)
+        for v in collected
+        for e in ws.lineage.edges("data_version", v.id, direction="upstream")
+    }
+    assert ("deployment", deployment.id, "collected") in upstream
 
 
 def test_bad_settings_and_unknown_names(workspace) -> None:  # type: ignore[no-untyped-def]

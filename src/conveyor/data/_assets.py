@@ -348,13 +348,15 @@ class DataAssets:
         mode: Mode = "new",
         parents: Sequence[str] = (),
         checkpoint: Checkpoint | None = None,
+        edges: Sequence[tuple[str, str, str]] = (),
     ) -> tuple[DataVersion, bool]:
         """Store an Arrow table as the next version of ``name``.
 
         ``mode="new"``: the version holds exactly this table (and when it equals the latest version, that one
         is returned with ``False``). ``mode="append"``: the version extends the latest version with this
         table's part: nothing is rewritten, and each part is recorded once however long the chain grows.
-        ``checkpoint`` is saved in the same transaction.
+        ``checkpoint`` is saved in the same transaction, and so are ``edges``, lineage edges
+        ``(from_kind, from_id, relation)`` into the version.
 
         Raises:
             InvalidReference: ``name`` is not a valid asset name.
@@ -373,6 +375,7 @@ class DataAssets:
                 mode=mode,
                 parents=parents,
                 checkpoint=checkpoint,
+                edges=edges,
             )
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -428,6 +431,7 @@ class DataAssets:
         checkpoint: Checkpoint | None = None,
         validation: dict[str, Any] | None = None,
         profile: bool = True,
+        edges: Sequence[tuple[str, str, str]] = (),
     ) -> tuple[DataVersion, bool]:
         """Move local Parquet parts into the store and record the version (the one place versions are made).
 
@@ -461,6 +465,7 @@ class DataAssets:
             checkpoint=checkpoint,
             validation=validation,
             stats=stats,
+            edges=edges,
         )
 
     def commit_stored(

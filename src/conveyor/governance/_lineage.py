@@ -7,6 +7,7 @@ Kinds and relations used so far (read an edge as "from <relation> to")::
     run           produced         model_version   a run's output registered as a model version
     model_version served_by        deployment      a deployment serves that model version
     model_version scored           data_version    batch scoring wrote that version with the model
+    deployment    collected        data_version    requests a deployment scored, sampled into the lake
     data_version  derived          data_version    appends, SQL results, quarantine, scored outputs
 """
 

@@ -564,6 +564,7 @@ class Endpoints:
                 batching = row.settings.get("batching", {})
                 deployments.append(
                     DeploymentSpec(
+                        id=row.id,
                         name=row.name,
                         model=version.ref,
                         model_name=version.name,

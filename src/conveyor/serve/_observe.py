@@ -147,14 +147,15 @@ class Collector:
     """Samples scored rows and appends them to the lake in the background.
 
     ``sample`` is the fraction of requests kept (0–1). ``commit`` stores a batch of rows (a dict of column
-    lists) as a new appended version; it runs on the collector's own thread.
+    lists) as a new appended version, with the ids of the deployments that scored them (for lineage); it runs
+    on the collector's own thread.
     """
 
     def __init__(
         self,
         endpoint: str,
         sample: float,
-        commit: Callable[[dict[str, list[Any]]], None],
+        commit: Callable[[dict[str, list[Any]], list[str]], None],
         *,
         flush_seconds: float = 5.0,
         max_rows: int = 50_000,
@@ -165,6 +166,7 @@ class Collector:
         self._flush_seconds = flush_seconds
         self._max_rows = max_rows
         self._rows: list[dict[str, Any]] = []
+        self._deployments: dict[str, None] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -196,6 +198,8 @@ class Collector:
                 self.dropped += len(kept)
                 return
             self._rows.extend(kept)
+            if deployment.id:
+                self._deployments[deployment.id] = None
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -206,12 +210,13 @@ class Collector:
     def flush(self) -> None:
         with self._lock:
             rows, self._rows = self._rows, []
+            deployments, self._deployments = list(self._deployments), {}
         if not rows:
             return
         names = list(dict.fromkeys(k for row in rows for k in row))
         table = {name: [row.get(name) for row in rows] for name in names}
         try:
-            self._commit(table)
+            self._commit(table, deployments)
             self.stored += len(rows)
         except Exception as exc:  # noqa: BLE001 - the lake refusing a batch must never stop scoring
             self.dropped += len(rows)

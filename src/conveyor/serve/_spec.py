@@ -109,6 +109,8 @@ class DeploymentSpec:
     mirror: int = 0
     batching: Batching = field(default_factory=Batching)
     onnx: OnnxSpec | None = None
+    #: The deployment's id in the workspace (lineage of collected requests); empty in exported bundles.
+    id: str = ""
 
 
 @dataclass(frozen=True)

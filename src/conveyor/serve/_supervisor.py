@@ -74,13 +74,13 @@ class WorkspaceSource:
             _fetch(spec, blobs, ws.endpoints.blob)
         return spec
 
-    def collect(self, spec: EndpointSpec) -> Callable[[dict[str, list[Any]]], None] | None:
+    def collect(self, spec: EndpointSpec) -> Callable[[dict[str, list[Any]], list[str]], None] | None:
         if not spec.collect:
             return None
         asset = str(spec.collect.get("asset") or f"{spec.name}_requests")
         opened: list[Any] = []
 
-        def commit(columns: dict[str, list[Any]]) -> None:
+        def commit(columns: dict[str, list[Any]], deployments: list[str]) -> None:
             import pyarrow as pa
 
             from conveyor.workspace import Workspace
@@ -94,6 +94,7 @@ class WorkspaceSource:
                 source={"kind": "endpoint", "endpoint": spec.name},
                 description=f"Requests scored by endpoint {spec.name} (sampled).",
                 mode="append",
+                edges=[("deployment", deployment_id, "collected") for deployment_id in deployments],
             )
 
         return commit
@@ -126,7 +127,7 @@ class BundleSource:
         _fetch(spec, blobs, BundleBlobs(self.folder))
         return spec
 
-    def collect(self, spec: EndpointSpec) -> Callable[[dict[str, list[Any]]], None] | None:
+    def collect(self, spec: EndpointSpec) -> Callable[[dict[str, list[Any]], list[str]], None] | None:
         return None
 
 
