@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import pytest
 
@@ -17,3 +19,22 @@ def churn_training():  # type: ignore[no-untyped-def]
     signature = infer_signature(result.example, result.model.predict(result.example))
     records = frame.drop(columns=[TARGET, "customer_id"]).head(4)
     return result, signature, records
+
+
+def deployment_spec(name: str, version: int, signature: dict[str, Any], traffic: int = 0, **batching: Any) -> Any:
+    """A deployment of model ``churn:VERSION`` as the serving processes see it (no workspace needed)."""
+    from conveyor.serve._spec import Batching, DeploymentSpec
+
+    return DeploymentSpec(
+        name=name,
+        model=f"churn:{version}",
+        model_name="churn",
+        model_version=version,
+        model_version_id=f"id-{version}",
+        format="joblib",
+        digest="-",
+        trusted_types=[],
+        signature=signature,
+        traffic=traffic,
+        batching=Batching(**batching),
+    )

@@ -14,7 +14,8 @@ from starlette.testclient import TestClient
 from conveyor.serve._app import EndpointApp, Shared
 from conveyor.serve._observe import AccessLog
 from conveyor.serve._runtime import Batcher, LoadedDeployment, Overloaded
-from conveyor.serve._spec import Batching, DeploymentSpec, EndpointSpec, key_digest
+from conveyor.serve._spec import DeploymentSpec, EndpointSpec, key_digest
+from tests.serve.conftest import deployment_spec
 
 KEY, OTHER_KEY = "primary-key", "secondary-key"
 
@@ -38,19 +39,7 @@ class Counting:
 
 
 def _deployment(name: str, model: Any, signature: dict[str, Any], version: int, **batching: Any) -> LoadedDeployment:
-    spec = DeploymentSpec(
-        name=name,
-        model=f"churn:{version}",
-        model_name="churn",
-        model_version=version,
-        model_version_id=f"id-{version}",
-        format="joblib",
-        digest="-",
-        trusted_types=[],
-        signature=signature,
-        batching=Batching(**batching),
-    )
-    return LoadedDeployment(spec, model, None, 0.01)
+    return LoadedDeployment(deployment_spec(name, version, signature, **batching), model, None, 0.01)
 
 
 @pytest.fixture

@@ -180,7 +180,6 @@ def test_a_killed_job_resumes_and_skips_finished_chunks(workspace: Any, tmp_path
 
 
 def test_dask_local_executor(logistic: Any) -> None:
-    pytest.importorskip("distributed")
     ws, model = logistic
     frame = _numeric(1500, seed=4)
     _commit(ws, frame, "points")

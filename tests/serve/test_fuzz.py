@@ -23,7 +23,8 @@ from conveyor.registry import infer_signature
 from conveyor.serve._app import EndpointApp, Shared
 from conveyor.serve._openapi import endpoint_openapi
 from conveyor.serve._runtime import LoadedDeployment
-from conveyor.serve._spec import DeploymentSpec, EndpointSpec, key_digest
+from conveyor.serve._spec import EndpointSpec, key_digest
+from tests.serve.conftest import deployment_spec
 
 Scope = MutableMapping[str, Any]
 
@@ -60,21 +61,6 @@ class WithOpenAPI:
         await self.app(scope, receive, send)
 
 
-def _deployment(name: str, version: int, signature: dict[str, Any], traffic: int) -> DeploymentSpec:
-    return DeploymentSpec(
-        name=name,
-        model=f"m:{version}",
-        model_name="m",
-        model_version=version,
-        model_version_id=f"id{version}",
-        format="joblib",
-        digest="d",
-        trusted_types=[],
-        signature=signature,
-        traffic=traffic,
-    )
-
-
 def _schema(app: EndpointApp) -> Any:
     schema = schemathesis.openapi.from_asgi("/openapi.json", WithOpenAPI(app))
     schema.config.generation.update(
@@ -91,7 +77,7 @@ def _schema(app: EndpointApp) -> Any:
 def churn_app(churn_training) -> EndpointApp:  # type: ignore[no-untyped-def]
     """The churn model (dates, text, numbers, optional inputs) behind two deployments and a key."""
     result, signature, _ = churn_training
-    specs = [_deployment("blue", 1, signature, 70), _deployment("green", 2, signature, 30)]
+    specs = [deployment_spec("blue", 1, signature, 70), deployment_spec("green", 2, signature, 30)]
     spec = EndpointSpec(
         name="churn", revision=3, auth="key", key_digests=[key_digest(KEY), key_digest("k2")], deployments=specs
     )
@@ -112,7 +98,7 @@ def cancer_app() -> EndpointApp:
     frame.columns = [c.replace(" ", "_") for c in frame.columns]
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=200)).fit(frame, target)
     signature = infer_signature(frame, model.predict(frame))
-    spec_ = _deployment("main", 4, signature, 100)
+    spec_ = deployment_spec("main", 4, signature, 100)
     spec = EndpointSpec(name="cancer", revision=1, auth="none", key_digests=[], deployments=[spec_])
     return EndpointApp(spec, [LoadedDeployment(spec_, model, None, 0.0)], Shared([100], [0], lambda: []))
 

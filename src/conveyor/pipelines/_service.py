@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import builtins
 import importlib
-import os
 import socket
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from conveyor._process import alive
 from conveyor.errors import BadInput, Conflict, InvalidSpec, NotFound, did_you_mean
 from conveyor.pipelines._definition import Binding, Node, Pipeline, Step
 from conveyor.pipelines._executors import Executor, make_executor
@@ -201,7 +201,7 @@ class Pipelines:
             assert row is not None
             graph = dict(row.graph)
             host, pid = row.runner_host, row.runner_pid
-        if run.status == "running" and host == socket.gethostname() and pid is not None and _alive(pid):
+        if run.status == "running" and host == socket.gethostname() and pid is not None and alive(pid):
             raise Conflict(
                 f"Run {run_id} is still running in process {pid}; wait for it, or stop that process and resume.",
                 run_id=run_id,
@@ -308,16 +308,6 @@ class Pipelines:
             ConveyorError: the run's process exited before recording the run (its log is quoted).
         """
         return trigger_run(self._ws, name, reason=reason, params=params, wait=wait)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _import_pipeline(reference: str) -> Pipeline:

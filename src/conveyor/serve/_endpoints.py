@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import sqlalchemy as sa
 
+from conveyor._process import alive, terminate
 from conveyor.errors import Conflict, EndpointError, InvalidSpec, NotFound, did_you_mean
 from conveyor.governance import add_edge
 from conveyor.refs import validate_name
@@ -291,22 +292,10 @@ class Endpoints:
         """
         with self._ws.store.write() as session:
             ep = self._row(session, name, lock=True)
-            history = list(ep.settings.get("history", []))
-            if not history:
+            if not ep.settings.get("history"):
                 raise Conflict(f"Endpoint {name!r} has no earlier state to roll back to.", name=name)
-            previous = history.pop()
-            rows = self._deployment_rows(session, ep.id)
-            for row in rows:
-                before = previous["deployments"].get(row.name)
-                if before is None:
-                    row.traffic, row.mirror = 0, 0
-                else:
-                    row.model_version_id = before["model_version_id"]
-                    row.traffic, row.mirror = before["traffic"], before["mirror"]
-                    row.settings = before.get("settings", row.settings)
-                row.updated_at = utcnow()
-            ep.settings = {**ep.settings, "history": history}
-            revision = _bump(ep)
+            # A deployment made since then stays, without traffic: rolling back never deletes one.
+            revision = self._restore_previous(session, ep, delete_newer=False)
         self._apply(name, revision, timeout)
         return self.get(name)
 
@@ -386,7 +375,7 @@ class Endpoints:
         with self._ws.store.read() as session:
             pid = self._row(session, name).pid
         if pid is not None:
-            _terminate(pid, timeout)
+            terminate(pid, timeout)
         with self._ws.store.write() as session:
             ep = self._row(session, name, lock=True)
             ep.pid, ep.url, ep.updated_at = None, None, utcnow()
@@ -443,7 +432,7 @@ class Endpoints:
             workers: list[int] = []
             error = None
             if status in ("running", "idle", "starting"):
-                if pid is None or not _alive(pid):
+                if pid is None or not alive(pid):
                     status, url, pid = "exited", None, None
                 elif runtime is not None and runtime.get("pid") == pid:
                     status = str(runtime.get("state", status))
@@ -622,7 +611,7 @@ class Endpoints:
         with self._ws.store.read() as session:
             ep = self._row(session, name)
             pid, settings, has_deployments = ep.pid, dict(ep.settings), bool(self._deployment_rows(session, ep.id))
-        running = pid is not None and _alive(pid)
+        running = pid is not None and alive(pid)
         if not running and not start:
             return
         if not has_deployments:
@@ -648,7 +637,7 @@ class Endpoints:
                     return str(status.get("error"))
                 if (status.get("revision") or 0) >= revision and status.get("state") in ("running", "idle"):
                     return None
-            if not _alive(pid):
+            if not alive(pid):
                 return f"its process exited; see 'conveyor endpoints logs {name} --process'."
             time.sleep(0.02)
         return f"it did not apply the change within {timeout:.0f} s."
@@ -691,7 +680,7 @@ class Endpoints:
 
     def _fail_start(self, name: str, process: subprocess.Popen[bytes], log_path: Path, what: str) -> None:
         if process.poll() is None:
-            _terminate(process.pid, 5.0)
+            terminate(process.pid, 5.0)
         tail = [line.decode(errors="replace") for line in _tail_lines(log_path, 15)] if log_path.exists() else []
         self._undo(name)
         with self._ws.store.write() as session:
@@ -707,21 +696,28 @@ class Endpoints:
         """Put back the state before the last change (the change could not be served)."""
         with self._ws.store.write() as session:
             ep = self._row(session, name, lock=True)
-            history = list(ep.settings.get("history", []))
-            if not history:
-                return
-            previous = history.pop()
-            rows = self._deployment_rows(session, ep.id)
-            for row in rows:
-                before = previous["deployments"].get(row.name)
-                if before is None:
-                    session.delete(row)
-                else:
-                    row.model_version_id = before["model_version_id"]
-                    row.traffic, row.mirror = before["traffic"], before["mirror"]
-                    row.settings = before.get("settings", row.settings)
-            ep.settings = {**ep.settings, "history": history}
-            _bump(ep)
+            if ep.settings.get("history"):
+                # The change that failed made any deployment the previous state lacks: it goes.
+                self._restore_previous(session, ep, delete_newer=True)
+
+    def _restore_previous(self, session: Any, ep: EndpointRow, *, delete_newer: bool) -> int:
+        """Pop the endpoint's last remembered state and put its deployments back; the new revision."""
+        history = list(ep.settings["history"])
+        previous = history.pop()
+        for row in self._deployment_rows(session, ep.id):
+            before = previous["deployments"].get(row.name)
+            if before is None and delete_newer:
+                session.delete(row)
+                continue
+            if before is None:
+                row.traffic, row.mirror = 0, 0
+            else:
+                row.model_version_id = before["model_version_id"]
+                row.traffic, row.mirror = before["traffic"], before["mirror"]
+                row.settings = before.get("settings", row.settings)
+            row.updated_at = utcnow()
+        ep.settings = {**ep.settings, "history": history}
+        return _bump(ep)
 
     def _row(self, session: Any, name: str, *, lock: bool = False) -> EndpointRow:
         statement = sa.select(EndpointRow).filter_by(name=name)
@@ -906,32 +902,3 @@ def _tail_lines(path: Path, count: int) -> builtins.list[bytes]:
         f.seek(size - chunk)
         lines = f.read().splitlines()
     return lines[-count:] if count > 0 else []
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(ChildProcessError, OSError):
-        finished, _ = os.waitpid(pid, os.WNOHANG)
-        if finished == pid:
-            return False
-    return True
-
-
-def _terminate(pid: int, timeout: float) -> None:
-    """SIGTERM (the supervisor drains its workers), then SIGKILL of the group after ``timeout``."""
-    if not _alive(pid):
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)

@@ -412,10 +412,7 @@ class Supervisor:
                 return
             if pid == 0:
                 return
-            with contextlib.suppress(Exception):
-                from prometheus_client import multiprocess
-
-                multiprocess.mark_process_dead(pid, str(self.metrics_dir))  # type: ignore[no-untyped-call]
+            self._forget_metrics(pid)
             generation = self.current
             worker = None if generation is None else generation.workers.get(pid)
             if generation is None or worker is None or worker.stopping:
@@ -467,10 +464,7 @@ class Supervisor:
                     done = pid
                 if done == pid:
                     pending.discard(pid)
-                    with contextlib.suppress(Exception):
-                        from prometheus_client import multiprocess
-
-                        multiprocess.mark_process_dead(pid, str(self.metrics_dir))  # type: ignore[no-untyped-call]
+                    self._forget_metrics(pid)
             if pending:
                 time.sleep(0.02)
         for pid in pending:
@@ -478,6 +472,13 @@ class Supervisor:
                 os.kill(pid, signal.SIGKILL)
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
+
+    def _forget_metrics(self, pid: int) -> None:
+        """Drop a dead worker's live gauges (queue depth, load time) from the summed metrics."""
+        from prometheus_client import multiprocess
+
+        with contextlib.suppress(OSError):
+            multiprocess.mark_process_dead(pid, str(self.metrics_dir))  # type: ignore[no-untyped-call]
 
     def _shutdown(self) -> None:
         if self.current is not None:
