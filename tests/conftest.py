@@ -147,7 +147,13 @@ def s3_bucket(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> tuple[str, dic
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reads the developer's own workspace or settings."""
-    for name in ("CONVEYOR_HOME", "CONVEYOR_DB_URL", "CONVEYOR_ARTIFACTS_URL", "CONVEYOR_ARTIFACTS_OPTIONS"):
+    for name in (
+        "CONVEYOR_HOME",
+        "CONVEYOR_DB_URL",
+        "CONVEYOR_ARTIFACTS_URL",
+        "CONVEYOR_ARTIFACTS_OPTIONS",
+        "CONVEYOR_TRUSTED_MODULES",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "user-home"))
 

@@ -46,6 +46,9 @@ class Settings:
         artifacts_options: fsspec storage options (e.g. ``endpoint_url`` for an S3-compatible server).
         server_host: address ``conveyor server`` binds to.
         server_port: port ``conveyor server`` binds to.
+        trusted_modules: Python modules (and their submodules) whose functions pipeline specs submitted over
+            the REST API may name: ``[pipelines] trusted_modules`` in ``conveyor.toml`` plus the
+            comma-separated ``CONVEYOR_TRUSTED_MODULES`` (both lists count).
         origin: for each setting, where its value came from (``flag``, ``env``, ``conveyor.toml``,
             ``default``, ``discovered``).
     """
@@ -56,6 +59,7 @@ class Settings:
     artifacts_options: Mapping[str, Any] = field(default_factory=dict)
     server_host: str = DEFAULT_HOST
     server_port: int = DEFAULT_PORT
+    trusted_modules: tuple[str, ...] = ()
     origin: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -144,6 +148,8 @@ def resolve_settings(
     if not isinstance(host, str) or not host:
         raise InvalidConfig(f"[server] host in {home_path / CONFIG_FILE} must be a non-empty string.")
 
+    trusted = _trusted_modules(file_values.get("pipelines", {}).get("trusted_modules", []), env, home_path)
+
     return Settings(
         home=home_path,
         db_url=resolved_db,
@@ -151,6 +157,7 @@ def resolve_settings(
         artifacts_options=options,
         server_host=host,
         server_port=port,
+        trusted_modules=trusted,
         origin=origin,
     )
 
@@ -193,10 +200,10 @@ def _read_config_file(path: Path) -> dict[str, Any]:
             values = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise InvalidConfig(f"{path} is not valid TOML: {exc}. Fix the file or remove it.", path=str(path)) from exc
-    for name in ("workspace", "server", "artifacts"):
+    for name in ("workspace", "server", "artifacts", "pipelines"):
         if name in values and not isinstance(values[name], dict):
             raise InvalidConfig(f"{path}: [{name}] must be a table.", path=str(path))
-    allowed = {"workspace", "server", "artifacts"}
+    allowed = {"workspace", "server", "artifacts", "pipelines"}
     unknown = set(values) - allowed
     if unknown:
         from conveyor.errors import did_you_mean
@@ -208,6 +215,41 @@ def _read_config_file(path: Path) -> dict[str, Any]:
             path=str(path),
         )
     return values
+
+
+def _trusted_modules(listed: Any, env: Mapping[str, str], home: Path) -> tuple[str, ...]:
+    """The trusted modules of ``[pipelines] trusted_modules`` and ``CONVEYOR_TRUSTED_MODULES``, checked."""
+    import re
+    import sys
+
+    if not isinstance(listed, list) or not all(isinstance(m, str) for m in listed):
+        raise InvalidConfig(
+            f"[pipelines] trusted_modules in {home / CONFIG_FILE} must be a list of module names, "
+            'for example trusted_modules = ["my_project", "my_project.steps"].'
+        )
+    names = [*listed, *env.get("CONVEYOR_TRUSTED_MODULES", "").split(",")]
+    trusted: list[str] = []
+    for raw in names:
+        name = raw.strip()
+        if not name:
+            continue
+        if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", name):
+            raise InvalidConfig(
+                f"Trusted module {name!r} is not a Python module name; list dotted names such as 'my_project.steps' "
+                "in [pipelines] trusted_modules or CONVEYOR_TRUSTED_MODULES.",
+                module=name,
+            )
+        top = name.split(".")[0]
+        if top in sys.stdlib_module_names or top in sys.builtin_module_names or top == "conveyor":
+            raise InvalidConfig(
+                f"Trusted module {name!r} is part of {'Conveyor' if top == 'conveyor' else 'the standard library'}; "
+                "its functions could run any command on the server. Trust only your own project's packages "
+                "(e.g. 'my_project.steps') in [pipelines] trusted_modules or CONVEYOR_TRUSTED_MODULES.",
+                module=name,
+            )
+        if name not in trusted:
+            trusted.append(name)
+    return tuple(trusted)
 
 
 def _expand(value: str, env: Mapping[str, str], key: str) -> str:

@@ -32,6 +32,19 @@ YAML = {"content-type": "application/yaml"}
 
 
 @pytest.fixture
+def workspace(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A workspace whose conveyor.toml trusts the test steps (specs sent over the API may use only those)."""
+    from conveyor import Workspace
+
+    home = tmp_path / "ws"
+    home.mkdir()
+    (home / "conveyor.toml").write_text('[pipelines]\ntrusted_modules = ["tests.pipelines.steps"]\n')
+    ws = Workspace.open(home)
+    yield ws
+    ws.close()
+
+
+@pytest.fixture
 def client(workspace, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     monkeypatch.setenv("PYTHONPATH", str(ROOT))  # runs start as processes that import the test steps
     return TestClient(create_app(workspace))

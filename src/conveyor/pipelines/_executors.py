@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any, Protocol, runtime_checkable
 
-from conveyor.errors import BadInput
+from conveyor.errors import BadInput, Forbidden
 from conveyor.pipelines._task import StepResult, StepTask
 
-__all__ = ["Executor", "LocalExecutor", "make_executor"]
+__all__ = ["Executor", "LocalExecutor", "make_executor", "max_local_workers"]
 
 
 @runtime_checkable
@@ -198,19 +198,41 @@ class LocalExecutor:
         self._pool = []
 
 
-def make_executor(spec: str | Executor | None) -> Executor:
+def make_executor(spec: str | Executor | None, *, trusted_only: bool = False) -> Executor:
     """An executor from its name: ``local`` (default), ``local:N`` (N workers), ``dask-local``, ``dask://HOST:PORT``.
+
+    Args:
+        spec: the executor's name (or an executor, returned as is).
+        trusted_only: the name came from the network: only ``local`` and ``local:N`` with N at most
+            :func:`max_local_workers` are allowed (a Dask scheduler named by the caller would send this process
+            pickles of its choosing, and thousands of workers would exhaust the machine).
 
     Raises:
         BadInput: an unknown executor name.
+        Forbidden: with ``trusted_only``, a Dask executor or more local workers than allowed.
     """
     if spec is None or spec == "local":
         return LocalExecutor()
     if not isinstance(spec, str):
         return spec
     if spec.startswith("local:") and spec[6:].isdigit():
-        return LocalExecutor(workers=int(spec[6:]))
-    if spec == "dask-local" or spec.startswith("dask://") or spec.startswith("tcp://"):
+        workers = int(spec[6:])
+        if trusted_only and workers > max_local_workers():
+            raise Forbidden(
+                f"Executor {spec!r} asks for {workers} worker processes; requests sent over the API may use at most "
+                f"{max_local_workers()} (four per core). Use local:{max_local_workers()} or fewer.",
+                executor=spec,
+            )
+        return LocalExecutor(workers=workers)
+    is_dask = spec == "dask-local" or spec.startswith("dask://") or spec.startswith("tcp://")
+    if is_dask and trusted_only:
+        raise Forbidden(
+            f"Executor {spec!r} is not allowed in requests sent over the API: a Dask scheduler sends this process "
+            "pickled objects, and a local cluster starts processes beyond the API's limits, so only the user on "
+            "this machine may choose one (--executor on the CLI, or the SDK). Use local or local:N here.",
+            executor=spec,
+        )
+    if is_dask:
         from conveyor.pipelines._dask import DaskExecutor
 
         executor: Executor = DaskExecutor(spec)
@@ -219,3 +241,8 @@ def make_executor(spec: str | Executor | None) -> Executor:
         f"Unknown executor {spec!r}; use local, local:N (N worker processes), dask-local (starts a local Dask "
         "cluster) or dask://HOST:PORT (an existing Dask scheduler)."
     )
+
+
+def max_local_workers() -> int:
+    """The most local worker processes a request sent over the API may ask for: four per core."""
+    return 4 * (os.cpu_count() or 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import importlib
 import socket
+import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -102,10 +103,39 @@ class Pipelines:
         pipeline_from_spec(spec)
         return self._save(spec["name"], "yaml", {"spec": spec}, spec.get("description", ""))
 
-    def apply_text(self, text: str, source: str = "<request>") -> PipelineInfo:
+    def apply_text(self, text: str, source: str = "<request>", *, trusted_only: bool = True) -> PipelineInfo:
+        """Register (or update) the pipeline a YAML text declares (what ``PUT /api/v1/pipelines`` receives).
+
+        With ``trusted_only`` (the default, for text that came from elsewhere) its steps may name only
+        functions of trusted modules (:meth:`trusted_modules`), checked by name before anything is imported;
+        the pipeline stays restricted so: each later run checks its functions again against the trusted modules
+        of that moment.
+
+        Raises:
+            InvalidSpec: as for :func:`parse_spec` and :func:`pipeline_from_spec`.
+            Forbidden: with ``trusted_only``, a step names a function outside the trusted modules.
+        """
         spec = parse_spec(text, source)
-        pipeline_from_spec(spec)
-        return self._save(spec["name"], "yaml", {"spec": spec}, spec.get("description", ""))
+        pipeline_from_spec(spec, self.trusted_modules() if trusted_only else None)
+        definition: dict[str, Any] = {"spec": spec}
+        if trusted_only:
+            definition["trusted_only"] = True
+        return self._save(spec["name"], "yaml", definition, spec.get("description", ""))
+
+    def trusted_modules(self) -> dict[str, str]:
+        """The modules whose functions restricted pipelines (specs sent over the API) may name, each with where
+        it was trusted: ``[pipelines] trusted_modules`` / ``CONVEYOR_TRUSTED_MODULES``, and the project's own
+        packages, i.e. the top-level package of each Python pipeline registered on this machine
+        (``conveyor pipeline register my_project.pipelines:churn`` trusts ``my_project``). A module's
+        submodules are trusted with it."""
+        trusted = {name: "setting pipelines.trusted_modules" for name in self._ws.settings.trusted_modules}
+        with self._ws.store.read() as session:
+            rows = session.execute(sa.select(PipelineRow.name, PipelineRow.definition).filter_by(kind="python"))
+            for name, definition in rows:
+                package = str(definition.get("reference", "")).partition(":")[0].split(".")[0]
+                if package and package != "conveyor" and package not in sys.stdlib_module_names:
+                    trusted.setdefault(package, f"project package of registered pipeline {name!r}")
+        return trusted
 
     def register(self, reference: str) -> PipelineInfo:
         """Register a Python pipeline by ``module:attribute`` (so schedules can run it by name)."""
@@ -151,7 +181,8 @@ class Pipelines:
                     raise
         info = self.get(target)
         if info.kind == "yaml":
-            return pipeline_from_spec(info.definition["spec"])
+            restricted = bool(info.definition.get("trusted_only"))
+            return pipeline_from_spec(info.definition["spec"], self.trusted_modules() if restricted else None)
         return _import_pipeline(info.definition["reference"])
 
     # -- runs ----------------------------------------------------------------------------------------

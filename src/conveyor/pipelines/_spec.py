@@ -21,18 +21,30 @@ steps:
     retries: 2
     timeout: 600
 ```
+
+Specs sent over the REST API may name only functions of *trusted* modules (see :func:`check_trusted`): the
+module path is checked before anything is imported, so ``os:system`` or ``builtins:eval`` never load.
 """
 
 from __future__ import annotations
 
 import importlib
+import types
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-from conveyor.errors import InvalidSpec, NotFound, did_you_mean
+from conveyor.errors import Forbidden, InvalidSpec, NotFound, did_you_mean
 from conveyor.pipelines._definition import Binding, Node, Pipeline, Step, topological
 
-__all__ = ["PIPELINE_SCHEMA", "load_spec", "parse_spec", "pipeline_from_spec"]
+__all__ = ["PIPELINE_SCHEMA", "check_trusted", "is_trusted", "load_spec", "parse_spec", "pipeline_from_spec"]
+
+TRUST_HELP = (
+    "An admin trusts a module by adding it to [pipelines] trusted_modules in the workspace's conveyor.toml "
+    '(e.g. trusted_modules = ["my_project.steps"]) or to CONVEYOR_TRUSTED_MODULES (comma-separated), then '
+    "restarting the server; a module's submodules are trusted with it. Specs applied on the machine itself "
+    "(conveyor apply -f) are not restricted."
+)
 
 _STEP_OPTIONS = {
     "cache": {"type": "boolean"},
@@ -111,6 +123,12 @@ def parse_spec(text: str, source: str = "<spec>") -> dict[str, Any]:
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise InvalidSpec(f"{source}: two steps are named {duplicated[0]!r}; step names must be unique.")
+    if spec["name"].lower().endswith((".yaml", ".yml")):
+        # `conveyor pipeline run NAME` would read a file of that name instead of the registered pipeline
+        raise InvalidSpec(
+            f"{source}: the pipeline name {spec['name']!r} ends like a YAML file name; choose a name without "
+            f"the extension, such as {spec['name'].rsplit('.', 1)[0]!r}."
+        )
     return spec
 
 
@@ -155,13 +173,67 @@ def _key_node(node: Any, key: str) -> Any:
     return None
 
 
-def pipeline_from_spec(spec: dict[str, Any]) -> Pipeline:
-    """Build the pipeline a checked spec describes (functions are imported now).
+def is_trusted(module: str, trusted: Collection[str]) -> bool:
+    """Whether ``module`` is one of ``trusted`` or inside one of them (``a.b`` is trusted when ``a`` is)."""
+    parts = module.split(".")
+    return any(".".join(parts[:n]) in trusted for n in range(1, len(parts) + 1))
+
+
+def check_trusted(spec: Mapping[str, Any], trusted: Mapping[str, str]) -> None:
+    """Refuse a spec that names a function outside the trusted modules, by name alone (nothing is imported).
+
+    Args:
+        spec: a spec :func:`parse_spec` checked.
+        trusted: trusted module → where it was trusted (shown in the refusal).
 
     Raises:
+        Forbidden: a step's function is in a module that is not trusted, or its attribute path is private.
+    """
+    for item in spec.get("steps") or []:
+        reference = item.get("function")
+        if not isinstance(reference, str):
+            continue
+        module, _, attribute = reference.partition(":")
+        if not is_trusted(module, trusted):
+            raise Forbidden(
+                f"Step {item.get('name')!r} names the function {reference}, but module {module!r} is not trusted: "
+                f"pipelines sent over the API may only use functions of trusted modules ({_listing(trusted)}). "
+                + TRUST_HELP,
+                function=reference,
+                module=module,
+                setting="pipelines.trusted_modules",
+            )
+        if any(part.startswith("__") for part in attribute.split(".")):
+            raise Forbidden(
+                f"Step {item.get('name')!r} names the function {reference}, which goes through a special "
+                "attribute (a name starting with '__'); name a function of the module itself.",
+                function=reference,
+            )
+
+
+def _listing(trusted: Mapping[str, str]) -> str:
+    if not trusted:
+        return "none are, so far"
+    return "trusted: " + ", ".join(f"{name} ({origin})" for name, origin in sorted(trusted.items()))
+
+
+def pipeline_from_spec(spec: dict[str, Any], trusted: Mapping[str, str] | None = None) -> Pipeline:
+    """Build the pipeline a checked spec describes (functions are imported now).
+
+    Args:
+        spec: a spec :func:`parse_spec` checked.
+        trusted: when given, the only modules (→ where they were trusted) whose functions steps may name; they
+            are checked before any import, and the function found must be defined in a trusted module too
+            (a trusted module's ``from os import system`` does not make ``os.system`` trusted). ``None``
+            trusts every importable function (a spec the user on this machine applied).
+
+    Raises:
+        Forbidden: with ``trusted``, a step names a function outside the trusted modules.
         InvalidSpec: a function cannot be imported, an input names an unknown step or parameter, or the steps
             form a cycle.
     """
+    if trusted is not None:
+        check_trusted(spec, trusted)
     params = dict(spec.get("params") or {})
     nodes: list[Node] = []
     step_names = [s["name"] for s in spec["steps"]]
@@ -171,7 +243,7 @@ def pipeline_from_spec(spec: dict[str, Any]) -> Pipeline:
         if "sql" in item:
             made = Step(name=item["name"], func=None, sql=item["sql"], sql_inputs=tuple(inputs), **options)
         else:
-            made = _import_step(item["name"], item["function"], options)
+            made = _import_step(item["name"], item["function"], options, trusted)
         args = {
             key: _binding(spec["name"], item["name"], key, value, step_names, params) for key, value in inputs.items()
         }
@@ -190,17 +262,22 @@ def pipeline_from_spec(spec: dict[str, Any]) -> Pipeline:
     return Pipeline(spec["name"], ordered, params, spec.get("description", ""))
 
 
-def _import_step(name: str, reference: str, options: dict[str, Any]) -> Step:
+def _import_step(name: str, reference: str, options: dict[str, Any], trusted: Mapping[str, str] | None) -> Step:
     module_name, _, attribute = reference.partition(":")
     try:
         target: Any = importlib.import_module(module_name)
         for part in attribute.split("."):
             target = getattr(target, part)
+            if trusted is not None and isinstance(target, types.ModuleType):
+                _refuse_outside(name, reference, target.__name__, trusted)
     except (ImportError, AttributeError) as exc:
         raise InvalidSpec(
             f"Step {name!r}: cannot import {reference} ({exc}). Check the module is importable where the pipeline "
             "runs (installed, or on PYTHONPATH)."
         ) from exc
+    if trusted is not None:
+        func = target.func if isinstance(target, Step) else target
+        _refuse_outside(name, reference, getattr(func, "__module__", None) or "<unknown>", trusted)
     if isinstance(target, Step):
         settings = {
             "cache": target.cache,
@@ -214,6 +291,18 @@ def _import_step(name: str, reference: str, options: dict[str, Any]) -> Step:
     if not callable(target):
         raise InvalidSpec(f"Step {name!r}: {reference} is not a function.")
     return Step(name=name, func=target, **options)
+
+
+def _refuse_outside(step: str, reference: str, module: str, trusted: Mapping[str, str]) -> None:
+    """Refuse what a trusted module only re-exports (``my_project.steps:os.system``, ``from os import system``)."""
+    if not is_trusted(module, trusted):
+        raise Forbidden(
+            f"Step {step!r} names the function {reference}, which is defined in module {module!r}, not in a trusted "
+            f"module ({_listing(trusted)}). Name a function your trusted module defines itself. " + TRUST_HELP,
+            function=reference,
+            module=module,
+            setting="pipelines.trusted_modules",
+        )
 
 
 def _binding(pipeline: str, step: str, key: str, value: Any, steps: list[str], params: dict[str, Any]) -> Binding:

@@ -184,10 +184,21 @@ def _load_inputs(ws: Workspace, task: StepTask) -> dict[str, Any]:
     }
 
 
+#: A SQL step sees its inputs and nothing else: no files, no network, no extensions, no Python variables, and
+#: the query cannot turn any of it back on (a spec sent over the API could otherwise read or write any file).
+SQL_STEP_CONFIG = {
+    "enable_external_access": False,
+    "autoload_known_extensions": False,
+    "autoinstall_known_extensions": False,
+    "python_enable_replacements": False,
+    "lock_configuration": True,
+}
+
+
 def _run_sql(sql: str, tables: dict[str, Any], params: dict[str, Any]) -> Any:
     import duckdb
 
-    connection = duckdb.connect()
+    connection = duckdb.connect(config=dict(SQL_STEP_CONFIG))
     try:
         for name, table in tables.items():
             connection.register(name, table)
