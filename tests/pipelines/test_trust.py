@@ -11,7 +11,6 @@ import pytest
 from starlette.testclient import TestClient
 
 from conveyor import Workspace
-from conveyor.api import create_app
 from conveyor.config import resolve_settings
 from conveyor.errors import Forbidden, InvalidConfig
 from conveyor.pipelines._task import SQL_STEP_CONFIG, _run_sql
@@ -44,7 +43,9 @@ def trusted_ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Work
 
 @pytest.fixture
 def client(trusted_ws: Workspace) -> TestClient:
-    return TestClient(create_app(trusted_ws))
+    from tests.api_client import api_client
+
+    return api_client(trusted_ws, "admin")
 
 
 @pytest.mark.parametrize(
