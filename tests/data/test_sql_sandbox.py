@@ -185,6 +185,15 @@ def test_conveyor_sql_runs_a_query_naming_no_asset_and_refuses_files(cli, tmp_pa
     assert installed.code == 2 and "INSTALL/LOAD" in installed.err + installed.out
 
 
+def _client(ws):  # type: ignore[no-untyped-def]
+    """The REST API as the local admin (no token): the sandbox holds whatever the caller's role."""
+    from starlette.testclient import TestClient
+
+    from conveyor.api import create_app
+
+    return TestClient(create_app(ws, auth="none"), base_url="http://127.0.0.1")
+
+
 @pytest.mark.parametrize(
     "body",
     [
@@ -200,11 +209,7 @@ def test_conveyor_sql_runs_a_query_naming_no_asset_and_refuses_files(cli, tmp_pa
     ],
 )
 def test_rest_sql_probes_are_400(ws, body: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
-    from starlette.testclient import TestClient
-
-    from conveyor.api import create_app
-
-    response = TestClient(create_app(ws)).post("/api/v1/data/sql", json=body)
+    response = _client(ws).post("/api/v1/data/sql", json=body)
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == "bad_input"
     assert "root:" not in response.text and "NAME=" not in response.text
@@ -212,10 +217,6 @@ def test_rest_sql_probes_are_400(ws, body: dict[str, str]) -> None:  # type: ign
 
 
 def test_rest_sql_naming_no_asset_is_200(ws) -> None:  # type: ignore[no-untyped-def]
-    from starlette.testclient import TestClient
-
-    from conveyor.api import create_app
-
-    response = TestClient(create_app(ws)).post("/api/v1/data/sql", json={"query": "select 1 as x"})
+    response = _client(ws).post("/api/v1/data/sql", json={"query": "select 1 as x"})
     assert response.status_code == 200, response.text
     assert response.json() == {"columns": ["x"], "rows": [{"x": 1}], "truncated": False, "inputs": []}
