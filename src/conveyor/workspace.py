@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import getpass
 import os
 from functools import cached_property
 from types import TracebackType
@@ -24,7 +23,8 @@ from conveyor.store import ArtifactStore, MetadataStore
 
 if TYPE_CHECKING:
     from conveyor.data import DataAssets, Datastores
-    from conveyor.governance import Lineage
+    from conveyor.governance import AuditLog, Identities, Lineage, Secrets
+    from conveyor.governance._context import Principal
     from conveyor.pipelines import Pipelines
     from conveyor.registry import Registry
     from conveyor.serve import Endpoints
@@ -43,14 +43,31 @@ class Workspace:
         settings: where everything lives.
         store: the metadata database.
         artifacts: the content-addressed artifact store and data lake.
-        actor: who the changes made through this workspace are recorded as.
+        principal: who acts now (see :attr:`principal`); ``actor`` is its name.
     """
 
-    def __init__(self, settings: Settings, store: MetadataStore, artifacts: ArtifactStore, actor: str) -> None:
+    def __init__(self, settings: Settings, store: MetadataStore, artifacts: ArtifactStore) -> None:
+        from conveyor.governance._audit import audit_hook
+        from conveyor.governance._context import local_principal
+
         self.settings = settings
         self.store = store
         self.artifacts = artifacts
-        self.actor = actor
+        self._principal = local_principal("sdk")
+        store.on_write(audit_hook(store.dialect, lambda: self._principal))
+
+    @property
+    def principal(self) -> Principal:
+        """Who acts now: the principal a face set for this context (an API caller, the CLI's user), else the
+        OS user through the SDK."""
+        from conveyor.governance._context import current_principal
+
+        return current_principal() or self._principal
+
+    @property
+    def actor(self) -> str:
+        """The name changes made now are recorded under (``created_by``)."""
+        return self.principal.name
 
     # -- opening -------------------------------------------------------------------------------------
 
@@ -119,7 +136,7 @@ class Workspace:
         except BaseException:
             store.close()
             raise
-        return cls(settings, store, artifacts, actor=_current_user())
+        return cls(settings, store, artifacts)
 
     def close(self) -> None:
         if "runs" in self.__dict__:  # store what runs logged before the store closes
@@ -205,6 +222,27 @@ class Workspace:
 
         return Lineage(self.store)
 
+    @cached_property
+    def identities(self) -> Identities:
+        """Users, roles and API tokens."""
+        from conveyor.governance import Identities
+
+        return Identities(self)
+
+    @cached_property
+    def audit(self) -> AuditLog:
+        """The hash-chained audit log of every change."""
+        from conveyor.governance import AuditLog
+
+        return AuditLog(self.store)
+
+    @cached_property
+    def secrets(self) -> Secrets:
+        """Named secrets, encrypted at rest."""
+        from conveyor.governance import Secrets
+
+        return Secrets(self)
+
     def describe(self) -> dict[str, Any]:
         """Where this workspace keeps things (passwords masked)."""
         from conveyor.store import mask_url
@@ -252,13 +290,6 @@ def _config_text(db_url: str | None, artifacts_url: str | None) -> str:
 
 def _toml_str(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _current_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 def workspace_env(settings: Settings) -> dict[str, str]:

@@ -9,15 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from starlette.testclient import TestClient
 
-from conveyor.api import create_app
+from tests.api_client import api_client
 from tests.conftest import http_ok, wait_until
 
 
 @pytest.fixture
 def client(workspace):  # type: ignore[no-untyped-def]
-    return TestClient(create_app(workspace))
+    return api_client(workspace)
 
 
 def test_health_reports_the_workspace(client, workspace) -> None:  # type: ignore[no-untyped-def]

@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from starlette.testclient import TestClient
 
-from conveyor.api import create_app
+from tests.api_client import api_client
 
 
 @pytest.fixture
 def client(workspace):  # type: ignore[no-untyped-def]
-    return TestClient(create_app(workspace))
+    return api_client(workspace)
 
 
 def test_upload_rows_and_sql(client) -> None:  # type: ignore[no-untyped-def]

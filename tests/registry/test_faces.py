@@ -6,10 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from starlette.testclient import TestClient
 
 from conveyor import Workspace
-from conveyor.api import create_app
+from tests.api_client import api_client
 
 
 @pytest.fixture
@@ -80,7 +79,7 @@ def test_bad_input_exits_2_with_the_reason(cli, logged, tmp_path: Path, args: li
 def test_the_rest_api_registers_aliases_and_tags(logged) -> None:  # type: ignore[no-untyped-def]
     home, run_id, failed_id = logged
     ws = Workspace.open(home)
-    client = TestClient(create_app(ws))
+    client = api_client(ws)
     created = client.post("/api/v1/models/churn/versions", json={"run_id": run_id, "tags": {"team": "growth"}})
     assert created.status_code == 201, created.text
     assert created.json()["version"] == 1

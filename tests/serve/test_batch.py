@@ -21,6 +21,7 @@ from sklearn.linear_model import LogisticRegression
 
 from conveyor.errors import NotFound, ValidationFailed
 from conveyor.serve._batch import ScoringFailed
+from tests.api_client import api_client
 from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -225,14 +226,11 @@ def test_an_output_column_already_in_the_data_is_refused(logistic: Any) -> None:
 
 
 def test_rest_route_scores_and_maps_errors(logistic: Any) -> None:
-    from fastapi.testclient import TestClient
-
-    from conveyor.api import create_app
 
     ws, _ = logistic
     frame = _numeric(300, seed=5)
     _commit(ws, frame, "points")
-    client = TestClient(create_app(ws))
+    client = api_client(ws)
 
     ok = client.post(
         "/api/v1/batch/score", json={"model": "lr", "data": "points", "output": "api_scored", "executor": "local:1"}

@@ -6,10 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from starlette.testclient import TestClient
 
 from conveyor import Workspace
-from conveyor.api import create_app
+from tests.api_client import api_client
 
 
 @pytest.fixture
@@ -75,7 +74,7 @@ def test_cli_bad_input_is_exit_2_with_one_json_error(cli, home: str, args: list[
 
 def test_rest_search_compare_and_errors(home: str) -> None:
     with Workspace.open(home) as ws:
-        client = TestClient(create_app(ws))
+        client = api_client(ws)
         body = client.get(
             "/api/v1/runs/search",
             params={"filter": "metrics.auc > 0.75", "order_by": "metrics.auc desc", "max_results": 1},

@@ -14,6 +14,7 @@ from conveyor.errors import BadInput, NotFound, ValidationFailed
 from conveyor.train import AutoMLModel, build_featurizer, infer_column_kinds
 from conveyor.train._ensemble import select_ensemble
 from conveyor.train._guardrails import check_data
+from tests.api_client import api_client
 
 
 def mixed_frame(rows: int = 1500, seed: int = 0) -> pd.DataFrame:
@@ -355,14 +356,11 @@ def test_forecasting_bad_input(workspace) -> None:  # type: ignore[no-untyped-de
 
 
 def test_rest_route_trains_and_refuses_bad_input(workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from starlette.testclient import TestClient
-
-    from conveyor.api import create_app
 
     source = tmp_path / "customers.csv"
     mixed_frame(500, seed=5).to_csv(source, index=False)
     workspace.data.ingest(source, name="customers")
-    client = TestClient(create_app(workspace))
+    client = api_client(workspace)
     body = {
         "data": "customers@latest",
         "target": "churned",

@@ -2,22 +2,26 @@
 
 Every router takes the workspace from ``Depends(workspace)``, calls one service method, and returns its
 typed result; errors are ``ConveyorError`` subclasses turned into JSON by one handler, with the status
-the error kind declares (see ``conveyor.errors``).
+the error kind declares (see ``conveyor.errors``). Every route goes through one auth dependency
+(``_auth.authorize``) that checks the caller's token against the route's permission (``_permissions``);
+the browser guard (Host allow-list, cross-site refusal) wraps the whole app.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from conveyor._json import dumps
 from conveyor._version import __version__
 from conveyor.errors import ConveyorError
 from conveyor.workspace import Workspace
 
-__all__ = ["API_PREFIX", "create_app"]
+__all__ = ["API_PREFIX", "ERROR_RESPONSES", "api_routes", "create_app"]
 
 API_PREFIX = "/api/v1"
 
@@ -29,24 +33,113 @@ class ORJSONResponse(JSONResponse):
         return dumps(content)
 
 
-def create_app(ws: Workspace) -> FastAPI:
-    """The REST API over one open workspace (the caller owns and closes the workspace)."""
-    from conveyor.api import batch, data, datastores, endpoints, health, models, pipelines, runs, train
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any] | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error the API answers: a stable ``code``, a message that names the fix, and details."""
+
+    error: ErrorDetail
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
+
+#: What any route may answer besides its success, declared on every operation so the document tells the truth.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _error("Bad input (a malformed value, reference or Host header)"),
+    401: _error("No token, or a malformed, unknown, expired or revoked one"),
+    403: _error("The caller's role lacks the permission, or a cross-site browser request"),
+    404: _error("An unknown name, version or id (with a suggestion)"),
+    409: _error("The request contradicts what exists"),
+    413: _error("The request body is too large"),
+    422: _error("A request body or spec that breaks its schema, or user code that failed"),
+    502: _error("A serving process failed to start or answer"),
+    503: _error("The metadata database or object store cannot be reached"),
+}
+
+
+def create_app(
+    ws: Workspace,
+    *,
+    auth: Literal["token", "none"] = "token",
+    hosts: frozenset[str] | None = None,
+) -> FastAPI:
+    """The REST API over one open workspace (the caller owns and closes the workspace).
+
+    Args:
+        ws: the workspace served.
+        auth: ``token`` (every route but health needs a token) or ``none`` (everyone acts as the local OS
+            user; ``conveyor server --no-auth`` allows it on loopback only).
+        hosts: the Host names the server answers to; default: loopback names.
+    """
+    from conveyor.api import (
+        batch,
+        data,
+        datastores,
+        endpoints,
+        governance,
+        health,
+        models,
+        pipelines,
+        runs,
+        train,
+    )
+    from conveyor.api._auth import BrowserGuard, allowed_hosts, authorize
+    from conveyor.api._permissions import permission_for
 
     app = FastAPI(
         title="Conveyor",
         version=__version__,
-        description="Control plane of a Conveyor workspace: data, runs, models and endpoints.",
+        description="Control plane of a Conveyor workspace: data, pipelines, runs, models, endpoints, users, "
+        "audit and secrets. Send `Authorization: Bearer <token>` (from `conveyor tokens create`).",
         default_response_class=ORJSONResponse,
         docs_url="/docs",
         openapi_url="/openapi.json",
     )
     app.state.workspace = ws
+    app.state.auth = auth
 
     @app.exception_handler(ConveyorError)
     async def conveyor_error(_: Request, exc: ConveyorError) -> ORJSONResponse:
-        return ORJSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
+        return ORJSONResponse({"error": exc.to_dict()}, status_code=exc.http_status, headers=headers)
 
-    for module in (health, data, datastores, runs, models, endpoints, pipelines, train, batch):
-        app.include_router(module.router, prefix=API_PREFIX)
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> ORJSONResponse:
+        problems = [
+            {"where": ".".join(str(part) for part in error.get("loc", ())), "problem": str(error.get("msg", ""))}
+            for error in exc.errors()
+        ]
+        first = problems[0] if problems else {"where": "request", "problem": "invalid"}
+        message = f"Invalid request: {first['where']}: {first['problem']}"
+        if len(problems) > 1:
+            message += f" (and {len(problems) - 1} more)"
+        body = {"error": {"code": "invalid_request", "message": message, "details": {"problems": problems}}}
+        return ORJSONResponse(body, status_code=422)
+
+    for module in (health, data, datastores, runs, models, endpoints, pipelines, train, batch, governance):
+        app.include_router(
+            module.router, prefix=API_PREFIX, dependencies=[Depends(authorize)], responses=ERROR_RESPONSES
+        )
+    missing = [f"{method} {path}" for method, path in api_routes(app) if permission_for(method, path) is None]
+    if missing:
+        raise RuntimeError(f"Routes without a permission rule in conveyor.api._permissions: {', '.join(missing)}")
+    app.add_middleware(BrowserGuard, hosts=hosts or allowed_hosts("127.0.0.1"))
     return app
+
+
+def api_routes(app: FastAPI) -> list[tuple[str, str]]:
+    """Every ``(method, full path)`` the app routes under ``/api/v1``."""
+    found: list[tuple[str, str]] = []
+    for route in app.routes:
+        contexts = getattr(route, "effective_route_contexts", None)  # FastAPI >= 0.16x: included routers
+        for item in contexts() if callable(contexts) else [route]:
+            path, methods = getattr(item, "path", None), getattr(item, "methods", None)
+            if isinstance(path, str) and methods and path.startswith(API_PREFIX):
+                found.extend((str(method), path) for method in sorted(methods))
+    return found

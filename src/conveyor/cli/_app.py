@@ -18,7 +18,7 @@ from conveyor.errors import ConveyorError
 if TYPE_CHECKING:
     from conveyor.workspace import Workspace
 
-__all__ = ["State", "app", "main", "open_workspace"]
+__all__ = ["State", "act_as_local_user", "app", "main", "open_workspace"]
 
 app = typer.Typer(
     name="conveyor",
@@ -92,9 +92,18 @@ def open_workspace(ctx: typer.Context) -> Workspace:
     from conveyor.workspace import Workspace
 
     state: State = ctx.find_root().obj
+    act_as_local_user(ctx)
     if state.workspace is None:
         state.workspace = Workspace.open(state.home, db_url=state.db_url, artifacts_url=state.artifacts_url)
     return state.workspace
+
+
+def act_as_local_user(ctx: typer.Context) -> None:
+    """Record what this command changes as the OS user running it (the audit log's actor), doing the
+    command (``conveyor endpoints deploy``)."""
+    from conveyor.governance._context import local_principal, set_principal
+
+    set_principal(local_principal("cli", action=ctx.command_path))
 
 
 def _register_commands() -> None:
@@ -106,6 +115,7 @@ def _register_commands() -> None:
         data_stream,
         endpoints,
         export,
+        governance,
         init,
         models,
         pipeline,
@@ -138,6 +148,10 @@ def _register_commands() -> None:
     )
     app.add_typer(export.app, name="export", help="Export an endpoint to run elsewhere: Docker, Kubernetes.")
     app.add_typer(batch.app, name="batch", help="Batch scoring: a model over a data version, into a new version.")
+    app.add_typer(governance.users_app, name="users", help="Users of the REST API and their roles: add, list, role.")
+    app.add_typer(governance.tokens_app, name="tokens", help="API tokens: create (shown once), list, revoke.")
+    app.add_typer(governance.audit_app, name="audit", help="The hash-chained audit log: list, verify.")
+    app.add_typer(governance.secrets_app, name="secrets", help="Secrets encrypted at rest: set, list, delete.")
 
 
 _register_commands()

@@ -74,11 +74,17 @@ def register(app: typer.Typer) -> None:
             fallback=port is None,
         )
         api = base_url(sock)
+        issued = ws.identities.bootstrap()
         try:
             out.emit(
-                {**result.to_json(), "api": api},
+                {**result.to_json(), "api": api, "api_token": None if issued is None else issued.secret},
                 lambda console: _summary(console, result.to_json(), api),
             )
+            if show_timeline:
+                if issued is not None:
+                    timeline.print(f"API token for {issued.token.user} (admin; shown once): [bold]{issued.secret}[/]")
+                else:
+                    timeline.print("The API needs a token: `conveyor tokens create` makes one.")
             if show_timeline:
                 timeline.print("Serving until Ctrl+C.")
             serve_api(ws, sock)

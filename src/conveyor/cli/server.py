@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 import socket
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -13,7 +13,7 @@ from conveyor.cli._output import Output
 from conveyor.errors import BadInput
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from conveyor.pipelines import Fired
     from conveyor.workspace import Workspace
@@ -57,6 +57,8 @@ def serve_api(
     *,
     scheduler_interval: float | None = None,
     on_fire: Callable[[Fired], None] | None = None,
+    auth: Literal["token", "none"] = "token",
+    extra_hosts: Sequence[str] = (),
 ) -> None:
     """Serve the REST API on ``sock`` until Ctrl+C or SIGTERM, then return normally.
 
@@ -64,15 +66,19 @@ def serve_api(
     return lets callers run their clean-up (the quickstart stops its endpoint) and exit 0.
 
     With ``scheduler_interval`` (seconds), the pipeline scheduler runs in a background thread meanwhile and
-    each schedule it fires is passed to ``on_fire``.
+    each schedule it fires is passed to ``on_fire``. ``auth="none"`` is for loopback only (the caller checks);
+    ``extra_hosts`` are Host names to answer besides loopback and the bound address.
     """
     import signal
 
     import uvicorn
 
     from conveyor.api import create_app
+    from conveyor.api._auth import allowed_hosts
 
-    config = uvicorn.Config(create_app(ws), log_level="warning", lifespan="off", timeout_graceful_shutdown=5)
+    hosts = allowed_hosts(str(sock.getsockname()[0]), list(extra_hosts))
+    app = create_app(ws, auth=auth, hosts=hosts)
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=5)
     background = None
     if scheduler_interval is not None:
         from conveyor.pipelines import Scheduler
@@ -118,20 +124,53 @@ def register(app: typer.Typer) -> None:
         scheduler_interval: Annotated[
             float, typer.Option("--scheduler-interval", help="Seconds between two checks of the schedules.", min=0.05)
         ] = 15.0,
+        no_auth: Annotated[
+            bool,
+            typer.Option(
+                "--no-auth",
+                help="Development only, loopback only: no tokens; every caller acts as you (an admin).",
+            ),
+        ] = False,
+        allowed_host: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--allowed-host",
+                help="Another Host name clients use to reach this server (e.g. conveyor.internal); repeatable.",
+            ),
+        ] = None,
     ) -> None:
-        """Run the REST API (OpenAPI at /docs) and the pipeline scheduler over the workspace until Ctrl+C."""
+        """Run the REST API (OpenAPI at /docs) and the pipeline scheduler over the workspace until Ctrl+C.
+
+        Every route but /api/v1/health needs 'Authorization: Bearer <token>' (`conveyor tokens create`);
+        requests for other Host names and cross-site browser requests are refused.
+        """
         out = Output(json_mode=False)
         ws = open_workspace(ctx)
         host = host or ws.settings.server_host
+        if no_auth and host not in _LOOPBACK:
+            raise BadInput(
+                f"--no-auth serves the workspace to anyone who can reach {host}; it is allowed on loopback only "
+                "(--host 127.0.0.1). Use tokens instead: `conveyor tokens create`."
+            )
+        issued = None if no_auth else ws.identities.bootstrap()
         sock = bind_socket(host, ws.settings.server_port if port is None else port)
         url = base_url(sock)
-        if host not in _LOOPBACK:
+        if no_auth:
             out.note(
-                f"[yellow]Warning:[/] listening on {host}, reachable from other machines; the API has no "
-                "authentication yet, so anyone who can reach it can read this workspace."
+                "[bold red]WARNING: --no-auth: no tokens are checked.[/] Every program on this machine that can "
+                f"reach {url} acts as you, with the admin role. Use it for development only."
             )
+        elif host not in _LOOPBACK:
+            out.note(f"Listening on {host}: reachable from other machines; every route but health needs a token.")
         out.console.print(f"Conveyor API for [bold]{ws.settings.home}[/] on {url}")
         out.console.print(f"  health  {url}/api/v1/health\n  docs    {url}/docs")
+        if issued is not None:
+            out.console.print(
+                f"  admin   {issued.token.user}, first API token (shown once, keep it safe):\n"
+                f"          [bold]{issued.secret}[/]"
+            )
+        elif not no_auth:
+            out.console.print("  auth    send 'Authorization: Bearer <token>'; `conveyor tokens create` makes one")
         if no_scheduler:
             out.console.print("  schedules are not fired here (--no-scheduler)")
         else:
@@ -143,4 +182,11 @@ def register(app: typer.Typer) -> None:
 
             out.console.print(describe(fired))
 
-        serve_api(ws, sock, scheduler_interval=None if no_scheduler else scheduler_interval, on_fire=on_fire)
+        serve_api(
+            ws,
+            sock,
+            scheduler_interval=None if no_scheduler else scheduler_interval,
+            on_fire=on_fire,
+            auth="none" if no_auth else "token",
+            extra_hosts=allowed_host or (),
+        )

@@ -1,5 +1,32 @@
-"""Governance: the lineage graph (later: identities, roles, tokens, audit chain, explanations, secrets)."""
+"""Governance: identities, roles and tokens; the hash-chained audit log; secrets; the lineage graph."""
 
+from conveyor.governance._audit import AuditEvent, AuditLog, Verification
+from conveyor.governance._context import Principal, acting_as, current_principal, local_principal
+from conveyor.governance._identities import Identities, IssuedToken, Token, User, parse_duration
 from conveyor.governance._lineage import Edge, Lineage, add_edge, run_inputs
+from conveyor.governance._roles import PERMISSIONS, ROLES, role_allows
+from conveyor.governance._secrets import SecretInfo, Secrets
 
-__all__ = ["Edge", "Lineage", "add_edge", "run_inputs"]
+__all__ = [
+    "PERMISSIONS",
+    "ROLES",
+    "AuditEvent",
+    "AuditLog",
+    "Edge",
+    "Identities",
+    "IssuedToken",
+    "Lineage",
+    "Principal",
+    "SecretInfo",
+    "Secrets",
+    "Token",
+    "User",
+    "Verification",
+    "acting_as",
+    "add_edge",
+    "current_principal",
+    "local_principal",
+    "parse_duration",
+    "role_allows",
+    "run_inputs",
+]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,19 @@ from sqlalchemy.orm import Session, sessionmaker
 from conveyor.errors import InvalidConfig, StoreError, StoreUnavailable
 from conveyor.store._schema import SCHEMA_REVISION
 
-__all__ = ["MetadataStore", "mask_url"]
+__all__ = ["UNAUDITED_TABLES", "Change", "MetadataStore", "WriteHook", "mask_url"]
+
+#: ``(table, operation, id)`` of one change in a write unit.
+Change = tuple[str, str, str]
+WriteHook = Callable[[Session, list[Change]], None]
+
+#: Tables whose changes alone are not an action worth auditing: metric values (the tracking writer's
+#: bookkeeping), lineage edges (always written with the entity they describe), stream checkpoints, and the
+#: audit log itself.
+UNAUDITED_TABLES = frozenset(
+    {"audit_events", "run_metric_chunks", "run_latest_metrics", "lineage_edges", "ingest_checkpoints"}
+)
+_CHANGES = "conveyor_changes"
 
 SUPPORTED_DIALECTS = ("sqlite", "postgresql")
 _WRITE_OPTION = "conveyor_write"
@@ -57,6 +69,7 @@ class MetadataStore:
         self._sessions: sessionmaker[Session] | None = None
         self._write_sessions: sessionmaker[Session] | None = None
         self._lock = threading.Lock()
+        self._on_write: WriteHook | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -92,7 +105,17 @@ class MetadataStore:
             self._write_sessions = sessionmaker(
                 engine.execution_options(**{_WRITE_OPTION: True}), expire_on_commit=False
             )
+            _track_changes(self._write_sessions)
         return self
+
+    def on_write(self, hook: WriteHook | None) -> None:
+        """Call ``hook(session, changes)`` at the end of every write unit that changed a table, inside its
+        transaction, just before the commit (the audit log uses this to append in the same transaction).
+
+        ``changes`` lists ``(table, operation, id)`` in order; ``id`` is ``"*"`` for a bulk statement.
+        Tables in ``UNAUDITED_TABLES`` (derived or high-volume bookkeeping) are left out.
+        """
+        self._on_write = hook
 
     def close(self) -> None:
         with self._lock:
@@ -116,12 +139,21 @@ class MetadataStore:
                 session.rollback()
 
     @contextlib.contextmanager
-    def write(self) -> Iterator[Session]:
-        """A write transaction: committed when the block ends, rolled back (nothing written) on error."""
+    def write(self, *, audited: bool = True) -> Iterator[Session]:
+        """A write transaction: committed when the block ends, rolled back (nothing written) on error.
+
+        ``audited=False`` is for bookkeeping that is not anyone's action (a token's last use).
+        """
         if self._write_sessions is None:
             raise StoreError("The metadata store is not open; call open() first.")
         with self._translate_errors(), self._write_sessions() as session, session.begin():
             yield session
+            hook = self._on_write
+            if hook is not None and audited:
+                session.flush()
+                changes: list[Change] = session.info.pop(_CHANGES, [])
+                if changes:
+                    hook(session, changes)
 
     # -- internals -----------------------------------------------------------------------------------
 
@@ -203,6 +235,34 @@ class MetadataStore:
             f"Check that the server is running and the URL in {where} is right; to use the embedded "
             "SQLite database instead, leave the URL unset."
         )
+
+
+def _track_changes(factory: sessionmaker[Session]) -> None:
+    """Record, per write session, which rows of which tables each flush and bulk statement changed."""
+
+    @event.listens_for(factory, "after_flush")
+    def after_flush(session: Session, _context: Any) -> None:
+        changes: list[Change] = session.info.setdefault(_CHANGES, [])
+        for operation, objects in (("insert", session.new), ("update", session.dirty), ("delete", session.deleted)):
+            for obj in objects:
+                table = getattr(obj, "__tablename__", None)
+                if table is None or table in UNAUDITED_TABLES:
+                    continue
+                if operation == "update" and not session.is_modified(obj, include_collections=False):
+                    continue
+                key = sa.inspect(obj).mapper.primary_key_from_instance(obj)
+                changes.append((table, operation, "/".join(str(part) for part in key)))
+
+    @event.listens_for(factory, "do_orm_execute")
+    def on_execute(state: Any) -> None:
+        if not (state.is_insert or state.is_update or state.is_delete):
+            return
+        table = getattr(state.statement, "table", None)
+        name = getattr(table, "name", None)
+        if name is None or name in UNAUDITED_TABLES:
+            return
+        operation = "insert" if state.is_insert else "update" if state.is_update else "delete"
+        state.session.info.setdefault(_CHANGES, []).append((name, operation, "*"))
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -34,7 +34,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from ulid import ULID
 
 #: The Alembic revision these models correspond to (checked against the migration scripts by a test).
-SCHEMA_REVISION = "0006"
+SCHEMA_REVISION = "0007"
 
 NAME_LENGTH = 128
 
@@ -265,8 +265,9 @@ class EndpointRow(Entity, Base):
     name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
     description: Mapped[str] = mapped_column(Text, default="")
     auth: Mapped[str] = mapped_column(String(16), default="key")
-    primary_key: Mapped[str | None] = mapped_column(String(128), default=None)
-    secondary_key: Mapped[str | None] = mapped_column(String(128), default=None)
+    #: the keys, encrypted with the workspace's secret key (``enc:`` + Fernet token); never stored in clear.
+    primary_key: Mapped[str | None] = mapped_column(String(512), default=None)
+    secondary_key: Mapped[str | None] = mapped_column(String(512), default=None)
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
     revision: Mapped[int] = mapped_column(Integer, default=1)
     status: Mapped[str] = mapped_column(String(16), default="stopped")
@@ -377,3 +378,54 @@ class LineageEdgeRow(Base):
     to_kind: Mapped[str] = mapped_column(String(32))
     to_id: Mapped[str] = mapped_column(String(26))
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class UserRow(Entity, Base):
+    """A person or service that calls the REST API with a token; ``role`` decides what it may do."""
+
+    __tablename__ = "users"
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
+    role: Mapped[str] = mapped_column(String(32))
+    disabled_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class TokenRow(Entity, Base):
+    """An API token: only its SHA-256 is stored (tokens are 256-bit random, so no salt or slow hash is
+    needed); ``prefix`` is the first characters, shown in lists so a person can tell tokens apart."""
+
+    __tablename__ = "tokens"
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), default="")
+    prefix: Mapped[str] = mapped_column(String(16))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class AuditEventRow(Base):
+    """One entry of the tamper-evident audit log: ``hash`` is SHA-256 over the previous entry's hash and
+    this entry's fields, so editing, inserting or deleting an entry breaks the chain from there on."""
+
+    __tablename__ = "audit_events"
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    )
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    role: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(512))
+    targets: Mapped[list[Any]] = mapped_column()
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class SecretRow(Entity, Base):
+    """A named secret, encrypted with the workspace's key (Fernet); the key never enters the database."""
+
+    __tablename__ = "secrets"
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
+    ciphertext: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

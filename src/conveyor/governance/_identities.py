@@ -1,0 +1,347 @@
+"""Users, roles and API tokens.
+
+A token is ``cvy_`` followed by 43 URL-safe characters (256 random bits). It is shown once, when it is made;
+the database keeps its SHA-256 (a fast hash is right for a random secret of that length: there is nothing to
+guess) and its first 12 characters so a person can tell tokens apart. Tokens expire (90 days unless told
+otherwise) and can be revoked; a disabled user's tokens stop working with them.
+
+Looking a token up costs one indexed query; the answer is remembered for :data:`CACHE_SECONDS` so a busy API
+pays it rarely. Revoking or disabling through this process forgets at once; through another process (the CLI
+while a server runs) it takes effect within :data:`CACHE_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from conveyor.errors import BadInput, Conflict, NotFound, Unauthorized, did_you_mean
+from conveyor.governance._roles import check_role
+from conveyor.refs import validate_name
+from conveyor.store._schema import TokenRow, UserRow, utcnow
+
+if TYPE_CHECKING:
+    from conveyor.workspace import Workspace
+
+__all__ = ["CACHE_SECONDS", "Identities", "IssuedToken", "Token", "User", "parse_duration"]
+
+TOKEN_PREFIX = "cvy_"  # noqa: S105 - the prefix every token starts with, not a secret
+_TOKEN_RE = re.compile(r"^cvy_[A-Za-z0-9_-]{43}$")
+CACHE_SECONDS = 2.0
+DEFAULT_EXPIRY = timedelta(days=90)
+_LAST_USED_EVERY = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    name: str
+    role: str
+    disabled: bool
+    created_at: datetime
+    created_by: str
+
+
+@dataclass(frozen=True)
+class Token:
+    """A token as lists show it: never the secret, only its first characters."""
+
+    id: str
+    user: str
+    name: str
+    prefix: str
+    status: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A new token: ``secret`` is the only time the token's value is seen."""
+
+    token: Token
+    secret: str
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a valid token belongs to."""
+
+    user_id: str
+    name: str
+    role: str
+    token_id: str
+
+
+def parse_duration(text: str) -> timedelta | None:
+    """``30d``, ``12h``, ``45m``, ``2w`` → a timedelta; ``never`` → None.
+
+    Raises:
+        BadInput: the text is none of those.
+    """
+    value = text.strip().lower()
+    if value in ("never", "none", "0"):
+        return None
+    match = re.fullmatch(r"(\d{1,6})\s*([mhdw])", value)
+    if match is None:
+        raise BadInput(f"Cannot read the duration {text!r}; write e.g. 30d, 12h, 45m, 2w, or never.")
+    amount, unit = int(match.group(1)), match.group(2)
+    delta = {"m": timedelta(minutes=amount), "h": timedelta(hours=amount), "d": timedelta(days=amount)}.get(
+        unit, timedelta(weeks=amount)
+    )
+    if delta <= timedelta(0):
+        raise BadInput(f"The duration {text!r} must be positive; write e.g. 30d, or never.")
+    return delta
+
+
+def token_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+class Identities:
+    """``ws.identities``: users, their roles and their tokens."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self._ws = ws
+        self._cache: dict[str, tuple[float, Caller | None, datetime | None]] = {}
+        self._cache_lock = threading.Lock()
+        self._last_used: dict[str, datetime] = {}
+
+    # -- users ---------------------------------------------------------------------------------------
+
+    def add_user(self, name: str, role: str) -> User:
+        """Add a user with a role.
+
+        Raises:
+            BadInput: the name or role is not allowed.
+            Conflict: a user with that name exists.
+        """
+        validate_name(name, kind="user")
+        check_role(role)
+        with self._ws.store.write() as session:
+            if session.scalar(sa.select(UserRow.id).filter_by(name=name)) is not None:
+                raise Conflict(f"User {name!r} exists; change their role with `conveyor users role {name} ROLE`.")
+            row = UserRow(name=name, role=role, created_by=self._ws.actor)
+            session.add(row)
+            session.flush()
+            return _user(row)
+
+    def users(self) -> list[User]:
+        with self._ws.store.read() as session:
+            return [_user(row) for row in session.scalars(sa.select(UserRow).order_by(UserRow.name))]
+
+    def get_user(self, name: str) -> User:
+        """Raises: NotFound: no such user."""
+        with self._ws.store.read() as session:
+            return _user(self._user_row(session, name))
+
+    def set_role(self, name: str, role: str) -> User:
+        check_role(role)
+        with self._ws.store.write() as session:
+            row = self._user_row(session, name)
+            row.role = role
+            session.flush()
+            user = _user(row)
+        self._forget()
+        return user
+
+    def disable(self, name: str) -> User:
+        """Disable a user: their tokens stop working (they are kept, and work again if re-enabled)."""
+        with self._ws.store.write() as session:
+            row = self._user_row(session, name)
+            if row.disabled_at is None:
+                row.disabled_at = utcnow()
+            session.flush()
+            user = _user(row)
+        self._forget()
+        return user
+
+    def enable(self, name: str) -> User:
+        with self._ws.store.write() as session:
+            row = self._user_row(session, name)
+            row.disabled_at = None
+            session.flush()
+            user = _user(row)
+        self._forget()
+        return user
+
+    def bootstrap(self) -> IssuedToken | None:
+        """On a workspace with no users: add the OS user as ``admin`` and issue their first token (shown once).
+        Returns None when users exist already."""
+        from conveyor.governance._context import os_user
+
+        with self._ws.store.read() as session:
+            if session.scalar(sa.select(sa.func.count()).select_from(UserRow)):
+                return None
+        name = re.sub(r"[^A-Za-z0-9._-]", "-", os_user())[:64] or "admin"
+        try:
+            self.add_user(name, "admin")
+        except Conflict:
+            return None
+        return self.create_token(name, name="initial")
+
+    # -- tokens --------------------------------------------------------------------------------------
+
+    def create_token(self, user: str, *, name: str = "", expires_in: timedelta | None = DEFAULT_EXPIRY) -> IssuedToken:
+        """Issue a token for ``user``; the returned ``secret`` is never shown again.
+
+        Raises:
+            NotFound: no such user.
+            Conflict: the user is disabled.
+        """
+        if len(name) > 128:
+            raise BadInput("A token's name is at most 128 characters.")
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        now = utcnow()
+        with self._ws.store.write() as session:
+            owner = self._user_row(session, user)
+            if owner.disabled_at is not None:
+                raise Conflict(f"User {user!r} is disabled; enable them first with `conveyor users enable {user}`.")
+            row = TokenRow(
+                user_id=owner.id,
+                name=name,
+                prefix=secret[:12],
+                hash=token_hash(secret),
+                expires_at=None if expires_in is None else now + expires_in,
+                created_by=self._ws.actor,
+            )
+            session.add(row)
+            session.flush()
+            return IssuedToken(_token(row, owner.name, now), secret)
+
+    def tokens(self, user: str | None = None) -> list[Token]:
+        """Tokens, newest first (of one user, or of everyone)."""
+        now = utcnow()
+        with self._ws.store.read() as session:
+            query = sa.select(TokenRow, UserRow.name).join(UserRow, UserRow.id == TokenRow.user_id)
+            if user is not None:
+                query = query.where(TokenRow.user_id == self._user_row(session, user).id)
+            rows = session.execute(query.order_by(TokenRow.created_at.desc(), TokenRow.id.desc())).all()
+            return [_token(row, owner, now) for row, owner in rows]
+
+    def revoke(self, token_id: str, *, user: str | None = None) -> Token:
+        """Revoke a token by its id (or its printed prefix); with ``user``, only that user's.
+
+        Raises:
+            NotFound: no such token (of that user).
+        """
+        with self._ws.store.write() as session:
+            query = sa.select(TokenRow, UserRow.name).join(UserRow, UserRow.id == TokenRow.user_id)
+            query = query.where(sa.or_(TokenRow.id == token_id, TokenRow.prefix == token_id))
+            if user is not None:
+                query = query.where(UserRow.name == user)
+            found = session.execute(query).all()
+            if len(found) != 1:
+                raise NotFound(
+                    f"No token {token_id!r}{' of ' + repr(user) if user else ''}; `conveyor tokens list` shows "
+                    "their ids."
+                )
+            row, owner = found[0]
+            if row.revoked_at is None:
+                row.revoked_at = utcnow()
+            session.flush()
+            token = _token(row, owner, utcnow())
+        self._forget()
+        return token
+
+    def authenticate(self, secret: str) -> Caller:
+        """The user a token belongs to.
+
+        Raises:
+            Unauthorized: the token is malformed, unknown, expired or revoked, or its user is disabled.
+        """
+        if not _TOKEN_RE.fullmatch(secret):
+            raise Unauthorized(
+                "Malformed token: expected 'cvy_' and 43 characters. Send 'Authorization: Bearer <token>' with a "
+                "token from `conveyor tokens create`."
+            )
+        digest = token_hash(secret)
+        now_mono = time.monotonic()
+        with self._cache_lock:
+            cached = self._cache.get(digest)
+        if cached is None or now_mono - cached[0] > CACHE_SECONDS:
+            cached = (now_mono, *self._lookup(digest))
+            with self._cache_lock:
+                if len(self._cache) > 10_000:
+                    self._cache.clear()
+                self._cache[digest] = cached
+        _, caller, expires_at = cached
+        if caller is None:
+            raise Unauthorized(
+                "Unknown, revoked or disabled token, or its user is disabled. Create a new one with "
+                "`conveyor tokens create`."
+            )
+        now = utcnow()
+        if expires_at is not None and expires_at <= now:
+            raise Unauthorized(
+                f"The token expired at {expires_at.isoformat(timespec='seconds')}; create a new one with "
+                "`conveyor tokens create`."
+            )
+        self._touch(caller.token_id, now)
+        return caller
+
+    # -- internals -----------------------------------------------------------------------------------
+
+    def _lookup(self, digest: str) -> tuple[Caller | None, datetime | None]:
+        with self._ws.store.read() as session:
+            found = session.execute(
+                sa.select(TokenRow, UserRow)
+                .join(UserRow, UserRow.id == TokenRow.user_id)
+                .where(TokenRow.hash == digest)
+            ).first()
+            if found is None:
+                return None, None
+            token, user = found
+            if (
+                not hmac.compare_digest(token.hash, digest)
+                or token.revoked_at is not None
+                or user.disabled_at is not None
+            ):
+                return None, None
+            return Caller(user.id, user.name, user.role, token.id), token.expires_at
+
+    def _touch(self, token_id: str, now: datetime) -> None:
+        last = self._last_used.get(token_id)
+        if last is not None and now - last < _LAST_USED_EVERY:
+            return
+        self._last_used[token_id] = now
+        with self._ws.store.write(audited=False) as session:
+            session.execute(sa.update(TokenRow).where(TokenRow.id == token_id).values(last_used_at=now))
+
+    def _forget(self) -> None:
+        with self._cache_lock:
+            self._cache.clear()
+
+    def _user_row(self, session: sa.orm.Session, name: str) -> UserRow:
+        row = session.scalar(sa.select(UserRow).filter_by(name=name))
+        if row is None:
+            names = list(session.scalars(sa.select(UserRow.name)))
+            raise NotFound(f"No user {name!r}.{did_you_mean(name, names)} `conveyor users list` shows them.")
+        return row
+
+
+def _user(row: UserRow) -> User:
+    return User(row.id, row.name, row.role, row.disabled_at is not None, row.created_at, row.created_by)
+
+
+def _token(row: TokenRow, owner: str, now: datetime) -> Token:
+    if row.revoked_at is not None:
+        status = "revoked"
+    elif row.expires_at is not None and row.expires_at <= now:
+        status = "expired"
+    else:
+        status = "active"
+    return Token(
+        row.id, owner, row.name, row.prefix, status, row.created_at, row.expires_at, row.revoked_at, row.last_used_at
+    )
