@@ -122,7 +122,7 @@ def test_datastore_rules(workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPa
         )
     with pytest.raises(StoreUnavailable, match=r"Cannot reach datastore 'down' at postgresql://app@127.0.0.1:1/db"):
         workspace.datastores.add("down", "postgresql://app@127.0.0.1:1/db")
-    with pytest.raises(StoreUnavailable, match="Cannot reach datastore 'gone'"):
+    with pytest.raises(BadInput, match=r"Datastore 'gone' points at .*missing-folder, which is missing"):
         workspace.datastores.add("gone", str(tmp_path / "missing-folder"))
     workspace.datastores.add("lake", str(tmp_path))
     with pytest.raises(Conflict, match="exists"):

@@ -255,12 +255,7 @@ class DataAssets:
 
         if store is not None:
             datastore = self._ws.datastores.get(store)
-            fs, root = self._ws.datastores.filesystem(datastore)
-            remote = (
-                f"{root}/{source.lstrip('/')}"
-                if datastore.kind != "http"
-                else f"{datastore.url.rstrip('/')}/{source.lstrip('/')}"
-            )
+            fs, remote = self._ws.datastores.locate(datastore, source)  # confined to the store's root
             origin: dict[str, Any] = {"kind": "datastore", "store": store, "path": source}
         else:
             from fsspec.core import url_to_fs

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import builtins
 import os
+import posixpath
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import sqlalchemy as sa
 
@@ -94,17 +97,25 @@ class Datastores:
         credentials: dict[str, str] | None = None,
         description: str = "",
         check: bool = True,
+        relative_to: str | os.PathLike[str] | None = None,
     ) -> Datastore:
         """Register a datastore; with ``check``, connect once to prove the URL and credentials work.
 
+        A local folder given as a relative path is made absolute now, against ``relative_to`` (default: the
+        current working folder, i.e. the caller's), and stored so: a datastore never depends on the working
+        folder of the process that later reads it.
+
         Raises:
             InvalidReference: the name is not valid.
-            BadInput: the URL carries a password, or a credential is not a reference.
+            BadInput: the URL carries a password, a credential is not a reference, or (with ``check``) a local
+                folder does not exist.
             Conflict: a datastore of that name exists.
             StoreUnavailable: ``check`` could not connect.
         """
         validate_name(name, "datastore")
         kind = store_kind(url)
+        if kind == "local":
+            url = absolute_local_url(url, relative_to)
         if _password_in(url):
             raise BadInput(
                 "The URL carries a password; Conveyor never stores secrets. Remove it from the URL and pass "
@@ -197,12 +208,51 @@ class Datastores:
 
         if store.kind == "sql":
             raise BadInput(f"Datastore {store.name!r} is a database; ingest from it with --query.")
+        if store.kind == "local" and not Path(_local_path(store.url)).expanduser().is_absolute():
+            raise BadInput(
+                f"Datastore {store.name!r} has the relative path {store.url!r}, which Conveyor will not resolve "
+                "against a process's working folder. Remove it and add it again: relative paths are now made "
+                "absolute when a datastore is added.",
+                datastore=store.name,
+            )
         options = {**store.options, **{k: resolve_reference(k, v) for k, v in store.credentials.items()}}
         try:
             fs, root = url_to_fs(store.url, **options)
         except (ImportError, ValueError) as exc:
             raise InvalidConfig(f"Cannot open datastore {store.name!r} at {store.url}: {exc}") from exc
-        return fs, str(root).rstrip("/")
+        return fs, str(root).rstrip("/") or "/"
+
+    def locate(self, store: Datastore, path: str) -> tuple[Any, str]:
+        """``(filesystem, location)`` of ``path`` inside a file datastore, confined to the store's root.
+
+        ``path`` is relative to the root. Absolute paths, URLs, ``..`` segments (also percent-encoded) and, in a
+        local folder, symbolic links that resolve outside the root are refused. A local location is returned
+        resolved (symbolic links followed), so what is read is what was checked.
+
+        Raises:
+            BadInput: the path is empty, absolute, or escapes the root (the message names both).
+        """
+        fs, root = self.filesystem(store)
+        shown_root = store.url if store.kind == "http" else root
+        _check_relative_path(store, path, shown_root)
+        if store.kind == "http":
+            return fs, f"{store.url.rstrip('/')}/{path}"
+        if store.kind == "local":
+            real_root = Path(root).resolve()
+            target = (real_root / path).resolve()
+            if target != real_root and not target.is_relative_to(real_root):
+                raise BadInput(
+                    f"Path {path!r} leads outside datastore {store.name!r}, whose root is {root}: it resolves "
+                    f"to {target} through a symbolic link. Only files inside the root can be read; give a path "
+                    "inside it.",
+                    datastore=store.name,
+                    path=path,
+                )
+            return fs, str(target)
+        location = posixpath.normpath(posixpath.join(root, path))
+        if not location.startswith(root if root.endswith("/") else root + "/"):
+            raise _outside(store, path, root)
+        return fs, location
 
     def check(self, store: Datastore) -> None:
         """Connect once (``SELECT 1`` or a listing).
@@ -221,6 +271,16 @@ class Datastores:
                 engine.dispose()
             return
         fs, root = self.filesystem(store)
+        if store.kind == "local":
+            if not Path(root).is_dir():
+                what = "a file, not a folder" if Path(root).exists() else "missing"
+                raise BadInput(
+                    f"Datastore {store.name!r} points at {root}, which is {what}. A local datastore is a folder: "
+                    "create it first, or give the path of an existing folder.",
+                    datastore=store.name,
+                    path=root,
+                )
+            return
         try:
             if store.kind == "http":
                 fs.info(store.url)
@@ -240,6 +300,55 @@ def unreachable(store: Datastore, exc: BaseException) -> StoreUnavailable:
         f"Cannot reach datastore {store.name!r} at {shown}: {reason}. Check that it is running and the URL and "
         "credentials are right.",
         datastore=store.name,
+    )
+
+
+def absolute_local_url(url: str, relative_to: str | os.PathLike[str] | None = None) -> str:
+    """A local datastore URL (a path or ``file://`` URL) with its path made absolute and normalised (``~``
+    expanded, ``..`` folded), against ``relative_to`` or the current working folder."""
+    prefix = "file://" if url[:7].lower() == "file://" else ""
+    path = Path(_local_path(url)).expanduser()
+    if not path.is_absolute():
+        path = Path(relative_to if relative_to is not None else Path.cwd()).expanduser().absolute() / path
+    return prefix + os.path.normpath(path)
+
+
+def _local_path(url: str) -> str:
+    return url[7:] if url[:7].lower() == "file://" else url
+
+
+_SEPARATORS = re.compile(r"[/\\]")
+
+
+def _check_relative_path(store: Datastore, path: str, root: str) -> None:
+    """Refuse a path that is not plainly relative to a datastore's root: empty, absolute, a URL, ``..``."""
+    if not isinstance(path, str) or not path.strip() or "\x00" in path:
+        raise BadInput(
+            f"Give the path of a file inside datastore {store.name!r} (root {root}), such as 'folder/data.csv'; "
+            f"got {path!r}.",
+            datastore=store.name,
+        )
+    decoded = path
+    for _ in range(3):  # percent-encoding, even doubled, cannot smuggle a '..' or a leading '/'
+        decoded = unquote(decoded)
+    for text in (path, decoded):
+        if "://" in text or text.startswith(("/", "\\")) or re.match(r"[A-Za-z]:[/\\]", text):
+            raise BadInput(
+                f"Path {path!r} is absolute; a path in datastore {store.name!r} is relative to its root {root} "
+                "(for example 'folder/data.csv'). To read another place, add a datastore for it.",
+                datastore=store.name,
+                path=path,
+            )
+        if ".." in _SEPARATORS.split(text):
+            raise _outside(store, path, root)
+
+
+def _outside(store: Datastore, path: str, root: str) -> BadInput:
+    return BadInput(
+        f"Path {path!r} leads outside datastore {store.name!r}, whose root is {root}: '..' segments are not "
+        "allowed. Give a path inside the root (for example 'folder/data.csv').",
+        datastore=store.name,
+        path=path,
     )
 
 
