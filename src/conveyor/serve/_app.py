@@ -206,7 +206,7 @@ class EndpointApp:
             elif protocol == "mlflow":
                 answer = protocols.mlflow_response(scored.predictions)
             else:
-                answer = {"predictions": scored.predictions, "model": deployment.spec.model, "deployment": name}
+                answer = {"predictions": _plain(scored.predictions), "model": deployment.spec.model, "deployment": name}
         except ConveyorError as exc:
             refused = HTTPError.of(exc)
             refused.deployment, refused.protocol = name, protocol
@@ -480,6 +480,14 @@ def _error_body(path: str, exc: HTTPError) -> bytes:
         # The Open Inference Protocol's error object is {"error": "<message>"}; the code rides beside it.
         return orjson.dumps({"error": exc.message, "code": exc.code})
     return orjson.dumps({"error": {"code": exc.code, "message": exc.message}})
+
+
+def _plain(predictions: np.ndarray) -> Any:
+    """Predictions as orjson serialises them: numeric arrays as they are, labels (text, objects) as a list."""
+    kind = predictions.dtype.kind
+    if kind == "M":
+        return np.datetime_as_string(predictions).tolist()
+    return predictions if kind in "biuf" else predictions.tolist()
 
 
 def _row_count(rows: Rows) -> int:

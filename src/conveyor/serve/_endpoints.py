@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import math
 import os
 import secrets
 import signal
@@ -197,8 +198,10 @@ class Endpoints:
         version = self._ws.models.get(model)
         if engine == "onnx" and "model.onnx" not in version.files:
             self._ws.models.to_onnx(version.ref)
+        created = False
         with contextlib.suppress(Conflict):
             self.create(endpoint)
+            created = True
         with self._ws.store.write() as session:
             ep = self._row(session, endpoint, lock=True)
             rows = self._deployment_rows(session, ep.id)
@@ -223,7 +226,14 @@ class Endpoints:
             add_edge(session, "model_version", version.id, "served_by", "deployment", row.id)
             revision = _bump(ep)
             deployment_id = row.id
-        self._apply(endpoint, revision, timeout, start=True)
+        try:
+            self._apply(endpoint, revision, timeout, start=True)
+        except EndpointError as exc:
+            if not created:
+                raise
+            # A new endpoint whose first model cannot be served is not left behind half-made.
+            self._remove(endpoint)
+            raise EndpointError(f"{exc.message}\nThe endpoint was new, so it was removed.", **exc.details) from exc
         return next(d for d in self.get(endpoint).deployments if d.id == deployment_id)
 
     def set_traffic(self, name: str, weights: dict[str, int], *, timeout: float = _START_TIMEOUT_S) -> Endpoint:
@@ -339,12 +349,7 @@ class Endpoints:
         """
         if deployment is None:
             self.stop(name)
-            with self._ws.store.write() as session:
-                ep = self._row(session, name, lock=True)
-                session.execute(sa.delete(DeploymentRow).where(DeploymentRow.endpoint_id == ep.id))
-                session.delete(ep)
-            with contextlib.suppress(FileNotFoundError):
-                self._status_path(name).unlink()
+            self._remove(name)
             return
         with self._ws.store.write() as session:
             ep = self._row(session, name, lock=True)
@@ -365,6 +370,15 @@ class Endpoints:
             self.stop(name)
         else:
             self._apply(name, revision, _START_TIMEOUT_S)
+
+    def _remove(self, name: str) -> None:
+        """Delete the endpoint's rows and status file (its process is already stopped)."""
+        with self._ws.store.write() as session:
+            ep = self._row(session, name, lock=True)
+            session.execute(sa.delete(DeploymentRow).where(DeploymentRow.endpoint_id == ep.id))
+            session.delete(ep)
+        with contextlib.suppress(FileNotFoundError):
+            self._status_path(name).unlink()
 
     def stop(self, name: str, *, timeout: float = 20.0) -> Endpoint:
         """Stop the endpoint's processes; in-flight requests finish first. ``start`` brings it back.
@@ -576,6 +590,7 @@ class Endpoints:
                             missing_text=onnx.get("missing_text"),
                             classes=onnx.get("classes"),
                         ),
+                        example=self._example(version),
                     )
                 )
             settings = ep.settings
@@ -592,6 +607,22 @@ class Endpoints:
                 rate_limit=float(settings.get("rate_limit", 0.0)),
                 collect={"sample": settings["collect"]} if settings.get("collect") else None,
             )
+
+    def _example(self, version: Any) -> builtins.list[dict[str, Any]] | None:
+        """The first row of the version's stored input example, as JSON values a request would hold."""
+        import io
+
+        import pandas as pd
+
+        from conveyor.registry._models import EXAMPLE
+
+        if EXAMPLE not in version.files:
+            return None
+        frame = pd.read_parquet(io.BytesIO(self._ws.models.file_bytes(version, EXAMPLE))).head(1)
+        names = [c["name"] for c in version.signature.get("inputs", [])]
+        if not len(frame) or any(n not in frame.columns for n in names):
+            return None
+        return [{n: _json_value(frame[n].iloc[0]) for n in names}]
 
     def blob(self, digest: str, what: str) -> bytes:
         """Verified bytes of a stored file by digest (a model file or its ONNX conversion)."""
@@ -758,6 +789,22 @@ class Endpoints:
 
 
 # -- helpers ----------------------------------------------------------------------------------------
+
+
+def _json_value(value: Any) -> Any:
+    """A value of a pandas frame as a JSON request carries it (dates as ISO-8601 text, missing as null)."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(value, pd.Timestamp | datetime):
+        return value.isoformat()
+    if hasattr(value, "isoformat"):  # a date or time
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value if isinstance(value, str | int | float | bool) or value is None else str(value)
 
 
 def _new_key() -> str:

@@ -71,7 +71,8 @@ class LoadedDeployment:
         if model is None:
             self.has_proba = spec.onnx is not None and spec.onnx.kind == "classifier" and self.classes is not None
         else:
-            self.has_proba = hasattr(model, "predict_proba") and self.classes is not None
+            # A regressor may carry an empty ``classes_`` (or a method that refuses): it has no probabilities.
+            self.has_proba = hasattr(model, "predict_proba") and bool(self.classes)
         inputs = spec.signature.get("inputs", [])
         #: Every input is a float column: a request's rows can travel as one matrix (see ``records_matrix``).
         self.all_float = bool(inputs) and all(c.get("type") in _FLOAT_TYPES for c in inputs)

@@ -111,6 +111,9 @@ class DeploymentSpec:
     onnx: OnnxSpec | None = None
     #: The deployment's id in the workspace (lineage of collected requests); empty in exported bundles.
     id: str = ""
+    #: A row of the model's own input (from the version's stored input example) that warm-up scores; None:
+    #: the version has none, and warm-up makes a row from the signature.
+    example: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)

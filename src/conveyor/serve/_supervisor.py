@@ -623,14 +623,36 @@ class _DrainingServer(uvicorn.Server):
 
 
 def _warm_up(deployment: Any) -> None:
-    """Score one synthetic row so the first real request pays no lazy-initialisation cost."""
+    """Score one row of the model's own input so the first real request pays no lazy-initialisation cost.
+
+    The row is the version's stored input example when it has one: a model that cannot score it fails the
+    deploy. Without one, a row is made from the signature (zeros, empty text); a model may rightly refuse such
+    a row (a forecaster asked for a time it does not forecast), so only a failure other than a refusal counts.
+
+    Raises:
+        BadInput: the model refused its own example.
+    """
+    from conveyor.errors import BadInput
     from conveyor.serve._protocols import records_to_columns
 
-    inputs = deployment.spec.signature.get("inputs", [])
+    signature = deployment.spec.signature
+    inputs = signature.get("inputs", [])
     if not inputs:
         return
+    if deployment.spec.example:
+        try:
+            columns = records_to_columns(deployment.spec.example, signature)
+        except InvalidSpec:
+            columns = None  # an example that does not fit the signature: make a row instead
+        if columns is not None:
+            try:
+                deployment.score(columns, deployment.has_proba)
+            except BadInput as exc:
+                raise BadInput(f"The model refused its own input example at warm-up: {exc.message}") from exc
+            return
     example = {c["name"]: _example_value(c["type"]) for c in inputs}
-    deployment.score(records_to_columns([example], deployment.spec.signature), deployment.has_proba)
+    with contextlib.suppress(BadInput):
+        deployment.score(records_to_columns([example], signature), deployment.has_proba)
 
 
 def _example_value(kind: str) -> object:

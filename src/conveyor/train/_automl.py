@@ -1094,7 +1094,9 @@ def _register(ws: Workspace, result: AutoMLResult, name: str, alias: str | None)
     signature = infer_signature(example, predictions)
     metrics = {result.metric: result.score, **{f"test_{k}": v for k, v in result.test_metrics.items()}}
     try:
-        version = ws.models.register(name, result.model, run_id=result.run_id, signature=signature, metrics=metrics)
+        version = ws.models.register(
+            name, result.model, run_id=result.run_id, signature=signature, metrics=metrics, input_example=example
+        )
         if alias:
             version = ws.models.set_alias(name, alias, version.version)
     except ConveyorError:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
+from sklearn.utils.metaestimators import available_if
 
 __all__ = ["AutoMLModel", "select_ensemble"]
 
@@ -82,9 +83,9 @@ class AutoMLModel(BaseEstimator):  # type: ignore[misc]
             raise ValueError("The model has no members.")
         return combined / total
 
+    # Only classifiers have it: ``hasattr(model, "predict_proba")`` is how serving, batch scoring and export tell.
+    @available_if(lambda self: self.task == "classification")  # type: ignore[untyped-decorator]
     def predict_proba(self, x: Any) -> np.ndarray[Any, Any]:
-        if self.task != "classification":
-            raise AttributeError("predict_proba is only available for classification models.")
         return self._combined(x)
 
     def predict(self, x: Any) -> np.ndarray[Any, Any]:

@@ -35,14 +35,20 @@ class ForecastData:
     baseline: np.ndarray[Any, Any]  # the seasonal-naive forecast of every row (relative to the level)
     level: np.ndarray[Any, Any]  # each row's level: label + level is the value itself
     forecaster: Forecaster
-    history: pd.DataFrame  # raw rows (time, series, target): an input example
+    history: pd.DataFrame  # an input example: rows naming forecast times (and series) after the training data
     validation: str
 
 
 class Forecaster(BaseEstimator):  # type: ignore[misc]
-    """A fitted forecaster: give it recent history (time, series id, target) and it forecasts the next
-    ``horizon`` steps of every series, with the fitted model or, when no model beat it, the seasonal-naive
-    rule. ``predict`` returns rows of (series id, time, forecast)."""
+    """A fitted forecaster: it forecasts the next ``horizon`` steps of every series, with the fitted model or,
+    when no model beat it, the seasonal-naive rule.
+
+    It keeps the tail of its training data (the last ``lags`` values of each series, ``tail``), so it is
+    asked as any other model is, one row per answer: ``predict`` of rows holding a time (and the series id)
+    returns the forecast for that time, which must be one of the ``horizon`` steps after the series' last
+    training time. Given recent history instead (rows that also hold the target), ``predict`` forecasts the
+    ``horizon`` steps after it and returns rows of (series id, time, forecast), as :meth:`forecast` does.
+    """
 
     def __init__(
         self,
@@ -55,6 +61,7 @@ class Forecaster(BaseEstimator):  # type: ignore[misc]
         lags: int = 7,
         windows: tuple[int, ...] = (3, 7),
         model: Any = None,
+        tail: tuple[list[Any], np.ndarray[Any, Any], list[np.ndarray[Any, Any]]] | None = None,
     ) -> None:
         self.time_column = time_column
         self.target = target
@@ -65,11 +72,29 @@ class Forecaster(BaseEstimator):  # type: ignore[misc]
         self.lags = lags
         self.windows = windows
         self.model = model
+        self.tail = tail
 
     def fit(self, x: Any, y: Any = None) -> Forecaster:  # fitted by AutoML
         return self
 
-    def predict(self, history: pd.DataFrame) -> pd.DataFrame:
+    def predict(self, x: pd.DataFrame) -> Any:
+        """Forecasts for rows of (time[, series id]) from the kept tail, one per row (an array); or, for rows
+        of recent history (with the target), the ``horizon`` steps after it (see :meth:`forecast`).
+
+        Raises:
+            BadInput: a series the model does not know, or a time that is not one of its forecast times.
+        """
+        frame = x if isinstance(x, pd.DataFrame) else pd.DataFrame(x)
+        if self.target in frame.columns:
+            return self.forecast(frame)
+        return self._forecast_rows(frame)
+
+    def forecast(self, history: pd.DataFrame) -> pd.DataFrame:
+        """The ``horizon`` steps after the recent history given (time, series id, target) of each series.
+
+        Raises:
+            BadInput: a series with fewer than ``lags`` values.
+        """
         frames = []
         for key, unsorted in _series(history, self.series_id):
             group = unsorted.sort_values(self.time_column)
@@ -79,18 +104,117 @@ class Forecaster(BaseEstimator):  # type: ignore[misc]
                     f"Series {key!r} has {len(values)} values; the forecaster needs the last {self.lags}.",
                 )
             times = _times(group[self.time_column])
-            origin = len(values) - 1
-            steps = np.arange(1, self.horizon + 1)
-            future = [_step(times[origin], self.freq, int(h)) for h in steps]
-            rows = _features(values, np.full(len(steps), origin), steps, future, self, key)
-            level = rows["level"].to_numpy()
-            relative = rows["seasonal_naive"].to_numpy() if self.model is None else np.asarray(self.model.predict(rows))
-            forecast = level + relative
+            future, forecast = self._ahead(values, times[-1], key)
             out = pd.DataFrame({self.time_column: future, "forecast": forecast})
             if self.series_id is not None:
                 out.insert(0, self.series_id, key)
             frames.append(out)
         return pd.concat(frames, ignore_index=True)
+
+    def _ahead(self, values: np.ndarray[Any, Any], last_time: Any, key: Any) -> tuple[list[Any], Any]:
+        """The next ``horizon`` times after ``last_time`` and their forecasts from ``values`` (oldest first)."""
+        origin = len(values) - 1
+        steps = np.arange(1, self.horizon + 1)
+        future = [_step(last_time, self.freq, int(h)) for h in steps]
+        rows = _features(values, np.full(len(steps), origin), steps, future, self, key)
+        level = rows["level"].to_numpy()
+        relative = rows["seasonal_naive"].to_numpy() if self.model is None else np.asarray(self.model.predict(rows))
+        return future, level + relative
+
+    def example(self, rows: int = 3) -> pd.DataFrame:
+        """Rows a request could hold: the first ``rows`` forecast times of each series (at most 200 rows)."""
+        keys, last_times, _ = self._tail()
+        records = []
+        for key, last in zip(keys, last_times, strict=True):
+            for h in range(1, min(rows, self.horizon) + 1):
+                record = {self.time_column: _step(last, self.freq, h)}
+                if self.series_id is not None:
+                    record = {self.series_id: key, **record}
+                records.append(record)
+        return pd.DataFrame(records[:200])
+
+    def _tail(self) -> tuple[list[Any], np.ndarray[Any, Any], list[np.ndarray[Any, Any]]]:
+        if self.tail is None:
+            raise BadInput(
+                "This forecaster keeps no training tail (it was made by an older Conveyor), so it forecasts only "
+                f"from history: pass rows with {self.target!r}, or train it again.",
+            )
+        return self.tail
+
+    def _forecast_rows(self, frame: pd.DataFrame) -> np.ndarray[Any, Any]:
+        keys, last_times, tails = self._tail()
+        if self.time_column not in frame.columns:
+            raise BadInput(
+                f"A forecast request names the time to forecast in {self.time_column!r}"
+                f"{' and the series in ' + repr(self.series_id) if self.series_id else ''}; "
+                f"the rows have {', '.join(map(str, frame.columns)) or 'no columns'}.",
+            )
+        index = {str(k): i for i, k in enumerate(keys)}
+        if self.series_id is not None:
+            if self.series_id not in frame.columns:
+                raise BadInput(f"A forecast request names the series in {self.series_id!r}; the rows lack it.")
+            wanted = [str(k) for k in frame[self.series_id].tolist()]
+        else:
+            wanted = ["None"] * len(frame)
+        times = _request_times(frame[self.time_column], numeric=isinstance(self.freq, float | int))
+        out = np.empty(len(frame), dtype=float)
+        for key in dict.fromkeys(wanted):
+            i = index.get(key)
+            if i is None:
+                known = list(index)
+                raise BadInput(
+                    f"Series {key!r} is not one this model was trained on.{did_you_mean(key, known)} "
+                    f"Series: {', '.join(known[:20])}{' …' if len(known) > 20 else ''}.",
+                )
+            future, forecast = self._ahead(tails[i], last_times[i], keys[i])
+            by_time = {_time_key(t): f for t, f in zip(future, forecast, strict=True)}
+            for row in np.flatnonzero(np.asarray(wanted, dtype=object) == key):
+                value = by_time.get(_time_key(times[row]))
+                if value is None:
+                    raise BadInput(
+                        f"Time {_show_time(times[row])} in row {row} is not a forecast time of "
+                        f"{'series ' + repr(key) if self.series_id else 'the series'}: the model forecasts the "
+                        f"{self.horizon} steps after its training data, {_show_time(future[0])} to "
+                        f"{_show_time(future[-1])} (every {self.freq}). Retrain on newer data to forecast later times.",
+                    )
+                out[row] = value
+        return out
+
+
+def _request_times(column: pd.Series, *, numeric: bool) -> np.ndarray[Any, Any]:
+    """A request's times as the tail's: numbers, or naive UTC datetime64 from ISO-8601 text or dates."""
+    try:
+        if numeric:
+            return pd.to_numeric(column).to_numpy(dtype=float)
+        parsed = pd.to_datetime(column, format="ISO8601" if column.dtype == object else None)
+        if getattr(parsed.dt, "tz", None) is not None:
+            parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+        return parsed.to_numpy(dtype="datetime64[ns]")
+    except (ValueError, TypeError) as exc:
+        raise BadInput(f"Cannot read the times to forecast: {exc}. Use ISO-8601 dates or numbers.") from exc
+
+
+def _time_key(value: Any) -> Any:
+    if isinstance(value, float | int | np.number):
+        return round(float(value), 9)
+    return np.datetime64(value, "ns").astype(np.int64).item()
+
+
+def _show_time(value: Any) -> str:
+    if isinstance(value, float | int | np.number):
+        return f"{float(value):g}"
+    return str(np.datetime64(value, "s")).replace("T00:00:00", "")
+
+
+def _keep_tail(data: pd.DataFrame, forecaster: Forecaster) -> tuple[list[Any], np.ndarray[Any, Any], list[Any]]:
+    """The last ``lags`` values and the last time of each series: what forecasting from the end needs."""
+    keys, last_times, tails = [], [], []
+    for key, unsorted in _series(data, forecaster.series_id):
+        group = unsorted.sort_values(forecaster.time_column)
+        keys.append(key.item() if isinstance(key, np.generic) else key)
+        last_times.append(group[forecaster.time_column].to_numpy()[-1])
+        tails.append(group[forecaster.target].to_numpy(dtype=float)[-forecaster.lags :].copy())
+    return keys, np.asarray(last_times), tails
 
 
 def prepare_forecast(
@@ -158,7 +282,7 @@ def prepare_forecast(
         f"rolling-origin: {len(fold_list)} forecast origins ({', '.join(str(c)[:19] for c in cutoffs)}), "
         f"each validated on the next {horizon} steps and trained only on what came before"
     )
-    history = data.groupby(series_id).tail(lags + 5) if series_id else data.tail(lags + 5)
+    forecaster.tail = _keep_tail(data, forecaster)
     return ForecastData(
         x,
         y_all - x["level"].to_numpy(),
@@ -166,7 +290,7 @@ def prepare_forecast(
         np.concatenate(baseline) - x["level"].to_numpy(),
         x["level"].to_numpy(),
         forecaster,
-        history.reset_index(drop=True),
+        forecaster.example(),
         validation,
     )
 

@@ -1,0 +1,157 @@
+"""Every task AutoML offers ships: classification, regression and forecasting models deploy, answer on every
+route, batch-score and export. One small model per task, trained once for the module."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+
+def _tabular(rows: int = 400, seed: int = 5) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "size": rng.normal(50, 10, rows),
+            "rooms": rng.integers(1, 6, rows).astype(float),
+            "kind": rng.choice(["flat", "house", "loft"], rows),
+        }
+    )
+    frame["price"] = 3 * frame["size"] + 10 * frame["rooms"] + np.where(frame["kind"] == "house", 40, 0)
+    frame["price"] += rng.normal(0, 5, rows)
+    frame["dear"] = np.where(frame["price"] > frame["price"].median(), "yes", "no")
+    return frame
+
+
+def _weekly_sales(weeks: int = 120) -> pd.DataFrame:
+    rng = np.random.default_rng(2)
+    parts = []
+    for store, base in (("north", 100.0), ("south", 60.0)):
+        t = pd.date_range("2022-01-02", periods=weeks, freq="W-SUN")
+        y = base + 0.3 * np.arange(weeks) + 8 * np.sin(np.arange(weeks) * 2 * np.pi / 52) + rng.normal(0, 1, weeks)
+        parts.append(pd.DataFrame({"store": store, "week": t.strftime("%Y-%m-%d"), "sales": y}))
+    return pd.concat(parts, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, dict[str, pd.DataFrame]]]:
+    """A workspace with one registered AutoML model per task, and the rows each model takes."""
+    from conveyor import Workspace
+
+    ws = Workspace.open(tmp_path_factory.mktemp("automl-serving") / "ws")
+    tabular = _tabular()
+    inputs = tabular[["size", "rooms", "kind"]]
+    # A linear learner finishes trials even on a busy machine; what is tested is the model AutoML wraps it in.
+    quick: dict[str, Any] = {"time_budget": 10, "learners": ["linear"]}
+    ws.train.automl(tabular.drop(columns=["price"]), "dear", task="classification", **quick, register="clf")
+    ws.train.automl(tabular.drop(columns=["dear"]), "price", task="regression", **quick, register="reg")
+    forecast = ws.train.automl(
+        _weekly_sales(),
+        "sales",
+        task="forecasting",
+        time_column="week",
+        series_id="store",
+        horizon=4,
+        **quick,
+        register="fc",
+    )
+    future = pd.DataFrame({"store": ["north", "south", "north"], "week": ["2024-04-21", "2024-04-21", "2024-05-12"]})
+    assert str(forecast.example["week"].min())[:10] == "2024-04-21"  # the week after the last one
+    yield ws, {"clf": inputs.head(5), "reg": inputs.head(5), "fc": future}
+    for endpoint in ws.endpoints.list():
+        ws.endpoints.delete(endpoint.name)
+    ws.close()
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return list(orjson.loads(frame.to_json(orient="records", date_format="iso")))
+
+
+def _v2(frame: pd.DataFrame) -> dict[str, Any]:
+    inputs = []
+    for name in frame.columns:
+        values = frame[name].tolist()
+        datatype = "FP64" if frame[name].dtype.kind == "f" else "BYTES"
+        inputs.append({"name": name, "shape": [len(values)], "datatype": datatype, "data": values})
+    return {"inputs": inputs}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["clf", "reg", "fc"])
+def test_an_automl_model_of_each_task_deploys_serves_batch_scores_and_exports(  # type: ignore[no-untyped-def]
+    trained, model: str, tmp_path: Path, cli
+) -> None:
+    import mlflow.pyfunc  # the dev extra installs mlflow-skinny: never skipped
+
+    ws, rows = trained
+    frame = rows[model]
+    loaded = ws.models.load(model)
+    expected = np.asarray(loaded.predict(frame))
+    assert expected.shape == (len(frame),) and np.isfinite(expected.astype(float) if model != "clf" else 0).all()
+    version = ws.models.get(model)
+    assert "input_example.parquet" in version.files  # what warm-up scores
+
+    ws.endpoints.deploy(f"ep-{model}", model)
+    endpoint = ws.endpoints.get(f"ep-{model}")
+    assert endpoint.status == "running"
+    headers = {"Authorization": f"Bearer {ws.endpoints.keys(endpoint.name)['primary']}"}
+    with httpx.Client(base_url=endpoint.url, headers=headers, timeout=30) as client:
+        predict = client.post("/predict", json=_records(frame))
+        assert predict.status_code == 200, predict.text
+        invocations = client.post("/invocations", json={"dataframe_records": _records(frame)})
+        assert invocations.status_code == 200, invocations.text
+        v2 = client.post(f"/v2/models/{endpoint.name}/infer", json=_v2(frame))
+        assert v2.status_code == 200, v2.text
+    answers = [
+        predict.json()["predictions"],
+        invocations.json()["predictions"],
+        v2.json()["outputs"][0]["data"],
+    ]
+    for answer in answers:
+        if model == "clf":
+            assert answer == expected.tolist()
+        else:
+            np.testing.assert_allclose(np.asarray(answer, dtype=float), expected.astype(float), rtol=1e-9)
+
+    table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
+    ws.data.commit_table(table, name=f"{model}_rows", source={"kind": "test"})
+    scored = ws.batch.score(model, f"{model}_rows", output=f"{model}_scored", executor="local:1")
+    assert scored.rows == len(frame) and scored.failed_rows == 0
+    out = ws.data.to_pandas(scored.output)
+    if model == "clf":
+        assert out["prediction"].tolist() == expected.tolist() and "probability" in out.columns
+    else:
+        np.testing.assert_allclose(out["prediction"].to_numpy(dtype=float), expected.astype(float), rtol=1e-9)
+
+    folder = tmp_path / "mlflow"
+    exported = cli("--home", str(ws.settings.home), "models", "export", model, str(folder), "--format", "mlflow")
+    assert exported.code == 0, exported.err
+    assert (folder / "MLmodel").is_file()
+    # MLflow enforces the signature's types itself: a datetime column takes datetimes, not ISO text.
+    typed = frame.assign(week=pd.to_datetime(frame["week"])) if model == "fc" else frame
+    mlflow_predictions = np.asarray(mlflow.pyfunc.load_model(str(folder)).predict(typed))
+    if model == "clf":
+        assert mlflow_predictions.tolist() == expected.tolist()
+    else:
+        np.testing.assert_allclose(mlflow_predictions.astype(float), expected.astype(float), rtol=1e-9)
+
+
+@pytest.mark.slow
+def test_a_forecast_for_a_time_the_model_does_not_forecast_names_the_times_it_does(trained) -> None:  # type: ignore[no-untyped-def]
+    ws, _ = trained
+    ws.endpoints.deploy("ep-fc-bad", "fc")
+    url = ws.endpoints.get("ep-fc-bad").url
+    headers = {"Authorization": f"Bearer {ws.endpoints.keys('ep-fc-bad')['primary']}"}
+    late = httpx.post(f"{url}/predict", json=[{"store": "north", "week": "2025-01-05"}], headers=headers)
+    assert late.status_code == 400
+    assert "is not a forecast time of series 'north'" in late.json()["error"]["message"]
+    assert "2024-04-21 to 2024-05-12" in late.json()["error"]["message"]
+    unknown = httpx.post(f"{url}/predict", json=[{"store": "nort", "week": "2024-04-21"}], headers=headers)
+    assert unknown.status_code == 400 and "Did you mean 'north'" in unknown.json()["error"]["message"]
