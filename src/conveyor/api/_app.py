@@ -84,6 +84,7 @@ def create_app(
         endpoints,
         governance,
         health,
+        lineage,
         models,
         pipelines,
         runs,
@@ -122,7 +123,7 @@ def create_app(
         body = {"error": {"code": "invalid_request", "message": message, "details": {"problems": problems}}}
         return ORJSONResponse(body, status_code=422)
 
-    for module in (health, data, datastores, runs, models, endpoints, pipelines, train, batch, governance):
+    for module in (health, data, datastores, runs, models, endpoints, pipelines, train, batch, governance, lineage):
         app.include_router(
             module.router, prefix=API_PREFIX, dependencies=[Depends(authorize)], responses=ERROR_RESPONSES
         )

@@ -117,6 +117,7 @@ def _register_commands() -> None:
         export,
         governance,
         init,
+        lineage,
         models,
         pipeline,
         quickstart,
@@ -148,6 +149,7 @@ def _register_commands() -> None:
     )
     app.add_typer(export.app, name="export", help="Export an endpoint to run elsewhere: Docker, Kubernetes.")
     app.add_typer(batch.app, name="batch", help="Batch scoring: a model over a data version, into a new version.")
+    app.add_typer(lineage.app, name="lineage", help="Lineage: what data, runs, models, endpoints came from and led to.")
     app.add_typer(governance.users_app, name="users", help="Users of the REST API and their roles: add, list, role.")
     app.add_typer(governance.tokens_app, name="tokens", help="API tokens: create (shown once), list, revoke.")
     app.add_typer(governance.audit_app, name="audit", help="The hash-chained audit log: list, verify.")

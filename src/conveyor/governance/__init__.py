@@ -3,7 +3,17 @@
 from conveyor.governance._audit import AuditEvent, AuditLog, Verification
 from conveyor.governance._context import Principal, acting_as, current_principal, local_principal
 from conveyor.governance._identities import Identities, IssuedToken, Token, User, parse_duration
-from conveyor.governance._lineage import Edge, Lineage, add_edge, run_inputs
+from conveyor.governance._lineage import (
+    Edge,
+    Lineage,
+    LineageEdge,
+    LineageGraph,
+    LineageNode,
+    LineageRef,
+    add_edge,
+    parse_lineage_ref,
+    run_inputs,
+)
 from conveyor.governance._roles import PERMISSIONS, ROLES, role_allows
 from conveyor.governance._secrets import SecretInfo, Secrets
 
@@ -16,6 +26,10 @@ __all__ = [
     "Identities",
     "IssuedToken",
     "Lineage",
+    "LineageEdge",
+    "LineageGraph",
+    "LineageNode",
+    "LineageRef",
     "Principal",
     "SecretInfo",
     "Secrets",
@@ -27,6 +41,7 @@ __all__ = [
     "current_principal",
     "local_principal",
     "parse_duration",
+    "parse_lineage_ref",
     "role_allows",
     "run_inputs",
 ]
