@@ -153,6 +153,8 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
         "CONVEYOR_ARTIFACTS_URL",
         "CONVEYOR_ARTIFACTS_OPTIONS",
         "CONVEYOR_TRUSTED_MODULES",
+        "CONVEYOR_SECRET_KEY",
+        "CONVEYOR_KEY_FILE",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "user-home"))

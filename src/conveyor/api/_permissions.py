@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-__all__ = ["ROUTE_PERMISSIONS", "permission_for"]
+__all__ = ["ROUTE_PERMISSIONS", "permission_for", "routes_markdown"]
 
 ROUTE_PERMISSIONS: MappingProxyType[tuple[str, str], str] = MappingProxyType(
     {
@@ -104,3 +104,10 @@ ROUTE_PERMISSIONS: MappingProxyType[tuple[str, str], str] = MappingProxyType(
 def permission_for(method: str, path: str) -> str | None:
     """The permission a route needs (HEAD counts as GET), or None if the route has no rule."""
     return ROUTE_PERMISSIONS.get(("GET" if method == "HEAD" else method, path))
+
+
+def routes_markdown() -> str:
+    """Every route with its permission, as a Markdown table (docs/security.md embeds it)."""
+    lines = ["| route | permission |", "|---|---|"]
+    lines += [f"| `{method} {path}` | `{permission}` |" for (method, path), permission in ROUTE_PERMISSIONS.items()]
+    return "\n".join(lines)

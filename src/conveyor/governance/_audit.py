@@ -195,10 +195,12 @@ class AuditLog:
                 if seq != expected_seq:
                     bad = seq
                     if seq > expected_seq:
-                        span = str(expected_seq) if seq == expected_seq + 1 else f"{expected_seq}–{seq - 1}"
-                        problem = (
-                            f"entries {span} are missing: deleted (the log jumps from {expected_seq - 1} to {seq})"
+                        span = (
+                            f"entry {expected_seq} is"
+                            if seq == expected_seq + 1
+                            else f"entries {expected_seq}–{seq - 1} are"
                         )
+                        problem = f"{span} missing: deleted (the log jumps from {expected_seq - 1} to {seq})"
                     else:
                         problem = f"entry {seq} is out of order (after {expected_seq - 1}): inserted"
                     break

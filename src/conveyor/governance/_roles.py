@@ -11,7 +11,7 @@ from types import MappingProxyType
 
 from conveyor.errors import BadInput, did_you_mean
 
-__all__ = ["PERMISSIONS", "ROLES", "check_role", "role_allows"]
+__all__ = ["PERMISSIONS", "ROLES", "check_role", "matrix_markdown", "role_allows"]
 
 ROLES = ("admin", "data-scientist", "operator", "reader")
 
@@ -76,3 +76,12 @@ def check_role(role: str) -> str:
     if role not in ROLES:
         raise BadInput(f"Unknown role {role!r}; use one of {', '.join(ROLES)}.{did_you_mean(role, ROLES)}")
     return role
+
+
+def matrix_markdown() -> str:
+    """The permission matrix as a Markdown table (docs/security.md embeds it; a test keeps them equal)."""
+    lines = ["| permission | what it covers | " + " | ".join(ROLES) + " |", "|---|---|" + "---|" * len(ROLES)]
+    for name, (what, roles) in PERMISSIONS.items():
+        marks = " | ".join("✓" if role in roles else "–" for role in ROLES)
+        lines.append(f"| `{name}` | {what} | {marks} |")
+    return "\n".join(lines)
