@@ -45,6 +45,7 @@ def test_top_level_api() -> None:
                 "diff_versions",
                 "load_rules",
                 "parse_rules",
+                "privileged_datastore_reason",
                 "profile_of",
                 "render_profile_html",
             ],

@@ -9,6 +9,7 @@ from conveyor.data._profile import compute_profile, diff_profiles, render_profil
 from conveyor.data._reports import diff_versions, profile_of
 from conveyor.data._stores import Datastore, Datastores
 from conveyor.data._streaming import StreamIngester, StreamMessage, StreamSource, StreamStats
+from conveyor.data._trust import privileged_datastore_reason
 from conveyor.data._validation import RuleOutcome, Rules, apply_rules, load_rules, parse_rules
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "diff_versions",
     "load_rules",
     "parse_rules",
+    "privileged_datastore_reason",
     "profile_of",
     "render_profile_html",
 ]
