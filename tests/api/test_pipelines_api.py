@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from conveyor.api import create_app
 from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,7 +46,9 @@ def workspace(tmp_path: Path):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def client(workspace, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     monkeypatch.setenv("PYTHONPATH", str(ROOT))  # runs start as processes that import the test steps
-    return TestClient(create_app(workspace))
+    from tests.api_client import api_client
+
+    return api_client(workspace, "admin")
 
 
 def _apply(client: TestClient) -> dict[str, Any]:
