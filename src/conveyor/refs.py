@@ -9,9 +9,11 @@ from dataclasses import dataclass
 
 from conveyor.errors import InvalidReference
 
-__all__ = ["LATEST", "Ref", "parse_ref", "validate_alias", "validate_name"]
+__all__ = ["LATEST", "MAX_VERSION", "Ref", "parse_ref", "validate_alias", "validate_name", "validate_version"]
 
 LATEST = "latest"
+MAX_VERSION = 2**31 - 1
+"""The largest version number: versions are stored in an INTEGER column, 32 bits on every backend."""
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 
@@ -69,6 +71,28 @@ def validate_alias(alias: str) -> str:
     return alias
 
 
+def validate_version(version: object, name: str = "", kind: str = "resource") -> int:
+    """Check a version number: a whole number from 1 to :data:`MAX_VERSION`.
+
+    Raises:
+        InvalidReference: not a whole number (booleans included), below 1, or above the largest version any
+            resource can have (a larger number would overflow the database's integer, so it is refused here).
+    """
+    shown = f"{name}:{version}" if name else str(version)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise InvalidReference(
+            f"{shown!r}: a {kind} version is a whole number from 1 (as in '{name or 'churn'}:3').",
+            ref=shown,
+        )
+    if version > MAX_VERSION:
+        raise InvalidReference(
+            f"{shown!r}: version {version} is out of range; versions are numbered from 1 to {MAX_VERSION}, "
+            "counting up from 1 as they are made.",
+            ref=shown,
+        )
+    return version
+
+
 def parse_ref(text: str, kind: str = "resource") -> Ref:
     """Parse ``name``, ``name:3`` or ``name@alias`` (a leading ``azureml:`` is accepted and dropped).
 
@@ -90,12 +114,23 @@ def parse_ref(text: str, kind: str = "resource") -> Ref:
         validate_name(name, kind)
         if version_text == LATEST:
             return Ref(name, alias=LATEST)
-        if not version_text.isdigit() or int(version_text) < 1:
+        # ASCII digits only: str.isdigit accepts '²' (which int() refuses) and int() accepts other scripts'
+        # digits. A number longer than MAX_VERSION's digits is out of range without parsing it (int() refuses
+        # past 4,300 digits).
+        digits = version_text.lstrip("0")
+        if not (version_text.isascii() and version_text.isdigit()) or not digits:
             raise InvalidReference(
-                f"{text!r}: the version after ':' must be a whole number from 1 (as in '{name}:3'), "
+                f"{text[:80]!r}: the version after ':' must be a whole number from 1 (as in '{name}:3'), "
                 f"or use '{name}@latest'.",
                 ref=text,
             )
-        return Ref(name, version=int(version_text))
+        if len(digits) > len(str(MAX_VERSION)):
+            shown = f"{name}:{digits[:12]}…" if len(digits) > 24 else f"{name}:{digits}"
+            raise InvalidReference(
+                f"{shown!r}: the version is out of range; versions are numbered from 1 to {MAX_VERSION}, "
+                "counting up from 1 as they are made.",
+                ref=shown,
+            )
+        return Ref(name, version=validate_version(int(digits), name, kind))
     validate_name(raw, kind)
     return Ref(raw)

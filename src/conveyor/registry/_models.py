@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from conveyor.errors import ArtifactCorrupted, BadInput, Conflict, NotFound, did_you_mean
 from conveyor.governance import add_edge, run_inputs
-from conveyor.refs import LATEST, Ref, parse_ref, validate_alias, validate_name
+from conveyor.refs import LATEST, Ref, parse_ref, validate_alias, validate_name, validate_version
 from conveyor.registry._formats import (
     SerializedModel,
     dump_model,
@@ -460,9 +460,11 @@ class Registry:
 
         Raises:
             BadInput: ``latest`` is reserved.
+            InvalidReference: ``version`` is not a whole number from 1 to ``MAX_VERSION``.
             NotFound: the model or version does not exist.
         """
         validate_alias(alias)
+        validate_version(version, name, "model")
         if alias == LATEST:
             raise BadInput("'latest' always means the newest version and cannot be set; choose another alias.")
         with self._ws.store.write() as session:
