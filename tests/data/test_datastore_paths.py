@@ -104,11 +104,9 @@ def test_a_stored_relative_path_is_refused_at_use(workspace, tmp_path: Path) -> 
 
 
 def test_the_rest_probes_are_4xx(workspace, folder: Path) -> None:  # type: ignore[no-untyped-def]
-    from starlette.testclient import TestClient
+    from tests.api_client import api_client
 
-    from conveyor.api import create_app
-
-    client = TestClient(create_app(workspace, auth="none"), base_url="http://127.0.0.1")
+    client = api_client(workspace, "admin")  # the paths are refused whatever the role
     escaped = client.post("/api/v1/data/leak/ingest", json={"store": "drop", "path": "../../../etc/group"})
     assert escaped.status_code == 400 and "leads outside" in escaped.json()["error"]["message"]
     absolute = client.post("/api/v1/data/leak/ingest", json={"store": "drop", "path": "/etc/os-release"})

@@ -186,12 +186,10 @@ def test_conveyor_sql_runs_a_query_naming_no_asset_and_refuses_files(cli, tmp_pa
 
 
 def _client(ws):  # type: ignore[no-untyped-def]
-    """The REST API as the local admin (no token): the sandbox holds whatever the caller's role."""
-    from starlette.testclient import TestClient
+    """The REST API as an admin: the sandbox holds whatever the caller's role."""
+    from tests.api_client import api_client
 
-    from conveyor.api import create_app
-
-    return TestClient(create_app(ws, auth="none"), base_url="http://127.0.0.1")
+    return api_client(ws, "admin")
 
 
 @pytest.mark.parametrize(
