@@ -38,6 +38,13 @@ _OUTSIDE = "reads only the workspace's data assets"
         "SELECT * FROM read_parquet('s3://some-bucket/data.parquet')",
         "SELECT n.x, t.* FROM nums n, read_text('/etc/os-release') t",
         "SELECT 1; SELECT * FROM read_text('/etc/os-release')",
+        "SELECT * FROM query_table('/etc/passwd')",
+        "SELECT * FROM query('SELECT * FROM read_text(''/etc/passwd'')')",
+        "SELECT * FROM parquet_schema('/etc/passwd')",
+        "SELECT * FROM read_csv(['/etc/passwd'])",
+        "SELECT * FROM read_text('file:///etc/passwd')",
+        "SELECT * FROM sqlite_scan('/tmp/conveyor.db', 'endpoints')",
+        "SELECT * FROM duckdb_secrets()",
     ],
 )
 def test_files_outside_the_lake_cannot_be_read(ws, query: str) -> None:  # type: ignore[no-untyped-def]

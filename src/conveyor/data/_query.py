@@ -77,6 +77,8 @@ def run_query(data: DataAssets, query: str, *, limit: int | None = None) -> Quer
                 raise BadInput("The query returned no result; use a SELECT (Conveyor's assets are read-only here).")
             table, truncated = _fetch(reader, limit)
         except duckdb.CatalogException as exc:
+            if _reaches_outside(str(exc)):
+                raise BadInput(f"{_OUTSIDE} ({_first_line(exc)}).", query=query) from exc
             assets = ", ".join(a.name for a in data.list()) or "none yet"
             raise NotFound(f"{_first_line(exc)} The workspace's data assets are: {assets}.", query=query) from exc
         except duckdb.PermissionException as exc:
@@ -117,6 +119,14 @@ _REFUSED_STATEMENTS = {
     "PRAGMA": "PRAGMA (settings)",
     "CALL": "CALL",
 }
+
+
+def _reaches_outside(message: str) -> bool:
+    """A catalog error about a file used as a table, or a function of an extension (never loaded here)."""
+    import re
+
+    table = re.search(r"Table with name (.+?) does not exist", message)
+    return bool(table and ("/" in table.group(1) or "\\" in table.group(1))) or "extension" in message.lower()
 
 
 def _check_statements(connection: duckdb.DuckDBPyConnection, query: str) -> None:
