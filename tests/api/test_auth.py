@@ -191,9 +191,14 @@ def test_the_openapi_document_declares_the_bearer_scheme_and_the_errors(app) -> 
     }
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():
+            if path == "/api/v1/health":
+                assert "security" not in operation and "503" in operation["responses"]
+                continue
             assert {"400", "401", "403", "404", "422", "503"} <= set(operation["responses"]), (method, path)
-            if path != "/api/v1/health":
-                assert operation.get("security") == [{"token": []}], (method, path)
+            assert operation.get("security") == [{"token": []}], (method, path)
+            for status, response in operation["responses"].items():
+                if status[0] in "45":
+                    assert list(response["content"]) == ["application/json"], (method, path, status)
 
 
 def test_audit_records_the_api_caller(ws: Workspace) -> None:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel
 
 from conveyor._json import dumps
@@ -123,15 +124,48 @@ def create_app(
         body = {"error": {"code": "invalid_request", "message": message, "details": {"problems": problems}}}
         return ORJSONResponse(body, status_code=422)
 
-    for module in (health, data, datastores, runs, models, endpoints, pipelines, train, batch, governance, lineage):
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+        # FastAPI's own refusals (a body that is not JSON, ...) in the same shape as every other error.
+        code = {400: "bad_input", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
+            exc.status_code, "http_error"
+        )
+        body = {"error": {"code": code, "message": str(exc.detail)}}
+        return ORJSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    # Health answers without a token (load balancers, probes); everything else goes through authorize.
+    app.include_router(health.router, prefix=API_PREFIX, responses={503: ERROR_RESPONSES[503]})
+    for module in (data, datastores, runs, models, endpoints, pipelines, train, batch, lineage, governance):
         app.include_router(
             module.router, prefix=API_PREFIX, dependencies=[Depends(authorize)], responses=ERROR_RESPONSES
         )
+    _errors_are_json(app)
     missing = [f"{method} {path}" for method, path in api_routes(app) if permission_for(method, path) is None]
     if missing:
         raise RuntimeError(f"Routes without a permission rule in conveyor.api._permissions: {', '.join(missing)}")
     app.add_middleware(BrowserGuard, hosts=hosts or allowed_hosts("127.0.0.1"))
     return app
+
+
+def _errors_are_json(app: FastAPI) -> None:
+    """Declare every error response as JSON, also on routes whose success is HTML (FastAPI would give the
+    error the route's media type)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = build()
+        error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+        for operations in document.get("paths", {}).values():
+            for operation in operations.values():
+                for status, response in operation.get("responses", {}).items():
+                    if status[:1] in ("4", "5"):
+                        response["content"] = error
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def api_routes(app: FastAPI) -> list[tuple[str, str]]:
