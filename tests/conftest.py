@@ -153,6 +153,8 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
         "CONVEYOR_ARTIFACTS_URL",
         "CONVEYOR_ARTIFACTS_OPTIONS",
         "CONVEYOR_TRUSTED_MODULES",
+        "CONVEYOR_MAX_WORKERS",
+        "CONVEYOR_MAX_PROCESSES",
         "CONVEYOR_SECRET_KEY",
         "CONVEYOR_KEY_FILE",
     ):

@@ -26,7 +26,7 @@ from typing import Any
 
 from conveyor.errors import InvalidConfig
 
-__all__ = ["CONFIG_FILE", "DEFAULT_PORT", "PROJECT_DIR", "Settings", "resolve_settings"]
+__all__ = ["CONFIG_FILE", "DEFAULT_PORT", "PROJECT_DIR", "Settings", "default_serving_limits", "resolve_settings"]
 
 CONFIG_FILE = "conveyor.toml"
 DB_FILE = "conveyor.db"
@@ -49,6 +49,10 @@ class Settings:
         trusted_modules: Python modules (and their submodules) whose functions pipeline specs submitted over
             the REST API may name: ``[pipelines] trusted_modules`` in ``conveyor.toml`` plus the
             comma-separated ``CONVEYOR_TRUSTED_MODULES`` (both lists count).
+        max_workers: the most worker processes one endpoint may have: ``[serving] max_workers`` or
+            ``CONVEYOR_MAX_WORKERS`` (default: the number of CPUs).
+        max_processes: the most endpoint processes (supervisors and workers) of all the workspace's endpoints
+            together: ``[serving] max_processes`` or ``CONVEYOR_MAX_PROCESSES`` (default: 4 × CPUs + 4).
         origin: for each setting, where its value came from (``flag``, ``env``, ``conveyor.toml``,
             ``default``, ``discovered``).
     """
@@ -60,6 +64,8 @@ class Settings:
     server_host: str = DEFAULT_HOST
     server_port: int = DEFAULT_PORT
     trusted_modules: tuple[str, ...] = ()
+    max_workers: int = field(default_factory=lambda: default_serving_limits()[0])
+    max_processes: int = field(default_factory=lambda: default_serving_limits()[1])
     origin: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -149,6 +155,7 @@ def resolve_settings(
         raise InvalidConfig(f"[server] host in {home_path / CONFIG_FILE} must be a non-empty string.")
 
     trusted = _trusted_modules(file_values.get("pipelines", {}).get("trusted_modules", []), env, home_path)
+    max_workers, max_processes = _serving_limits(file_values.get("serving", {}), env, home_path, origin)
 
     return Settings(
         home=home_path,
@@ -158,6 +165,8 @@ def resolve_settings(
         server_host=host,
         server_port=port,
         trusted_modules=trusted,
+        max_workers=max_workers,
+        max_processes=max_processes,
         origin=origin,
     )
 
@@ -200,10 +209,10 @@ def _read_config_file(path: Path) -> dict[str, Any]:
             values = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise InvalidConfig(f"{path} is not valid TOML: {exc}. Fix the file or remove it.", path=str(path)) from exc
-    for name in ("workspace", "server", "artifacts", "pipelines"):
+    for name in ("workspace", "server", "artifacts", "pipelines", "serving"):
         if name in values and not isinstance(values[name], dict):
             raise InvalidConfig(f"{path}: [{name}] must be a table.", path=str(path))
-    allowed = {"workspace", "server", "artifacts", "pipelines"}
+    allowed = {"workspace", "server", "artifacts", "pipelines", "serving"}
     unknown = set(values) - allowed
     if unknown:
         from conveyor.errors import did_you_mean
@@ -250,6 +259,32 @@ def _trusted_modules(listed: Any, env: Mapping[str, str], home: Path) -> tuple[s
         if name not in trusted:
             trusted.append(name)
     return tuple(trusted)
+
+
+def default_serving_limits() -> tuple[int, int]:
+    """The default endpoint limits: workers per endpoint (one per CPU), processes in all (4 × CPUs + 4)."""
+    cpus = os.cpu_count() or 1
+    return cpus, 4 * cpus + 4
+
+
+def _serving_limits(
+    section: Mapping[str, Any], env: Mapping[str, str], home: Path, origin: dict[str, str]
+) -> tuple[int, int]:
+    """``[serving] max_workers`` / ``max_processes``, overridden by ``CONVEYOR_MAX_WORKERS`` / ``_PROCESSES``."""
+    limits = []
+    for key, default in zip(("max_workers", "max_processes"), default_serving_limits(), strict=True):
+        env_name = f"CONVEYOR_{key.upper()}"
+        value: Any = default
+        origin[key] = "default"
+        if env.get(env_name):
+            value, origin[key], where = env[env_name].strip(), "env", env_name
+            value = int(value) if value.isdigit() else value
+        elif key in section:
+            value, origin[key], where = section[key], CONFIG_FILE, f"[serving] {key} in {home / CONFIG_FILE}"
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100_000:
+            raise InvalidConfig(f"{where} is {value!r}; it must be a whole number from 1 to 100000.")
+        limits.append(value)
+    return limits[0], limits[1]
 
 
 def _expand(value: str, env: Mapping[str, str], key: str) -> str:

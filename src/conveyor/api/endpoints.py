@@ -18,7 +18,13 @@ class EndpointCreate(BaseModel):
     auth: Literal["key", "none"] = "key"
     host: str = "127.0.0.1"
     port: int = Field(0, ge=0, le=65535)
-    workers: int = Field(0, ge=0, le=256)
+    workers: int = Field(
+        0,
+        ge=0,
+        le=100_000,
+        description="worker processes (0: one per CPU); at most the workspace's max_workers, which the service "
+        "checks (400 above it)",
+    )
     idle_timeout: float = Field(0.0, ge=0)
     max_body_mb: float = Field(10.0, gt=0, le=1024)
     rate_limit: float = Field(0.0, ge=0)
@@ -47,7 +53,7 @@ def list_endpoints(ws: WorkspaceDep) -> list[Endpoint]:
 
 @router.post("", summary="Create an endpoint (with keys unless auth is none)", status_code=201)
 def create_endpoint(body: EndpointCreate, ws: WorkspaceDep) -> Endpoint:
-    return ws.endpoints.create(**body.model_dump())
+    return ws.endpoints.create(body.name, **body.model_dump(exclude={"name"}))
 
 
 @router.get("/{name}", summary="One endpoint with its deployments, traffic and routes")

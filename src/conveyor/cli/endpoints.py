@@ -213,17 +213,46 @@ def keys(
 
 @app.command("list")
 def list_endpoints(ctx: typer.Context, json_output: JsonFlag = False) -> None:
-    """List endpoints and their deployments."""
+    """List endpoints and their deployments, and any serving process no endpoint accounts for."""
     out = Output(json_output)
-    endpoints = open_workspace(ctx).endpoints.list()
+    service = open_workspace(ctx).endpoints
+    endpoints = service.list()
+    orphans = service.orphans()
 
     def human(console: Console) -> None:
         if not endpoints:
             console.print("No endpoints yet. Deploy one with: conveyor endpoints deploy NAME --model MODEL@champion")
         for e in endpoints:
             _show(console, e)
+        if orphans:
+            console.print(
+                f"[yellow]{len(orphans)} serving process(es) no endpoint accounts for[/] "
+                "(end them with 'conveyor endpoints gc'):"
+            )
+            for o in orphans:
+                workers = f", workers {', '.join(map(str, o.workers))}" if o.workers else ""
+                console.print(f"  pid {o.pid}{workers}: {o.reason}", markup=False, highlight=False)
 
-    out.emit({"endpoints": endpoints}, human)
+    out.emit({"endpoints": endpoints, "orphans": orphans}, human)
+
+
+@app.command("gc")
+def gc(
+    ctx: typer.Context,
+    grace: Annotated[float, typer.Option(help="Seconds between SIGTERM and SIGKILL.", min=0, max=600)] = 10.0,
+    json_output: JsonFlag = False,
+) -> None:
+    """End serving processes no endpoint accounts for (orphans), by PID: SIGTERM, then SIGKILL."""
+    out = Output(json_output)
+    ended = open_workspace(ctx).endpoints.gc(grace=grace)
+
+    def human(console: Console) -> None:
+        if not ended:
+            console.print("No orphaned serving processes.")
+        for o in ended:
+            console.print(f"[green]✓[/] ended pid {o['pid']} ({o['signal']}): {o['reason']}", highlight=False)
+
+    out.emit({"ended": ended}, human)
 
 
 @app.command("show")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import dataclasses
 import math
 import os
 import secrets
@@ -19,27 +20,31 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import orjson
 import sqlalchemy as sa
 
 from conveyor._process import alive, terminate
-from conveyor.errors import Conflict, EndpointError, InvalidSpec, NotFound, did_you_mean
+from conveyor.errors import BadInput, Conflict, ConveyorError, EndpointError, InvalidSpec, NotFound, did_you_mean
 from conveyor.governance import add_edge
 from conveyor.refs import validate_name
 from conveyor.serve._spec import Batching, DeploymentSpec, EndpointSpec, OnnxSpec, is_loopback, key_digest, status_path
+from conveyor.store._locks import named_lock
 from conveyor.store._schema import DeploymentRow, EndpointRow, ModelRow, ModelVersionRow, utcnow
 
 if TYPE_CHECKING:
     from conveyor.workspace import Workspace
 
-__all__ = ["Deployment", "Endpoint", "Endpoints"]
+__all__ = ["Deployment", "Endpoint", "Endpoints", "Orphan"]
 
 _START_TIMEOUT_S = 120.0
+#: How long a change waits for another change of the same endpoint (a deploy may take minutes) to finish.
+_LOCK_TIMEOUT_S = 600.0
 _HISTORY = 20
 AUTH_MODES = ("key", "none")
 ENGINES = ("auto", "onnx", "native")
@@ -85,6 +90,36 @@ class Endpoint:
     routes: dict[str, str] = field(default_factory=dict)
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _one_at_a_time(method: Callable[Concatenate[Endpoints, str, P], R]) -> Callable[Concatenate[Endpoints, str, P], R]:
+    """Run the method under its endpoint's lock: one lifecycle change of an endpoint at a time, in any process."""
+    import functools
+
+    @functools.wraps(method)
+    def locked(self: Endpoints, name: str, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        with self._locked(name):
+            return method(self, name, *args, **kwargs)
+
+    return locked
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """A serving process of this workspace that no endpoint record accounts for.
+
+    ``pid`` is a supervisor (with its ``workers``) whose endpoint was deleted or records another process, or a
+    worker whose supervisor is gone; ``reason`` says which. ``conveyor endpoints gc`` ends them.
+    """
+
+    pid: int
+    endpoint: str
+    reason: str
+    workers: list[int] = field(default_factory=list)
+
+
 class Endpoints:
     """The endpoints service, reached as ``ws.endpoints``."""
 
@@ -93,6 +128,7 @@ class Endpoints:
 
     # -- create and change ------------------------------------------------------------------------
 
+    @_one_at_a_time
     def create(
         self,
         name: str,
@@ -113,7 +149,7 @@ class Endpoints:
             auth: ``key`` (requests need ``Authorization: Bearer KEY``) or ``none`` (loopback only).
             host: the address the endpoint listens on.
             port: its port (0: a free one, kept across restarts).
-            workers: worker processes (0: one per core).
+            workers: worker processes (0: one per core); at most the workspace's ``max_workers``.
             idle_timeout: seconds without a request after which the endpoint scales to zero (0: never).
             max_body_mb: the largest request body accepted (413 above it).
             rate_limit: requests per second the endpoint accepts (0: no limit; 429 above it).
@@ -123,8 +159,10 @@ class Endpoints:
         Raises:
             Conflict: an endpoint of that name exists.
             InvalidSpec: a setting is out of range, or ``auth="none"`` on a non-loopback address.
+            BadInput: more workers than the workspace's ``max_workers``.
         """
         validate_name(name, "endpoint")
+        self._check_workers(name, workers)
         settings = _check_settings(
             auth=auth,
             host=host,
@@ -157,6 +195,7 @@ class Endpoints:
             )
         return self.get(name)
 
+    @_one_at_a_time
     def deploy(
         self,
         endpoint: str,
@@ -198,10 +237,30 @@ class Endpoints:
         version = self._ws.models.get(model)
         if engine == "onnx" and "model.onnx" not in version.files:
             self._ws.models.to_onnx(version.ref)
-        created = False
+        created = written = False
         with contextlib.suppress(Conflict):
             self.create(endpoint)
             created = True
+        try:
+            with self._ws.store.read() as session:
+                current = self._row(session, endpoint)
+                pid, settings = current.pid, dict(current.settings)
+            if pid is None or not alive(pid):
+                self._check_capacity(endpoint, settings)  # before anything is written
+            revision, deployment_id = self._record_deployment(
+                endpoint, deployment, version.id, batching, engine, traffic
+            )
+            written = True
+            self._apply(endpoint, revision, timeout, start=True)
+        except ConveyorError as exc:
+            self._deploy_failed(endpoint, exc, created=created, written=written)
+            raise
+        return next(d for d in self.get(endpoint).deployments if d.id == deployment_id)
+
+    def _record_deployment(
+        self, endpoint: str, deployment: str, version_id: str, batching: Batching, engine: str, traffic: int | None
+    ) -> tuple[int, str]:
+        """Write the deployment of a version into the tables (the previous state remembered); revision and id."""
         with self._ws.store.write() as session:
             ep = self._row(session, endpoint, lock=True)
             rows = self._deployment_rows(session, ep.id)
@@ -213,7 +272,7 @@ class Endpoints:
                 )
                 session.add(row)
                 rows.append(row)
-            row.model_version_id = version.id
+            row.model_version_id = version_id
             row.settings = {"batching": _batching_dict(batching), "engine": engine}
             row.status = "active"
             row.updated_at = utcnow()
@@ -223,19 +282,24 @@ class Endpoints:
                 row.traffic = 100
             row.mirror = 0 if row.traffic else row.mirror
             session.flush()
-            add_edge(session, "model_version", version.id, "served_by", "deployment", row.id)
-            revision = _bump(ep)
-            deployment_id = row.id
-        try:
-            self._apply(endpoint, revision, timeout, start=True)
-        except EndpointError as exc:
-            if not created:
-                raise
-            # A new endpoint whose first model cannot be served is not left behind half-made.
-            self._remove(endpoint)
-            raise EndpointError(f"{exc.message}\nThe endpoint was new, so it was removed.", **exc.details) from exc
-        return next(d for d in self.get(endpoint).deployments if d.id == deployment_id)
+            add_edge(session, "model_version", version_id, "served_by", "deployment", row.id)
+            return _bump(ep), row.id
 
+    def _deploy_failed(self, endpoint: str, exc: ConveyorError, *, created: bool, written: bool) -> None:
+        """Leave no trace of a deploy that failed: a new endpoint goes, an existing one gets its tables back.
+
+        Raises:
+            EndpointError: the new endpoint's process could not start (said to be removed).
+        """
+        if created:
+            self._remove(endpoint)
+            if isinstance(exc, EndpointError):
+                raise EndpointError(f"{exc.message}\nThe endpoint was new, so it was removed.", **exc.details) from exc
+            return
+        if written and not isinstance(exc, EndpointError):  # (an EndpointError put the tables back already)
+            self._undo(endpoint)
+
+    @_one_at_a_time
     def set_traffic(self, name: str, weights: dict[str, int], *, timeout: float = _START_TIMEOUT_S) -> Endpoint:
         """Split live traffic: ``{"blue": 90, "green": 10}`` (percentages summing to 100; others get 0).
 
@@ -266,6 +330,7 @@ class Endpoints:
         self._apply(name, revision, timeout)
         return self.get(name)
 
+    @_one_at_a_time
     def set_mirror(self, name: str, shares: dict[str, int], *, timeout: float = _START_TIMEOUT_S) -> Endpoint:
         """Mirror a share of live requests to deployments that take no live traffic: ``{"green": 20}``.
 
@@ -294,6 +359,7 @@ class Endpoints:
         self._apply(name, revision, timeout)
         return self.get(name)
 
+    @_one_at_a_time
     def rollback(self, name: str, *, timeout: float = _START_TIMEOUT_S) -> Endpoint:
         """Undo the last change of deployments or traffic: model versions, traffic and mirror shares as before.
 
@@ -321,6 +387,7 @@ class Endpoints:
                 raise Conflict(f"Endpoint {name!r} has no auth, so it has no keys.", name=name)
             return {"primary": ep.primary_key, "secondary": ep.secondary_key}
 
+    @_one_at_a_time
     def regenerate_key(
         self, name: str, which: str = "secondary", *, timeout: float = _START_TIMEOUT_S
     ) -> dict[str, str]:
@@ -340,6 +407,7 @@ class Endpoints:
         self._apply(name, revision, timeout)
         return self.keys(name)
 
+    @_one_at_a_time
     def delete(self, name: str, *, deployment: str | None = None) -> None:
         """Delete a deployment (it must take no live traffic unless it is the last) or the whole endpoint.
 
@@ -380,6 +448,7 @@ class Endpoints:
         with contextlib.suppress(FileNotFoundError):
             self._status_path(name).unlink()
 
+    @_one_at_a_time
     def stop(self, name: str, *, timeout: float = 20.0) -> Endpoint:
         """Stop the endpoint's processes; in-flight requests finish first. ``start`` brings it back.
 
@@ -396,6 +465,7 @@ class Endpoints:
             ep.status = "stopped" if ep.status != "created" else "created"
         return self.get(name)
 
+    @_one_at_a_time
     def start(self, name: str, *, timeout: float = _START_TIMEOUT_S) -> Endpoint:
         """Start a stopped endpoint with what it served.
 
@@ -475,6 +545,56 @@ class Endpoints:
         with self._ws.store.read() as session:
             names = session.scalars(sa.select(EndpointRow.name).order_by(EndpointRow.name)).all()
         return [self.get(n) for n in names]
+
+    def orphans(self) -> builtins.list[Orphan]:
+        """Serving processes of this workspace that were not expected: see :class:`Orphan`.
+
+        Found through ``/proc`` (Linux): processes running ``conveyor.serve --endpoint`` for this workspace's
+        folder. Empty where ``/proc`` is not available.
+        """
+        processes = _serving_processes(self._ws.settings.home)
+        if not processes:
+            return []
+        with self._ws.store.read() as session:
+            recorded = dict(session.execute(sa.select(EndpointRow.name, EndpointRow.pid)).all())
+        supervisors = {pid: name for pid, (name, sid) in processes.items() if pid == sid}
+        found: builtins.list[Orphan] = []
+        for pid, name in sorted(supervisors.items()):
+            workers = sorted(p for p, (_, sid) in processes.items() if sid == pid and p != pid)
+            if name not in recorded:
+                found.append(Orphan(pid, name, f"endpoint {name!r} no longer exists", workers))
+            elif recorded[name] != pid:
+                expected = recorded[name]
+                what = f"process {expected}" if expected is not None else "no process (it is stopped)"
+                found.append(Orphan(pid, name, f"endpoint {name!r} records {what}", workers))
+        for pid, (name, sid) in sorted(processes.items()):
+            if pid != sid and sid not in supervisors:
+                found.append(Orphan(pid, name, f"a worker of endpoint {name!r} whose supervisor is gone"))
+        return found
+
+    def gc(self, *, grace: float = 10.0) -> builtins.list[dict[str, Any]]:
+        """End the orphaned serving processes (SIGTERM, then SIGKILL after ``grace`` seconds); what was ended.
+
+        Each orphan is checked again under its endpoint's lock, so a process a deploy is starting right now
+        is never taken for one.
+        """
+        ended: builtins.list[dict[str, Any]] = []
+        for orphan in self.orphans():
+            with self._locked(orphan.endpoint):
+                if orphan not in self.orphans():
+                    continue
+                signal_used = _end(orphan.pid, grace, group=not orphan.reason.startswith("a worker"))
+                ended.append({**dataclasses.asdict(orphan), "signal": signal_used})
+        return ended
+
+    def claims(self, name: str, pid: int) -> bool:
+        """Whether process ``pid`` may serve endpoint ``name``: it exists and records no other live process."""
+        with self._ws.store.read() as session:
+            row = session.execute(sa.select(EndpointRow.pid).filter_by(name=name)).first()
+        if row is None:
+            return False
+        recorded = row[0]
+        return recorded is None or recorded == pid or not alive(recorded)
 
     def runtime(self, name: str) -> dict[str, Any] | None:
         """What the endpoint's supervisor last reported (state, revision, worker pids), if it ran."""
@@ -673,6 +793,56 @@ class Endpoints:
             time.sleep(0.02)
         return f"it did not apply the change within {timeout:.0f} s."
 
+    def _check_workers(self, name: str, workers: int) -> None:
+        """Raises:
+        BadInput: ``workers`` is over the workspace's ``max_workers``.
+        """
+        limit = self._ws.settings.max_workers
+        if workers > limit:
+            raise BadInput(
+                f"Endpoint {name!r} asks for {workers} workers; this workspace allows at most {limit} per endpoint "
+                f"(max_workers). Ask for fewer, or raise the limit: [serving] max_workers in "
+                f"{self._ws.settings.config_path} or CONVEYOR_MAX_WORKERS.",
+                workers=workers,
+                max_workers=limit,
+            )
+
+    def workers_of(self, settings: dict[str, Any]) -> int:
+        """How many workers an endpoint with these settings runs (0 means one per core, within ``max_workers``)."""
+        return int(settings.get("workers", 0)) or min(os.cpu_count() or 1, self._ws.settings.max_workers)
+
+    def _check_capacity(self, name: str, settings: dict[str, Any]) -> None:
+        """Refuse to start an endpoint whose processes would take the workspace past ``max_processes``.
+
+        Each running endpoint counts as its supervisor plus the workers it runs when awake (an idle one may wake
+        at any moment), and so does any orphaned serving process of the workspace.
+
+        Raises:
+            BadInput: too many workers for one endpoint, or too many processes in all.
+        """
+        workers = self.workers_of(settings)
+        self._check_workers(name, workers)
+        limit = self._ws.settings.max_processes
+        used = 0
+        with self._ws.store.read() as session:
+            running = session.execute(
+                sa.select(EndpointRow.name, EndpointRow.pid, EndpointRow.settings).where(EndpointRow.pid.is_not(None))
+            ).all()
+        for other, pid, other_settings in running:
+            if other != name and pid is not None and alive(pid):
+                used += 1 + self.workers_of(dict(other_settings))
+        used += sum(1 + len(o.workers) for o in self.orphans())
+        wanted = 1 + workers
+        if used + wanted > limit:
+            raise BadInput(
+                f"Starting endpoint {name!r} needs {wanted} processes (a supervisor and {workers} workers), but the "
+                f"workspace's endpoints already use {used} of at most {limit} (max_processes). Stop an endpoint "
+                f"('conveyor endpoints stop NAME'), give this one fewer workers, or raise the limit: "
+                f"[serving] max_processes in {self._ws.settings.config_path} or CONVEYOR_MAX_PROCESSES.",
+                processes=used + wanted,
+                max_processes=limit,
+            )
+
     def _start_process(self, name: str, settings: dict[str, Any], revision: int, timeout: float) -> None:
         from conveyor.workspace import workspace_env
 
@@ -683,10 +853,18 @@ class Endpoints:
         port = int(settings.get("port", 0))
         command = [sys.executable, "-m", "conveyor.serve", "--endpoint", name, "--host", host, "--port", str(port)]
         env = {**os.environ, **workspace_env(self._ws.settings)}
-        with log_path.open("ab") as log:
-            process = subprocess.Popen(
-                command, stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True, close_fds=True
-            )
+        # One start at a time in the workspace between counting processes and recording the new one, so two
+        # endpoints starting at once cannot both take the last free places.
+        with self._locked("*capacity*"):
+            self._check_capacity(name, settings)
+            with log_path.open("ab") as log:
+                process = subprocess.Popen(
+                    command, stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True, close_fds=True
+                )
+            # Recorded at once, so the process is never one the workspace does not know of (an orphan to gc).
+            with self._ws.store.write() as session:
+                ep = self._row(session, name, lock=True)
+                ep.pid, ep.url, ep.status, ep.updated_at = process.pid, None, "starting", utcnow()
         announced: dict[str, Any] = {}
 
         def read_announcement() -> None:
@@ -779,6 +957,17 @@ class Endpoints:
             )
         return row
 
+    def _locked(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """The endpoint's lock (a file lock on SQLite, an advisory lock on PostgreSQL; re-entrant per thread)."""
+        return named_lock(
+            self._ws.store.engine,
+            self._ws.settings.home / "run",
+            f"endpoint:{name}",
+            timeout=_LOCK_TIMEOUT_S,
+            busy=f"Endpoint {name!r} is busy with another change (a deploy, start, stop or delete) that has not "
+            f"finished in {_LOCK_TIMEOUT_S:.0f} s; see 'conveyor endpoints logs {name} --process', then try again.",
+        )
+
     def _log_dir(self) -> Path:
         folder = self._ws.settings.home / "logs" / "endpoints"
         folder.mkdir(parents=True, exist_ok=True)
@@ -805,6 +994,58 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
     return value if isinstance(value, str | int | float | bool) or value is None else str(value)
+
+
+def _serving_processes(home: Path) -> dict[int, tuple[str, int]]:
+    """``{pid: (endpoint, session id)}`` of the live ``conveyor.serve --endpoint`` processes of workspace ``home``."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return {}
+    wanted = f"CONVEYOR_HOME={home}".encode()
+    found: dict[int, tuple[str, int]] = {}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if b"conveyor.serve" not in argv or b"--endpoint" not in argv:
+                continue
+            if wanted not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            if (entry / "stat").read_bytes().rpartition(b")")[2].split()[0] == b"Z":
+                continue  # exited, waiting for its parent to reap it
+            found[pid] = (argv[argv.index(b"--endpoint") + 1].decode(errors="replace"), os.getsid(pid))
+        except (OSError, IndexError):
+            continue  # gone meanwhile, or not ours to read
+    return found
+
+
+def _end(pid: int, grace: float, *, group: bool) -> str:
+    """SIGTERM ``pid``, then SIGKILL it (its process group when ``group``) if it still runs after ``grace``."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not _running(pid):
+            return "SIGTERM"
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if group:
+            os.killpg(pid, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
+    return "SIGKILL"
+
+
+def _running(pid: int) -> bool:
+    """Like ``alive``, and a zombie that is not our child (its parent has yet to reap it) counts as ended."""
+    if not alive(pid):
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()[0] != b"Z"
+    except OSError:
+        return False
 
 
 def _new_key() -> str:
@@ -902,8 +1143,8 @@ def _check_settings(
         )
     if not 0 <= port <= 65535:
         raise InvalidSpec(f"port must be between 0 and 65535; got {port}.")
-    if not 0 <= workers <= 256:
-        raise InvalidSpec(f"workers must be between 0 (one per core) and 256; got {workers}.")
+    if workers < 0:
+        raise InvalidSpec(f"workers must be 0 (one per core) or more; got {workers}.")
     if idle_timeout < 0:
         raise InvalidSpec(f"idle_timeout must be 0 (never) or more seconds; got {idle_timeout}.")
     if not 0 < max_body_mb <= 1024:

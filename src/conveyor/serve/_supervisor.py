@@ -51,6 +51,8 @@ __all__ = ["main"]
 _READY_TIMEOUT_S = 120.0
 _DRAIN_S = 2.0
 _MAX_QUICK_DEATHS = 5
+#: How often a supervisor checks that its endpoint still exists and is still its own.
+_CLAIM_CHECK_S = 2.0
 
 
 # -- where the spec comes from -------------------------------------------------------------------------
@@ -72,7 +74,23 @@ class WorkspaceSource:
             self.logs = ws.settings.home / "logs" / "endpoints"
             spec = ws.endpoints.spec(self.endpoint)
             _fetch(spec, blobs, ws.endpoints.blob)
+            if not spec.workers:  # one per core, within the workspace's max_workers
+                spec = replace(spec, workers=ws.endpoints.workers_of({}))
         return spec
+
+    def still_wanted(self) -> bool:
+        """Whether the endpoint still exists and records this process (or none that runs) as its server.
+
+        A supervisor whose endpoint was deleted, or that another supervisor replaced, exits by itself. When the
+        workspace cannot be read (a database restart), it keeps serving.
+        """
+        from conveyor.workspace import Workspace
+
+        try:
+            with Workspace.open() as ws:
+                return ws.endpoints.claims(self.endpoint, os.getpid())
+        except ConveyorError:
+            return True
 
     def collect(self, spec: EndpointSpec) -> Callable[[dict[str, list[Any]], list[str]], None] | None:
         if not spec.collect:
@@ -129,6 +147,9 @@ class BundleSource:
 
     def collect(self, spec: EndpointSpec) -> Callable[[dict[str, list[Any]], list[str]], None] | None:
         return None
+
+    def still_wanted(self) -> bool:
+        return True  # a bundle has no workspace that could delete it
 
 
 def _fetch(spec: EndpointSpec, blobs: dict[str, bytes], blob: Callable[[str, str], bytes]) -> None:
@@ -222,6 +243,7 @@ class Supervisor:
         self._deaths: list[float] = []
         self._reload = False
         self._stop = False
+        self._next_claim_check = time.monotonic() + _CLAIM_CHECK_S
         self._wakeup_r, self._wakeup_w = os.pipe()
         os.set_blocking(self._wakeup_r, False)
         os.set_blocking(self._wakeup_w, False)
@@ -262,6 +284,13 @@ class Supervisor:
         return spec.workers or self.default_workers
 
     def _tick(self) -> None:
+        if time.monotonic() >= self._next_claim_check:
+            self._next_claim_check = time.monotonic() + _CLAIM_CHECK_S
+            if not self.source.still_wanted():
+                self._log({"event": "endpoint_gone", "endpoint": getattr(self.source, "endpoint", "")})
+                self.source.status = None  # not ours to report any more
+                self._stop = True
+                return
         if self._reload:
             self._reload = False
             self._apply_reload()
