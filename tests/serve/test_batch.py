@@ -240,3 +240,9 @@ def test_rest_route_scores_and_maps_errors(logistic: Any) -> None:
     assert ok.status_code == 200, ok.text
     assert ok.json()["output"] == "api_scored:1" and ok.json()["rows"] == 300
     assert missing.status_code == 404 and "nope" in missing.json()["error"]["message"]
+    # a caller from elsewhere cannot point the server at a Dask scheduler of their choosing (it sends pickles)
+    for executor in ("dask://127.0.0.1:1", "dask-local", "local:100000"):
+        refused = client.post(
+            "/api/v1/batch/score", json={"model": "lr", "data": "points", "output": "z", "executor": executor}
+        )
+        assert refused.status_code in (400, 403), (executor, refused.text)

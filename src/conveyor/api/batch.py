@@ -19,7 +19,9 @@ class ScoreRequest(BaseModel):
     model: Annotated[str, Field(description="Model version: NAME, NAME:VERSION or NAME@ALIAS.")]
     data: Annotated[str, Field(description="Data version: NAME, NAME@latest or NAME:N.")]
     output: Annotated[str, Field(description="Data asset that gets the scored rows as a new version.")]
-    executor: Annotated[str, Field(description="local, local:N, dask-local or dask://HOST:PORT.")] = "local"
+    executor: Annotated[
+        str, Field(description="local or local:N (a Dask scheduler only from the CLI or SDK on the machine).")
+    ] = "local"
     chunk_rows: Annotated[int, Field(ge=1, description="Rows per chunk.")] = DEFAULT_CHUNK_ROWS
     error_threshold: Annotated[float, Field(ge=0.0, le=1.0, description="Largest share of failed rows.")] = 0.01
     retries: Annotated[int, Field(ge=0, le=10, description="Retries of a chunk whose worker failed.")] = 2
@@ -36,4 +38,5 @@ def score(body: ScoreRequest, ws: WorkspaceDep) -> BatchResult:
         chunk_rows=body.chunk_rows,
         error_threshold=body.error_threshold,
         retries=body.retries,
+        trusted_only=True,
     )

@@ -208,6 +208,7 @@ class BatchScoring:
         error_threshold: float = 0.01,
         retries: int = 2,
         progress: Callable[[BatchProgress], None] | None = None,
+        trusted_only: bool = False,
     ) -> BatchResult:
         """Score data version ``data`` with model version ``model`` into a new version of asset ``output``.
 
@@ -220,6 +221,8 @@ class BatchScoring:
             error_threshold: the largest share of rows (0 to 1) allowed to fail before the job fails.
             retries: how many times a chunk whose task failed is tried again.
             progress: called after every finished chunk.
+            trusted_only: for callers from elsewhere (the REST API): only ``local`` / ``local:N`` with a bounded
+                N, never a Dask scheduler the caller names (it could send this process pickles).
 
         Raises:
             InvalidReference: ``output`` is not a valid asset name, or a reference does not parse.
@@ -241,7 +244,7 @@ class BatchScoring:
             raise BadInput(f"Data version {source.ref} has no rows; there is nothing to score.", data=source.ref)
         job = _Job(self._ws.settings.home / "batch" / _job_key(version.id, source.id, output, chunk_rows))
         max_failed = math.floor(error_threshold * source.rows)
-        runner = make_executor_for(executor)
+        runner = make_executor_for(executor, trusted_only=trusted_only)
         runner.start()
         try:
             # Workers load the model while this process loads it to check the columns and probe the output types.
@@ -369,15 +372,16 @@ class BatchScoring:
         return scored, scored.id not in {v.id for v in before}
 
 
-def make_executor_for(spec: str) -> Executor:
+def make_executor_for(spec: str, *, trusted_only: bool = False) -> Executor:
     """The pipelines package's executor for ``spec`` (``local`` means one worker process per core).
 
     Raises:
         BadInput: an unknown executor name.
+        Forbidden: with ``trusted_only``, anything but a bounded local pool.
     """
     from conveyor.pipelines import make_executor
 
-    return make_executor(spec)
+    return make_executor(spec, trusted_only=trusted_only)
 
 
 # -- the job folder (resume) --------------------------------------------------------------------------
