@@ -225,3 +225,16 @@ def test_rest_sql_naming_no_asset_is_200(ws) -> None:  # type: ignore[no-untyped
     response = _client(ws).post("/api/v1/data/sql", json={"query": "select 1 as x"})
     assert response.status_code == 200, response.text
     assert response.json() == {"columns": ["x"], "rows": [{"x": 1}], "truncated": False, "inputs": []}
+
+
+def test_duckdbs_default_temp_folder_in_the_working_folder_is_not_readable(  # type: ignore[no-untyped-def]
+    ws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With external access off, DuckDB still allows its temp folder, by default ``.tmp`` in the working folder;
+    the sandbox moves it to a private, empty folder."""
+    (tmp_path / "cwd" / ".tmp").mkdir(parents=True)
+    (tmp_path / "cwd" / ".tmp" / "leak.csv").write_text("s\nhunter2\n")
+    monkeypatch.chdir(tmp_path / "cwd")
+    for query in ("SELECT * FROM read_csv('.tmp/leak.csv')", f"SELECT * FROM read_csv('{tmp_path}/cwd/.tmp/leak.csv')"):
+        with pytest.raises(BadInput, match=_OUTSIDE):
+            ws.data.query(query)
