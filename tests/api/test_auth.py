@@ -219,3 +219,29 @@ def test_the_permission_matrix_in_the_docs_is_the_one_in_the_code() -> None:
     from conveyor.api._permissions import routes_markdown
 
     assert routes_markdown() in text, "docs/security.md is stale: paste conveyor.api._permissions.routes_markdown()"
+
+
+def test_requests_that_ask_for_more_than_their_route_need_more(ws: Workspace) -> None:
+    import pyarrow as pa
+
+    ws.data.commit_table(pa.table({"x": [1, 2]}), name="numbers", source={"kind": "test"})
+    reader = api_client(ws, "reader")
+    assert reader.post("/api/v1/data/sql", json={"query": "select sum(x) as s from numbers"}).status_code == 200
+    saved = reader.post("/api/v1/data/sql", json={"query": "select * from numbers", "save_as": "copy"})
+    assert saved.status_code == 403 and "data.write" in saved.json()["error"]["message"]
+
+    scientist = api_client(ws, "data-scientist")
+    for url in ("/", "file:///etc", "sqlite:///" + str(ws.settings.home / "conveyor.db"), "http://127.0.0.1:8420/"):
+        refused = scientist.post("/api/v1/datastores", json={"name": "sneaky", "url": url, "check": False})
+        assert refused.status_code == 403, (url, refused.text)
+        assert "Only an admin" in refused.json()["error"]["message"]
+    admin = api_client(ws, "admin")
+    folder = ws.settings.home / "drop"
+    folder.mkdir()
+    made = admin.post("/api/v1/datastores", json={"name": "drop", "url": str(folder)})
+    assert made.status_code == 201, made.text
+    (folder / "rows.csv").write_text("a,b\n1,2\n")
+    escape = scientist.post("/api/v1/data/leak/ingest", json={"store": "drop", "path": "../../../../etc/os-release"})
+    assert escape.status_code == 400, escape.text
+    fine = scientist.post("/api/v1/data/rows/ingest", json={"store": "drop", "path": "rows.csv"})
+    assert fine.status_code == 201, fine.text

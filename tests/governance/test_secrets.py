@@ -102,3 +102,17 @@ def test_the_cli_reads_the_value_from_stdin_and_never_prints_it(tmp_path: Path) 
     assert "pw" in listed.stdout and "hunter2" not in listed.stdout
     with Workspace.open(home) as ws:
         assert ws.secrets.reveal("pw") == "hunter2"
+
+
+def test_datastores_reference_secrets_by_name(workspace: Workspace) -> None:
+    from tests.conftest import PG_HOST, PG_PORT, require_service
+
+    require_service("PostgreSQL", PG_HOST, PG_PORT)
+    url = f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/postgres"
+    with pytest.raises(NotFound, match="conveyor secrets set pg-pw"):
+        workspace.datastores.add("pg", url, credentials={"password": "secret:pg-pw"})
+    workspace.secrets.set("pg-pw", "any (the test server trusts loopback)")
+    store = workspace.datastores.add("pg", url, credentials={"password": "secret:pg-pw"})
+    assert store.credentials == {"password": "secret:pg-pw"}
+    with pytest.raises(BadInput, match="secret:NAME"):
+        workspace.datastores.add("pg2", url, credentials={"password": "plain-value"})

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from conveyor._json import dumps
+from conveyor.api._auth import CallerDep, require
 from conveyor.api._deps import WorkspaceDep
 from conveyor.data import FORMATS, DataAsset, DataVersion
 from conveyor.errors import BadInput
@@ -71,8 +72,9 @@ def list_assets(ws: WorkspaceDep) -> list[DataAsset]:
 
 
 @router.post("/sql", summary="Run SQL over the data assets (DuckDB)")
-def run_sql(body: SQLRequest, ws: WorkspaceDep) -> SQLResult | IngestOutcome:
+def run_sql(body: SQLRequest, ws: WorkspaceDep, caller: CallerDep) -> SQLResult | IngestOutcome:
     if body.save_as is not None:
+        require(caller, "data.write")
         return _outcome(ws.data.save_query(body.query, name=body.save_as))
     result = ws.data.query(body.query, limit=body.limit)
     return SQLResult(

@@ -1,9 +1,9 @@
 """Datastores: named places data comes from (a folder, a bucket, a database, a web server).
 
 A datastore's URL is stored without secrets. Credentials are *references*, resolved only when a connection
-is made: ``{"password": "env:PGPASSWORD"}`` for a database, ``{"key": "env:AWS_ACCESS_KEY_ID", "secret":
-"env:AWS_SECRET_ACCESS_KEY"}`` for an object store. ``env:VAR`` is the only scheme today; the format leaves
-room for ``secret:NAME`` when the encrypted secret store arrives, without changing stored datastores.
+is made: ``{"password": "env:PGPASSWORD"}`` (an environment variable) or ``{"password": "secret:wh-pw"}`` (a
+secret of the workspace, encrypted at rest: ``conveyor secrets set``) for a database, ``{"key":
+"env:AWS_ACCESS_KEY_ID", "secret": "secret:aws-secret"}`` for an object store.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import builtins
 import os
 import posixpath
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -34,7 +34,7 @@ __all__ = ["Datastore", "Datastores", "StoreKind", "resolve_reference"]
 
 StoreKind = Literal["local", "fsspec", "http", "sql"]
 _SQL_SCHEMES = ("postgresql", "postgres", "mysql", "mariadb", "sqlite")
-_REFERENCE_SCHEMES = ("env",)
+_REFERENCE_SCHEMES = ("env", "secret")
 
 
 @dataclass(frozen=True)
@@ -64,19 +64,30 @@ def store_kind(url: str) -> StoreKind:
     return "fsspec"
 
 
-def resolve_reference(name: str, reference: str, env: Mapping[str, str] | None = None) -> str:
-    """The value a credential reference (``env:VAR``) points at.
+def resolve_reference(
+    name: str,
+    reference: str,
+    env: Mapping[str, str] | None = None,
+    secrets: Callable[[str], str] | None = None,
+) -> str:
+    """The value a credential reference (``env:VAR`` or ``secret:NAME``) points at.
 
     Raises:
-        BadInput: the reference has an unknown scheme or the variable is not set.
+        BadInput: the reference has an unknown scheme, the variable is not set, or a secret is referenced
+            where no secret store is given.
+        NotFound: the secret does not exist (the message says how to set it).
     """
     env = os.environ if env is None else env
     scheme, _, target = reference.partition(":")
     if scheme not in _REFERENCE_SCHEMES or not target:
         raise BadInput(
-            f"Credential {name!r} must be a reference such as 'env:VARIABLE', not {reference!r}; "
-            "Conveyor never stores the secret itself."
+            f"Credential {name!r} must be a reference such as 'env:VARIABLE' or 'secret:NAME', not {reference!r}; "
+            "Conveyor never stores the secret itself in a datastore."
         )
+    if scheme == "secret":
+        if secrets is None:
+            raise BadInput(f"Credential {name!r} names the secret {target!r}, but no secret store is at hand here.")
+        return secrets(target)
     if target not in env:
         raise BadInput(f"Credential {name!r} comes from the environment variable {target}, which is not set. Set it.")
     return env[target]
@@ -119,14 +130,14 @@ class Datastores:
         if _password_in(url):
             raise BadInput(
                 "The URL carries a password; Conveyor never stores secrets. Remove it from the URL and pass "
-                "--credential password=env:VARIABLE (the variable is read when connecting)."
+                "--credential password=secret:NAME (after `conveyor secrets set NAME`) or password=env:VARIABLE."
             )
         for key, reference in (credentials or {}).items():
             scheme = reference.partition(":")[0]
             if scheme not in _REFERENCE_SCHEMES:
                 raise BadInput(
-                    f"Credential {key!r} must be a reference such as 'env:VARIABLE', not a value; "
-                    "Conveyor never stores the secret itself."
+                    f"Credential {key!r} must be a reference such as 'env:VARIABLE' or 'secret:NAME', not a "
+                    "value; store the value with `conveyor secrets set NAME` and reference it as secret:NAME."
                 )
         store = Datastore("", name, kind, url, dict(options or {}), dict(credentials or {}), description, _now(), "")
         if check:
@@ -185,7 +196,7 @@ class Datastores:
             url = url.set(drivername="postgresql+psycopg")
         elif url.drivername in ("mysql", "mariadb"):
             url = url.set(drivername="mysql+pymysql")
-        resolved = {k: resolve_reference(k, v) for k, v in store.credentials.items()}
+        resolved = {k: resolve_reference(k, v, secrets=self._ws.secrets.reveal) for k, v in store.credentials.items()}
         if "username" in resolved:
             url = url.set(username=resolved["username"])
         if "password" in resolved:
@@ -215,7 +226,10 @@ class Datastores:
                 "absolute when a datastore is added.",
                 datastore=store.name,
             )
-        options = {**store.options, **{k: resolve_reference(k, v) for k, v in store.credentials.items()}}
+        options = {
+            **store.options,
+            **{k: resolve_reference(k, v, secrets=self._ws.secrets.reveal) for k, v in store.credentials.items()},
+        }
         try:
             fs, root = url_to_fs(store.url, **options)
         except (ImportError, ValueError) as exc:
