@@ -237,3 +237,14 @@ def test_executors_named_over_the_api_stay_local_and_bounded() -> None:
     allowed = make_executor(f"local:{max_local_workers()}", trusted_only=True)
     assert isinstance(allowed, LocalExecutor) and allowed.workers == max_local_workers()
     assert make_executor(too_many).capacity == max_local_workers() + 1  # the user on the machine decides
+
+
+def test_a_sql_step_cannot_read_duckdbs_default_temp_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With external access off DuckDB still reads its temp folder (.tmp under the working folder by default)."""
+    import duckdb
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".tmp").mkdir()
+    (tmp_path / ".tmp" / "planted.csv").write_text("secret\nleaked\n")
+    with pytest.raises(duckdb.Error):
+        _run_sql("SELECT * FROM read_csv('.tmp/planted.csv')", {"frame": pa.table({"x": [1]})}, {})

@@ -196,9 +196,15 @@ SQL_STEP_CONFIG = {
 
 
 def _run_sql(sql: str, tables: dict[str, Any], params: dict[str, Any]) -> Any:
+    import shutil
+    import tempfile
+
     import duckdb
 
-    connection = duckdb.connect(config=dict(SQL_STEP_CONFIG))
+    # With external access off DuckDB still reads its temp folder (default: .tmp under the working folder);
+    # a private, empty one leaves nothing there to read.
+    scratch = tempfile.mkdtemp(prefix="conveyor-sql-step-")
+    connection = duckdb.connect(config={**SQL_STEP_CONFIG, "temp_directory": scratch})
     try:
         for name, table in tables.items():
             connection.register(name, table)
@@ -207,6 +213,7 @@ def _run_sql(sql: str, tables: dict[str, Any], params: dict[str, Any]) -> Any:
         return result.to_arrow_table()
     finally:
         connection.close()
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _store(ws: Workspace, value: Any) -> dict[str, Any]:
