@@ -247,3 +247,45 @@ def test_orphans_are_listed_and_gc_ends_them(limited: Any, cli: Any) -> None:
     assert not _alive(endpoint.pid) and all(not _alive(w) for w in endpoint.workers)
     assert ws.endpoints.orphans() == []
     assert cli("--home", home, "endpoints", "gc").out.strip() == "No orphaned serving processes."
+
+
+# -- hostile values over REST ------------------------------------------------------------------------------
+
+
+def test_empty_huge_and_hostile_values_are_refused_with_4xx(workspace: Any) -> None:
+    from tests.api_client import api_client
+
+    client = api_client(workspace)
+    workspace.endpoints.create("e")
+    empty = client.put("/api/v1/endpoints/e/traffic", json={"shares": {}})
+    assert empty.status_code == 422
+    assert "Give the traffic share of at least one deployment of 'e'" in empty.json()["error"]["message"]
+    for shares in ({"a": 2**63}, {"a": 10**30}, {"a": -1}):
+        assert client.put("/api/v1/endpoints/e/traffic", json={"shares": shares}).status_code == 422
+        assert client.put("/api/v1/endpoints/e/mirror", json={"shares": shares}).status_code == 422
+    hostile = client.put("/api/v1/endpoints/e/traffic", json={"shares": {"../x\u0000é": 100}})
+    assert hostile.status_code == 422
+    assert "has no deployment '../x\\x00é'" in hostile.json()["error"]["message"]
+    for method, path in (
+        ("put", "/api/v1/endpoints/x%00/traffic"),
+        ("post", "/api/v1/endpoints/x%00/rollback"),
+        ("get", "/api/v1/endpoints/%C3%A9/keys"),
+        ("post", "/api/v1/endpoints/x%00/keys/primary"),
+        ("post", "/api/v1/endpoints/x%00/stop"),
+        ("delete", "/api/v1/endpoints/x%00"),
+    ):
+        kwargs = {"json": {"shares": {"a": 100}}} if method == "put" else {}
+        answer = getattr(client, method)(path, **kwargs)
+        assert answer.status_code == 404, (path, answer.text)
+        assert "endpoint names are 1-128 letters" in answer.json()["error"]["message"]
+    assert client.post("/api/v1/endpoints/e/keys/tertiary").status_code == 422
+    for body in (
+        {"name": "h", "host": "../etc"},
+        {"name": "i", "idle_timeout": "Infinity"},
+        {"name": "r", "rate_limit": 1e308},
+        {"name": "w", "workers": 10**20},
+    ):
+        refused = client.post("/api/v1/endpoints", json=body)
+        assert refused.status_code in (400, 422), (body, refused.text)
+    with pytest.raises(BadInput, match="not a valid endpoint name"):
+        workspace.endpoints.process_log("../../etc/passwd")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
@@ -25,10 +25,10 @@ class EndpointCreate(BaseModel):
         description="worker processes (0: one per CPU); at most the workspace's max_workers, which the service "
         "checks (400 above it)",
     )
-    idle_timeout: float = Field(0.0, ge=0)
-    max_body_mb: float = Field(10.0, gt=0, le=1024)
-    rate_limit: float = Field(0.0, ge=0)
-    collect: float = Field(0.0, ge=0, le=1)
+    idle_timeout: float = Field(0.0, ge=0, le=31_536_000, allow_inf_nan=False)
+    max_body_mb: float = Field(10.0, gt=0, le=1024, allow_inf_nan=False)
+    rate_limit: float = Field(0.0, ge=0, le=1e9, allow_inf_nan=False)
+    collect: float = Field(0.0, ge=0, le=1, allow_inf_nan=False)
     description: str = ""
 
 
@@ -37,13 +37,15 @@ class DeploymentCreate(BaseModel):
     deployment: str = "default"
     traffic: int | None = Field(None, ge=0, le=100)
     max_batch_size: int = Field(64, ge=1, le=100_000)
-    max_latency_ms: float = Field(0.0, ge=0, le=10_000)
+    max_latency_ms: float = Field(0.0, ge=0, le=10_000, allow_inf_nan=False)
     max_queue: int = Field(512, ge=1, le=1_000_000)
     engine: Literal["auto", "onnx", "native"] = "auto"
 
 
 class Shares(BaseModel):
-    shares: dict[str, int] = Field(description="deployment name → percentage")
+    shares: dict[str, Annotated[int, Field(ge=0, le=100)]] = Field(
+        description="deployment name → percentage 0–100", max_length=1000
+    )
 
 
 @router.get("", summary="List endpoints")

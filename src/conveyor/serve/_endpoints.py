@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import math
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -47,6 +48,8 @@ _START_TIMEOUT_S = 120.0
 _LOCK_TIMEOUT_S = 600.0
 _HISTORY = 20
 AUTH_MODES = ("key", "none")
+MAX_IDLE_TIMEOUT_S = 31_536_000
+MAX_RATE_LIMIT = 1e9
 ENGINES = ("auto", "onnx", "native")
 
 
@@ -306,11 +309,17 @@ class Endpoints:
         Applied live: requests in flight finish on the deployment that took them.
 
         Raises:
-            InvalidSpec: an unknown deployment, a share outside 0–100, or shares not summing to 100.
+            InvalidSpec: no shares, an unknown deployment, a share outside 0–100, or shares not summing to 100.
         """
         with self._ws.store.write() as session:
             ep = self._row(session, name, lock=True)
             rows = self._deployment_rows(session, ep.id)
+            if not weights:
+                example = " ".join(f"{r.name}={100 if i == 0 else 0}" for i, r in enumerate(rows)) or "blue=100"
+                raise InvalidSpec(
+                    f"Give the traffic share of at least one deployment of {name!r}, summing to 100 "
+                    f"(e.g. {example}); got none.",
+                )
             _check_shares(name, weights, rows, "traffic")
             total = sum(weights.values())
             if total != 100:
@@ -623,7 +632,12 @@ class Endpoints:
         return records[-tail:]
 
     def process_log(self, name: str, *, tail: int = 50) -> builtins.list[str]:
-        """The last lines of the endpoint's process log (start, reloads, worker restarts, errors)."""
+        """The last lines of the endpoint's process log (start, reloads, worker restarts, errors).
+
+        Raises:
+            InvalidReference: ``name`` is not an endpoint name (so it can name no other file).
+        """
+        validate_name(name, "endpoint")
         path = self._log_dir() / f"{name}.log"
         return [line.decode(errors="replace") for line in _tail_lines(path, tail)] if path.exists() else []
 
@@ -929,6 +943,14 @@ class Endpoints:
         return _bump(ep)
 
     def _row(self, session: Any, name: str, *, lock: bool = False) -> EndpointRow:
+        try:
+            validate_name(name, "endpoint")
+        except ConveyorError:
+            raise NotFound(
+                f"No endpoint named {_shown_name(name)}: endpoint names are 1-128 letters, digits, '_', '.' or "
+                "'-'. List them with 'conveyor endpoints list'.",
+                name=name,
+            ) from None
         statement = sa.select(EndpointRow).filter_by(name=name)
         if lock:
             statement = statement.with_for_update()
@@ -952,7 +974,7 @@ class Endpoints:
         if row is None:
             names = [r.name for r in rows]
             raise NotFound(
-                f"Endpoint {endpoint!r} has no deployment {name!r}.{did_you_mean(name, names)} "
+                f"Endpoint {endpoint!r} has no deployment {_shown_name(name)}.{did_you_mean(name, names)} "
                 f"Deployments: {', '.join(names) or '(none)'}."
             )
         return row
@@ -1096,17 +1118,24 @@ def _give_share(rows: builtins.list[DeploymentRow], row: DeploymentRow, share: i
     max(others, key=lambda r: r.traffic).traffic += rest - assigned
 
 
+def _shown_name(name: Any) -> str:
+    """A name as an error message quotes it: in quotes, control characters escaped, at most ~130 characters."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(name))
+    return f"'{text if len(text) <= 130 else text[:127] + '...'}'"
+
+
 def _check_shares(endpoint: str, shares: dict[str, int], rows: builtins.list[DeploymentRow], what: str) -> None:
     names = [r.name for r in rows]
     for name, share in shares.items():
         if name not in names:
             raise InvalidSpec(
-                f"Endpoint {endpoint!r} has no deployment {name!r}.{did_you_mean(name, names)} "
+                f"Endpoint {endpoint!r} has no deployment {_shown_name(name)}.{did_you_mean(name, names)} "
                 f"Deployments: {', '.join(names) or '(none)'}.",
                 deployment=name,
             )
         if isinstance(share, bool) or not isinstance(share, int) or not 0 <= share <= 100:
-            raise InvalidSpec(f"The {what} share of {name!r} must be a whole percentage 0–100; got {share!r}.")
+            shown = _shown_name(share) if isinstance(share, str) else repr(share)
+            raise InvalidSpec(f"The {what} share of {name!r} must be a whole percentage 0–100; got {shown}.")
 
 
 def _suggest(weights: dict[str, int]) -> str:
@@ -1137,6 +1166,15 @@ def _check_settings(
 ) -> dict[str, Any]:
     if auth not in AUTH_MODES:
         raise InvalidSpec(f"auth must be 'key' or 'none'; got {auth!r}.{did_you_mean(auth, AUTH_MODES)}")
+    if not _HOST.fullmatch(host) and not _is_ip(host):
+        raise InvalidSpec(
+            f"host must be an IP address (e.g. 127.0.0.1, 0.0.0.0, ::1) or a host name; got {_shown_name(host)}."
+        )
+    for setting, value in (("idle_timeout", idle_timeout), ("max_body_mb", max_body_mb), ("rate_limit", rate_limit)):
+        if not math.isfinite(value):
+            raise InvalidSpec(f"{setting} must be a finite number; got {value}.")
+    if not math.isfinite(collect):
+        raise InvalidSpec(f"collect is the fraction of requests kept, 0–1; got {collect}.")
     if auth == "none" and not is_loopback(host):
         raise InvalidSpec(
             f"An endpoint without auth may only listen on loopback (127.0.0.1), not {host}; use --auth key."
@@ -1145,12 +1183,16 @@ def _check_settings(
         raise InvalidSpec(f"port must be between 0 and 65535; got {port}.")
     if workers < 0:
         raise InvalidSpec(f"workers must be 0 (one per core) or more; got {workers}.")
-    if idle_timeout < 0:
-        raise InvalidSpec(f"idle_timeout must be 0 (never) or more seconds; got {idle_timeout}.")
+    if not 0 <= idle_timeout <= MAX_IDLE_TIMEOUT_S:
+        raise InvalidSpec(
+            f"idle_timeout must be 0 (never) or up to {MAX_IDLE_TIMEOUT_S} seconds (a year); got {idle_timeout}."
+        )
     if not 0 < max_body_mb <= 1024:
         raise InvalidSpec(f"max_body_mb must be more than 0 and at most 1024; got {max_body_mb}.")
-    if rate_limit < 0:
-        raise InvalidSpec(f"rate_limit must be 0 (none) or more requests per second; got {rate_limit}.")
+    if not 0 <= rate_limit <= MAX_RATE_LIMIT:
+        raise InvalidSpec(
+            f"rate_limit must be 0 (none) or up to {MAX_RATE_LIMIT:.0f} requests per second; got {rate_limit}."
+        )
     if not 0 <= collect <= 1:
         raise InvalidSpec(f"collect is the fraction of requests kept, 0–1; got {collect}.")
     return {
@@ -1162,6 +1204,20 @@ def _check_settings(
         "rate_limit": rate_limit,
         "collect": collect,
     }
+
+
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*")
+
+
+def _is_ip(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _routes(url: str | None, name: str) -> dict[str, str]:
