@@ -8,7 +8,7 @@ import argparse
 import shutil
 import sys
 
-from benchmarks import automl, batch, ingest, pipelines, quickstart, serving, streaming, tracking
+from benchmarks import automl, batch, governance, ingest, pipelines, quickstart, serving, streaming, tracking
 from benchmarks._harness import WORK_DIR, Benchmark, Context, ensure_peer_environment, print_table, save, write_docs
 
 BENCHMARKS: dict[str, Benchmark] = {"quickstart": quickstart.run, "ingest": ingest.run, "streaming": streaming.run}
@@ -21,6 +21,11 @@ BENCHMARKS["tracking-search"] = tracking.run_search
 BENCHMARKS["automl"] = automl.run
 BENCHMARKS["batch-scoring"] = batch.run
 BENCHMARKS["serving"] = serving.run
+BENCHMARKS["governance-auth"] = governance.run_auth
+BENCHMARKS["governance-audit-append"] = governance.run_audit_append
+BENCHMARKS["governance-audit-verify"] = governance.run_audit_verify
+#: Benchmarks that compare Conveyor with itself (with and without a feature), so need no peers installed.
+WITHOUT_PEERS = {"governance-auth", "governance-audit-append", "governance-audit-verify"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,9 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
 
-    ensure_peer_environment()
+    selected = args.only or list(BENCHMARKS)
+    if not set(selected) <= WITHOUT_PEERS:
+        ensure_peer_environment()
     results = []
-    for name in args.only or list(BENCHMARKS):
+    for name in selected:
         work = WORK_DIR / name
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
