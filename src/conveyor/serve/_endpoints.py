@@ -183,19 +183,19 @@ class Endpoints:
                     f"delete it first with 'conveyor endpoints delete {name}'.",
                     name=name,
                 )
-            session.add(
-                EndpointRow(
-                    name=name,
-                    description=description,
-                    created_by=self._ws.actor,
-                    auth=auth,
-                    primary_key=_new_key() if auth == "key" else None,
-                    secondary_key=_new_key() if auth == "key" else None,
-                    settings=settings,
-                    revision=1,
-                    status="created",
-                )
+            row = EndpointRow(
+                name=name,
+                description=description,
+                created_by=self._ws.actor,
+                auth=auth,
+                settings=settings,
+                revision=1,
+                status="created",
             )
+            if auth == "key":
+                for which in ("primary", "secondary"):
+                    _write_key(row, which, _new_key())
+            session.add(row)
         return self.get(name)
 
     @_one_at_a_time
@@ -392,9 +392,10 @@ class Endpoints:
         """
         with self._ws.store.read() as session:
             ep = self._row(session, name)
-            if ep.auth == "none" or ep.primary_key is None or ep.secondary_key is None:
+            found = _read_keys(ep)
+            if ep.auth == "none" or set(found) != {"primary", "secondary"}:
                 raise Conflict(f"Endpoint {name!r} has no auth, so it has no keys.", name=name)
-            return {"primary": ep.primary_key, "secondary": ep.secondary_key}
+            return found
 
     @_one_at_a_time
     def regenerate_key(
@@ -411,7 +412,7 @@ class Endpoints:
         self.keys(name)
         with self._ws.store.write() as session:
             ep = self._row(session, name, lock=True)
-            setattr(ep, f"{which}_key", _new_key())
+            _write_key(ep, which, _new_key())
             revision = _bump(ep)
         self._apply(name, revision, timeout)
         return self.keys(name)
@@ -728,7 +729,7 @@ class Endpoints:
                     )
                 )
             settings = ep.settings
-            keys = [k for k in (ep.primary_key, ep.secondary_key) if k] if ep.auth == "key" else []
+            keys = list(_read_keys(ep).values()) if ep.auth == "key" else []
             return EndpointSpec(
                 name=ep.name,
                 revision=ep.revision,
@@ -1068,6 +1069,23 @@ def _running(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()[0] != b"Z"
     except OSError:
         return False
+
+
+# -- keys: the one place endpoint keys are read and written (moving them to encrypted secrets changes only this) --
+
+
+def _read_keys(ep: EndpointRow) -> dict[str, str]:
+    """The endpoint's keys that are set: ``{"primary": ..., "secondary": ...}``."""
+    found = {"primary": ep.primary_key, "secondary": ep.secondary_key}
+    return {which: key for which, key in found.items() if key}
+
+
+def _write_key(ep: EndpointRow, which: str, key: str) -> None:
+    """Store key ``which`` (``primary`` or ``secondary``) of the endpoint."""
+    if which == "primary":
+        ep.primary_key = key
+    else:
+        ep.secondary_key = key
 
 
 def _new_key() -> str:
