@@ -135,7 +135,7 @@ def _fill(ws_home: Path, entries: int) -> None:
     import sqlalchemy as sa
 
     from conveyor import Workspace
-    from conveyor.governance._audit import GENESIS, entry_hash
+    from conveyor.governance._audit import GENESIS, entry_hash, stamp
     from conveyor.store._schema import AuditEventRow
 
     with Workspace.open(ws_home) as ws:
@@ -144,8 +144,8 @@ def _fill(ws_home: Path, entries: int) -> None:
         batch = []
         with ws.store.engine.begin() as conn:
             for seq in range(1, entries + 1):
-                at = start + timedelta(milliseconds=seq)
-                targets = [["data_versions", "insert", f"{seq:026d}"]]
+                at = stamp(start + timedelta(milliseconds=seq))
+                targets = f'[["data_versions","insert","{seq:026d}"]]'
                 action = "POST /api/v1/data/{name}/ingest"
                 digest = entry_hash(prev, seq, at, "ana", "data-scientist", "api:10.0.0.7", action, targets)
                 batch.append(

@@ -101,10 +101,10 @@ def test_an_inserted_entry_breaks_the_chain(workspace: Workspace) -> None:
     with workspace.store.read() as session:
         first = session.scalars(sa.select(AuditEventRow).where(AuditEventRow.seq == 1)).one()
         at, prev = first.at, first.hash
-    digest = entry_hash(prev, 2, at, "mallory", "admin", "sdk", "insert nothing", [])
+    digest = entry_hash(prev, 2, at, "mallory", "admin", "sdk", "insert nothing", "[]")
     row = {"at": at, "actor": "mallory", "role": "admin", "source": "sdk", "action": "insert nothing"}
     with workspace.store.engine.begin() as conn:
-        conn.execute(sa.insert(AuditEventRow.__table__).values(seq=2, targets=[], prev_hash=prev, hash=digest, **row))
+        conn.execute(sa.insert(AuditEventRow.__table__).values(seq=2, targets="[]", prev_hash=prev, hash=digest, **row))
     result = workspace.audit.verify()
     assert result.first_bad == 3 and "does not link to entry 2" in (result.problem or "")
 
@@ -148,16 +148,19 @@ def test_concurrent_writers_keep_one_unbroken_chain(tmp_path: Path, db_url: str)
     targets=st.lists(st.tuples(st.text(max_size=8), st.sampled_from(["insert", "update"]), st.text(max_size=8))),
 )
 def test_the_entry_hash_covers_every_field(actor: str, action: str, targets: list[tuple[str, str, str]]) -> None:
-    from datetime import UTC, datetime
+    import orjson
 
-    at = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
-    base = entry_hash(GENESIS, 7, at, actor, "admin", "sdk", action, [list(t) for t in targets])
-    assert base == entry_hash(GENESIS, 7, at, actor, "admin", "sdk", action, [list(t) for t in targets])
-    assert base != entry_hash(GENESIS, 8, at, actor, "admin", "sdk", action, [list(t) for t in targets])
-    assert base != entry_hash("1" * 64, 7, at, actor, "admin", "sdk", action, [list(t) for t in targets])
-    assert base != entry_hash(GENESIS, 7, at, actor + "x", "admin", "sdk", action, [list(t) for t in targets])
-    assert base != entry_hash(GENESIS, 7, at, actor, "admin", "sdk", action + "x", [list(t) for t in targets])
-    assert base != entry_hash(GENESIS, 7, at, actor, "admin", "sdk", action, [*[list(t) for t in targets], ["x"]])
+    at = "2026-01-02T03:04:05.678901Z"
+    text = orjson.dumps([list(t) for t in targets]).decode()
+    base = entry_hash(GENESIS, 7, at, actor, "admin", "sdk", action, text)
+    assert base == entry_hash(GENESIS, 7, at, actor, "admin", "sdk", action, text)
+    assert base != entry_hash(GENESIS, 8, at, actor, "admin", "sdk", action, text)
+    assert base != entry_hash("1" * 64, 7, at, actor, "admin", "sdk", action, text)
+    assert base != entry_hash(GENESIS, 7, at.replace("05", "06"), actor, "admin", "sdk", action, text)
+    assert base != entry_hash(GENESIS, 7, at, actor + "x", "admin", "sdk", action, text)
+    assert base != entry_hash(GENESIS, 7, at, actor, "reader", "sdk", action, text)
+    assert base != entry_hash(GENESIS, 7, at, actor, "admin", "sdk", action + "x", text)
+    assert base != entry_hash(GENESIS, 7, at, actor, "admin", "sdk", action, text + " ")
 
 
 def test_the_cli_records_the_os_user_and_the_command(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]

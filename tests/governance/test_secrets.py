@@ -116,3 +116,19 @@ def test_datastores_reference_secrets_by_name(workspace: Workspace) -> None:
     assert store.credentials == {"password": "secret:pg-pw"}
     with pytest.raises(BadInput, match="secret:NAME"):
         workspace.datastores.add("pg2", url, credentials={"password": "plain-value"})
+
+
+def test_endpoint_keys_are_sealed_at_rest(workspace: Workspace) -> None:
+    from conveyor.store._schema import EndpointRow
+
+    workspace.endpoints.create("guarded")
+    keys = workspace.endpoints.keys("guarded")
+    with workspace.store.read() as session:
+        row = session.scalars(sa.select(EndpointRow).filter_by(name="guarded")).one()
+        stored = (row.primary_key or "", row.secondary_key or "")
+    assert all(value.startswith("enc:") for value in stored)
+    assert keys["primary"] not in stored[0] and keys["secondary"] not in stored[1]
+    raw = Path(workspace.settings.home, "conveyor.db").read_bytes()
+    assert keys["primary"].encode() not in raw
+    renewed = workspace.endpoints.regenerate_key("guarded", "secondary")
+    assert renewed["secondary"] != keys["secondary"] and renewed["primary"] == keys["primary"]

@@ -18,7 +18,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -42,10 +42,13 @@ _TABLE: sa.Table = AuditEventRow.__table__  # type: ignore[assignment]
 _LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)")
 _LAST = sa.select(_TABLE.c.seq, _TABLE.c.hash).order_by(_TABLE.c.seq.desc()).limit(1)
 _INSERT = _TABLE.insert()
+_VERIFY_SQL = "SELECT seq, at, actor, role, source, action, targets, prev_hash, hash FROM audit_events ORDER BY seq"
 
 
 @dataclass(frozen=True)
 class AuditEvent:
+    """One audit entry as it is read: ``targets`` lists ``[table, operation, id]`` of the rows changed."""
+
     seq: int
     at: datetime
     actor: str
@@ -69,16 +72,15 @@ class Verification:
     seconds: float
 
 
-def _stamp(at: datetime) -> str:
-    return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def stamp(at: datetime) -> str:
+    """An entry's time as stored and hashed: ISO 8601 UTC with microseconds and a ``Z``."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def entry_hash(
-    prev_hash: str, seq: int, at: datetime, actor: str, role: str, source: str, action: str, targets: Any
-) -> str:
-    """The chain hash of one entry."""
-    body = orjson.dumps([seq, _stamp(at), actor, role, source, action, targets])
-    return hashlib.sha256(prev_hash.encode("ascii") + body).hexdigest()
+def entry_hash(prev_hash: str, seq: int, at: str, actor: str, role: str, source: str, action: str, targets: str) -> str:
+    """The chain hash of one entry, from the values exactly as stored (``at`` and ``targets`` are text)."""
+    body = orjson.dumps([seq, at, actor, role, source, action]) + b"\n" + targets.encode("utf-8")
+    return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + body).hexdigest()
 
 
 def _targets(changes: list[Change]) -> list[list[str]]:
@@ -106,22 +108,11 @@ def audit_hook(dialect: str, default: Callable[[], Principal]) -> Callable[[Sess
             conn.execute(_LOCK, {"key": _ADVISORY_KEY})
         last = conn.execute(_LAST).first()
         seq, prev = (1, GENESIS) if last is None else (last[0] + 1, last[1])
-        at = utcnow()
-        digest = entry_hash(prev, seq, at, principal.name, principal.role, principal.source, action[:512], targets)
-        conn.execute(
-            _INSERT,
-            {
-                "seq": seq,
-                "at": at,
-                "actor": principal.name[:128],
-                "role": principal.role,
-                "source": principal.source[:255],
-                "action": action[:512],
-                "targets": targets,
-                "prev_hash": prev,
-                "hash": digest,
-            },
-        )
+        at, targets_text = stamp(utcnow()), orjson.dumps(targets).decode("utf-8")
+        actor, role, source, action = principal.name[:128], principal.role[:32], principal.source[:255], action[:512]
+        digest = entry_hash(prev, seq, at, actor, role, source, action, targets_text)
+        values = {"seq": seq, "at": at, "actor": actor, "role": role, "source": source, "action": action}
+        conn.execute(_INSERT, {**values, "targets": targets_text, "prev_hash": prev, "hash": digest})
 
     return append
 
@@ -154,44 +145,43 @@ class AuditLog:
             query = query.where(AuditEventRow.actor == actor)
         if action is not None:
             query = query.where(AuditEventRow.action.contains(action, autoescape=True))
+        if table is not None:
+            query = query.where(
+                AuditEventRow.targets.contains(orjson.dumps([table]).decode()[:-1] + ",", autoescape=True)
+            )
         if before is not None:
             query = query.where(AuditEventRow.seq < before)
-        events: list[AuditEvent] = []
         with self._store.read() as session:
-            # A changed table is looked for in the targets in Python: JSON containment differs per backend.
-            for row in session.scalars(query.order_by(AuditEventRow.seq.desc()).execution_options(yield_per=500)):
-                if table is not None and not any(t and t[0] == table for t in row.targets):
-                    continue
-                events.append(
-                    AuditEvent(row.seq, row.at, row.actor, row.role, row.source, row.action, row.targets, row.hash)
+            rows = session.scalars(query.order_by(AuditEventRow.seq.desc()).limit(limit)).all()
+            return [
+                AuditEvent(
+                    row.seq,
+                    datetime.fromisoformat(row.at),
+                    row.actor,
+                    row.role,
+                    row.source,
+                    row.action,
+                    orjson.loads(row.targets),
+                    row.hash,
                 )
-                if len(events) >= limit:
-                    break
-        return events
+                for row in rows
+            ]
 
     def verify(self) -> Verification:
         """Walk the whole chain and report the first entry that was edited, inserted or deleted."""
         started = time.perf_counter()
-        columns = (
-            AuditEventRow.seq,
-            AuditEventRow.at,
-            AuditEventRow.actor,
-            AuditEventRow.role,
-            AuditEventRow.source,
-            AuditEventRow.action,
-            AuditEventRow.targets,
-            AuditEventRow.prev_hash,
-            AuditEventRow.hash,
-        )
         expected_seq, prev, count = 1, GENESIS, 0
-        sha256, dumps, stamp = hashlib.sha256, orjson.dumps, _stamp
+        sha256, dumps = hashlib.sha256, orjson.dumps
         problem: str | None = None
         bad: int | None = None
+        # Raw rows straight from the driver: the stored text is what was hashed, so nothing needs parsing.
         with self._store.read() as session:
-            result = session.execute(
-                sa.select(*columns).order_by(AuditEventRow.seq).execution_options(yield_per=20_000)
-            )
-            for seq, at, actor, role, source, action, targets, prev_hash, digest in result:
+            cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+            cursor.execute(_VERIFY_SQL)
+            rows = iter(lambda: cursor.fetchmany(20_000), [])
+            for seq, at, actor, role, source, action, targets, prev_hash, digest in (
+                r for chunk in rows for r in chunk
+            ):
                 if seq != expected_seq:
                     bad = seq
                     if seq > expected_seq:
@@ -205,16 +195,14 @@ class AuditLog:
                         problem = f"entry {seq} is out of order (after {expected_seq - 1}): inserted"
                     break
                 if prev_hash != prev:
-                    bad, problem = (
-                        seq,
-                        (
-                            f"entry {seq} does not link to entry {seq - 1}: entry {seq - 1} was rewritten, or an entry "
-                            "was inserted or replaced there"
-                        ),
+                    bad = seq
+                    problem = (
+                        f"entry {seq} does not link to entry {seq - 1}: entry {seq - 1} was rewritten, or an entry "
+                        "was inserted or replaced there"
                     )
                     break
-                body = dumps([seq, stamp(at), actor, role, source, action, targets])
-                if sha256(prev.encode("ascii") + body).hexdigest() != digest:
+                body = dumps([seq, at, actor, role, source, action]) + b"\n" + targets.encode("utf-8")
+                if sha256(prev.encode("ascii") + b"\n" + body).hexdigest() != digest:
                     bad, problem = seq, f"entry {seq} was edited: its content no longer matches its hash"
                     break
                 prev, expected_seq, count = digest, seq + 1, count + 1

@@ -39,6 +39,7 @@ from conveyor.store._locks import named_lock
 from conveyor.store._schema import DeploymentRow, EndpointRow, ModelRow, ModelVersionRow, utcnow
 
 if TYPE_CHECKING:
+    from conveyor.governance import Secrets
     from conveyor.workspace import Workspace
 
 __all__ = ["Deployment", "Endpoint", "Endpoints", "Orphan"]
@@ -194,7 +195,7 @@ class Endpoints:
             )
             if auth == "key":
                 for which in ("primary", "secondary"):
-                    _write_key(row, which, _new_key())
+                    _write_key(row, which, _new_key(), self._ws.secrets)
             session.add(row)
         return self.get(name)
 
@@ -392,7 +393,7 @@ class Endpoints:
         """
         with self._ws.store.read() as session:
             ep = self._row(session, name)
-            found = _read_keys(ep)
+            found = _read_keys(ep, self._ws.secrets)
             if ep.auth == "none" or set(found) != {"primary", "secondary"}:
                 raise Conflict(f"Endpoint {name!r} has no auth, so it has no keys.", name=name)
             return found
@@ -412,7 +413,7 @@ class Endpoints:
         self.keys(name)
         with self._ws.store.write() as session:
             ep = self._row(session, name, lock=True)
-            _write_key(ep, which, _new_key())
+            _write_key(ep, which, _new_key(), self._ws.secrets)
             revision = _bump(ep)
         self._apply(name, revision, timeout)
         return self.keys(name)
@@ -729,7 +730,7 @@ class Endpoints:
                     )
                 )
             settings = ep.settings
-            keys = list(_read_keys(ep).values()) if ep.auth == "key" else []
+            keys = list(_read_keys(ep, self._ws.secrets).values()) if ep.auth == "key" else []
             return EndpointSpec(
                 name=ep.name,
                 revision=ep.revision,
@@ -1074,18 +1075,20 @@ def _running(pid: int) -> bool:
 # -- keys: the one place endpoint keys are read and written (moving them to encrypted secrets changes only this) --
 
 
-def _read_keys(ep: EndpointRow) -> dict[str, str]:
-    """The endpoint's keys that are set: ``{"primary": ..., "secondary": ...}``."""
+def _read_keys(ep: EndpointRow, secrets: Secrets) -> dict[str, str]:
+    """The endpoint's keys that are set, in clear: ``{"primary": ..., "secondary": ...}`` (stored sealed with
+    the workspace's secret key; a key stored in clear by an older version is returned as it is)."""
     found = {"primary": ep.primary_key, "secondary": ep.secondary_key}
-    return {which: key for which, key in found.items() if key}
+    return {which: secrets.unseal(key) for which, key in found.items() if key}
 
 
-def _write_key(ep: EndpointRow, which: str, key: str) -> None:
-    """Store key ``which`` (``primary`` or ``secondary``) of the endpoint."""
+def _write_key(ep: EndpointRow, which: str, key: str, secrets: Secrets) -> None:
+    """Store key ``which`` (``primary`` or ``secondary``) of the endpoint, sealed."""
+    sealed = secrets.seal(key)
     if which == "primary":
-        ep.primary_key = key
+        ep.primary_key = sealed
     else:
-        ep.secondary_key = key
+        ep.secondary_key = sealed
 
 
 def _new_key() -> str:

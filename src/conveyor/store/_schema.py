@@ -405,18 +405,22 @@ class TokenRow(Entity, Base):
 
 class AuditEventRow(Base):
     """One entry of the tamper-evident audit log: ``hash`` is SHA-256 over the previous entry's hash and
-    this entry's fields, so editing, inserting or deleting an entry breaks the chain from there on."""
+    this entry's fields, so editing, inserting or deleting an entry breaks the chain from there on.
+
+    ``at`` (ISO 8601 UTC text) and ``targets`` (canonical JSON text) are stored exactly as they were hashed,
+    so verifying re-hashes the raw columns on every backend without parsing them.
+    """
 
     __tablename__ = "audit_events"
     seq: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
     )
-    at: Mapped[datetime] = mapped_column(default=utcnow)
+    at: Mapped[str] = mapped_column(String(32))
     actor: Mapped[str] = mapped_column(String(NAME_LENGTH))
     role: Mapped[str] = mapped_column(String(32))
     source: Mapped[str] = mapped_column(String(255))
     action: Mapped[str] = mapped_column(String(512))
-    targets: Mapped[list[Any]] = mapped_column()
+    targets: Mapped[str] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
 
