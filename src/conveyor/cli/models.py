@@ -170,11 +170,27 @@ def export(
         typer.Option("--data", help="Data version to check an ONNX conversion on (default: the stored example)."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace DIR if it is not empty.")] = False,
+    code: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--code",
+            metavar="PATH",
+            help="MLflow: a .py file or package folder holding the model's own classes, bundled under code/ "
+            "(repeatable).",
+        ),
+    ] = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Write a model version as an MLflow model or as ONNX (checked against the model on validation rows)."""
     out = Output(json_output)
-    result = open_workspace(ctx).models.export(ref, path, format=fmt, force=force, validation=data)  # type: ignore[arg-type]
+    result = open_workspace(ctx).models.export(
+        ref,
+        path,
+        format=fmt,  # type: ignore[arg-type]
+        force=force,
+        validation=data,
+        code=code or (),
+    )
 
     def human(console: Console) -> None:
         console.print(f"[green]✓[/] {result.ref} → {result.path} ({result.format}): {', '.join(result.files)}")

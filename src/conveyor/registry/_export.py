@@ -20,10 +20,13 @@ import orjson
 import yaml
 
 from conveyor.errors import BadInput, Conflict
-from conveyor.registry._formats import dump_model, python_version
+from conveyor.registry._formats import python_version
 from conveyor.registry._onnx import convert
+from conveyor.registry._portable import bundle_code, make_portable, pin, user_modules_missing, write_runtime
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pandas as pd
 
     from conveyor.registry._models import ModelVersion, Registry
@@ -69,9 +72,11 @@ def export(
     format: str,
     force: bool,
     validation: pd.DataFrame | str | None,
+    code: Sequence[str | Path] = (),
 ) -> ExportedModel:
     if format not in FORMATS:
         raise BadInput(f"Unknown export format {format!r}; use one of: {', '.join(FORMATS)}.", format=format)
+    code_paths = _check_code(code, format)
     destination = _check_destination(path, force, registry)
     onnx = onnx_for(registry, version, validation) if format == "onnx" else None
     staging = Path(tempfile.mkdtemp(dir=destination.parent, prefix=f".{destination.name}.export-"))
@@ -79,7 +84,7 @@ def export(
         if onnx is not None:
             _write_onnx(registry, version, onnx, staging)
         else:
-            _write_mlflow(registry, version, staging)
+            _write_mlflow(registry, version, staging, code_paths)
         files = sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file())
         _replace(staging, destination)
     except BaseException:
@@ -210,32 +215,66 @@ def _write_onnx(registry: Registry, version: ModelVersion, onnx: OnnxModel, fold
 # -- MLflow ------------------------------------------------------------------------------------------
 
 
-def _write_mlflow(registry: Registry, version: ModelVersion, folder: Path) -> None:
-    """An MLflow model folder: MLmodel (``python_function`` and ``sklearn`` flavors, signature), the model file
-    (skops when possible, else a pickle), requirements.txt, python_env.yaml and conda.yaml."""
-    if version.format == "skops":
+def _check_code(code: Sequence[str | Path], format: str) -> list[Path]:
+    paths = [Path(c).expanduser().absolute() for c in code]
+    if paths and format != "mlflow":
+        raise BadInput(
+            f"--code bundles Python code into an MLflow export; --format {format} takes none.", format=format
+        )
+    for path in paths:
+        if not path.exists():
+            raise BadInput(
+                f"--code {path} does not exist; pass the .py file or the package folder the model's classes live in.",
+                path=str(path),
+            )
+    return paths
+
+
+def _conveyor_free(version: ModelVersion) -> bool:
+    """A skops file that holds only types of public packages: exported as it is."""
+    return version.format == "skops" and not any(t.startswith("conveyor.") for t in version.trusted_types)
+
+
+def _write_mlflow(registry: Registry, version: ModelVersion, folder: Path, code_paths: list[Path]) -> None:
+    """An MLflow model folder: MLmodel (``python_function`` and ``sklearn`` flavors, signature), the model file,
+    requirements.txt, python_env.yaml and conda.yaml, and ``code/`` when the model needs code no package on the
+    public index provides (Conveyor's own classes, the user's ``--code``).
+
+    A skops file of public types is copied as it is; any other model is pickled (cloudpickle) with its
+    references to Conveyor's modules pointing into the runtime bundled under ``code/``.
+    """
+    code_dir = folder / "code"
+    roots: set[str] = set()
+    if _conveyor_free(version) and not code_paths:
         data, fmt, trusted = registry.file_bytes(version, version.model_file), "skops", version.trusted_types
     else:
-        model = registry.load(version)
-        serialized = dump_model(model)
-        data, fmt, trusted = serialized.data, serialized.format, serialized.trusted_types
-        if fmt == "joblib":
-            import cloudpickle
-
-            data, fmt = cloudpickle.dumps(model), "cloudpickle"
+        model = _load_for_export(registry, version)
+        portable = make_portable(model, f"Model {version.ref}")
+        if code_paths:
+            bundle_code(code_paths, code_dir)
+        missing = user_modules_missing(portable, code_dir if code_paths else None)
+        if missing:
+            raise BadInput(_missing_code_message(version.ref, missing, bool(code_paths)), modules=sorted(missing))
+        write_runtime(portable, code_dir)
+        data, fmt, trusted = portable.data, "cloudpickle", []
+        roots = portable.distributions
     model_file = "model.skops" if fmt == "skops" else "model.pkl"
     (folder / model_file).write_bytes(data)
-    requirements = _mlflow_requirements(version, fmt)
+    requirements = _mlflow_requirements(version, fmt, roots)
+    code = "code" if code_dir.is_dir() else None
+    python_function: dict[str, Any] = {
+        "env": {"conda": "conda.yaml", "virtualenv": "python_env.yaml"},
+        "loader_module": "mlflow.sklearn",
+        "model_path": model_file,
+        "predict_fn": "predict",
+        "python_version": python_version(),
+    }
+    if code is not None:
+        python_function["code"] = code
     flavors: dict[str, Any] = {
-        "python_function": {
-            "env": {"conda": "conda.yaml", "virtualenv": "python_env.yaml"},
-            "loader_module": "mlflow.sklearn",
-            "model_path": model_file,
-            "predict_fn": "predict",
-            "python_version": python_version(),
-        },
+        "python_function": python_function,
         "sklearn": {
-            "code": None,
+            "code": code,
             "pickled_model": model_file,
             "serialization_format": fmt,
             "sklearn_version": _version_of("scikit-learn"),
@@ -252,6 +291,7 @@ def _write_mlflow(registry: Registry, version: ModelVersion, folder: Path) -> No
             "conveyor_model_version_id": version.id,
             "conveyor_run_id": version.run_id,
             "conveyor_sha256": version.digest,
+            "conveyor_version": _version_of("conveyor-ml"),
         },
     }
     signature = _mlflow_signature(version.signature)
@@ -270,21 +310,56 @@ def _write_mlflow(registry: Registry, version: ModelVersion, folder: Path) -> No
     (folder / "conda.yaml").write_text(yaml.safe_dump(conda, sort_keys=False))
 
 
-def _mlflow_requirements(version: ModelVersion, fmt: str) -> list[str]:
-    lines = []
+def _load_for_export(registry: Registry, version: ModelVersion) -> Any:
+    try:
+        return registry.load(version)
+    except (ModuleNotFoundError, AttributeError) as exc:
+        module = getattr(exc, "name", None) or str(exc)
+        raise BadInput(
+            f"Model {version.ref} holds classes this Python cannot import ({type(exc).__name__}: {exc}). Run the "
+            f"export where the module {module!r} is importable (from the folder that holds it, or with it "
+            "installed), and pass --code PATH to bundle that module with the export.",
+            model=version.ref,
+        ) from exc
+
+
+def _missing_code_message(ref: str, missing: dict[str, list[str]], given: bool) -> str:
+    needs = "; ".join(f"{root} (for {', '.join(sorted(set(names))[:3])})" for root, names in missing.items())
+    first = next(iter(missing))
+    if given:
+        return (
+            f"Model {ref} needs the module(s) {needs}, which neither an installed package nor the --code paths "
+            f"provide. Pass the file or folder that defines them, e.g. --code ./{first}.py or --code ./{first}/."
+        )
+    return (
+        f"Model {ref} needs your own module(s) {needs}, which no package on the public index provides, so the "
+        f"export would not load elsewhere. Bundle them with --code PATH (e.g. --code ./{first}.py or the package "
+        "folder); MLflow puts them on sys.path when it loads the model."
+    )
+
+
+def _mlflow_requirements(version: ModelVersion, fmt: str, roots: set[str]) -> list[str]:
+    """What an environment needs to load the export: the version's pinned requirements without Conveyor
+    (bundled instead), plus every installed distribution the pickle or the bundled runtime imports."""
+    lines: dict[str, str] = {}
     for line in version.requirements:
         package = line.split("==")[0]
-        # conveyor-ml is needed only when the model holds Conveyor's own classes.
-        if package == "conveyor-ml" and not any(t.startswith("conveyor.") for t in version.trusted_types):
+        if package in ("conveyor-ml", "skops", "joblib"):
             continue
-        if package in ("skops", "joblib"):
-            continue
-        lines.append(line)
+        lines[_canonical(package)] = line
+    for root in sorted(roots):
+        pinned = pin(root)
+        if pinned is not None and _canonical(pinned.split("==")[0]) not in ("conveyor-ml", "cloudpickle"):
+            lines.setdefault(_canonical(pinned.split("==")[0]), pinned)
     if fmt == "skops":
-        lines.append(f"skops=={_version_of('skops')}")
-    elif fmt == "cloudpickle":
-        lines.append(f"cloudpickle=={_version_of('cloudpickle')}")
-    return list(dict.fromkeys(lines))
+        lines["skops"] = f"skops=={_version_of('skops')}"
+    else:
+        lines["cloudpickle"] = f"cloudpickle=={_version_of('cloudpickle')}"
+    return list(lines.values())
+
+
+def _canonical(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
 
 
 def _mlflow_signature(signature: dict[str, Any]) -> dict[str, Any] | None:

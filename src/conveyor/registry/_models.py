@@ -35,6 +35,8 @@ from conveyor.store._schema import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pandas as pd
     from sqlalchemy.orm import Session
 
@@ -537,11 +539,14 @@ class Registry:
         format: Literal["mlflow", "onnx"] = "mlflow",
         force: bool = False,
         validation: pd.DataFrame | str | None = None,
+        code: Sequence[str | Path] = (),
     ) -> ExportedModel:
         """Write a version to a folder: an MLflow model (``python_function`` + ``sklearn`` flavors) or ONNX.
 
         ``validation`` (rows, or a data reference such as ``churn:2``) is what an ONNX conversion is checked
-        on; by default the input example stored with the version.
+        on; by default the input example stored with the version. ``code`` (MLflow only): files or package
+        folders holding the model's own classes, bundled under ``code/`` (Conveyor's own runtime is bundled
+        whenever the model needs it).
 
         Raises:
             BadInput: unknown format, or no rows to check an ONNX conversion on.
@@ -550,7 +555,9 @@ class Registry:
         """
         from conveyor.registry._export import export
 
-        return export(self, self.get(ref), Path(path), format=format, force=force, validation=validation)
+        return export(
+            self, self.get(ref), Path(path), format=format, force=force, validation=validation, code=code
+        )
 
     def to_onnx(self, ref: str | Ref, *, validation: pd.DataFrame | str | None = None) -> OnnxModel:
         """Convert a version to ONNX (once; the file is stored with the version as ``model.onnx``).
