@@ -378,3 +378,62 @@ def test_rest_route_trains_and_refuses_bad_input(workspace, tmp_path) -> None:  
     assert client.post("/api/v1/train", json={**body, "time_budget": 0}).status_code == 422
     one_class = client.post("/api/v1/train", json={**body, "target": "region"})
     assert one_class.status_code == 422 and "single value" in one_class.json()["error"]["message"]
+
+
+# -- refit and the run's model ---------------------------------------------------------------------------
+
+
+def test_the_refit_ships_one_pipeline_per_member_and_the_run_keeps_its_model(workspace, cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    frame = mixed_frame(600, seed=4)
+    budget = 15.0
+    started = time.monotonic()
+    result = workspace.train.automl(
+        frame, "churned", time_budget=budget, learners=["linear"], max_trials=2, experiment="t-refit"
+    )
+    assert time.monotonic() - started <= budget * 1.05
+    assert result.refit == "done" and result.to_json()["refit"] == "done"
+    run = workspace.runs.get(result.run_id)
+    assert run.tags["refit"] == "done" and run.metrics["refit_seconds"] > 0
+    # One featuriser + learner per member, fitted on every training row (600 rows less the 10% test split).
+    assert [len(pipelines) for pipelines, _ in result.model.members] == [1] * len(result.model.members)
+    pipeline = result.model.members[0][0][0]
+    assert pipeline.named_steps["features"].rows_ == 540
+
+    # The run logged the model: it is registered later, from the CLI and from the SDK.
+    assert "model/conveyor-model.json" in {a.path for a in run.artifacts}
+    home = str(tmp_path / "ws")
+    registered = cli("--home", home, "models", "register", "--run", result.run_id, "--name", "churn", "--json")
+    assert registered.code == 0, registered.err
+    assert registered.json["ref"] == "churn:1" and registered.json["run_id"] == result.run_id
+    again = workspace.models.register_from_run(result.run_id, "churn")
+    assert again.version == 2 and again.metrics["validation_roc_auc"] == pytest.approx(result.score)
+    raw = frame.drop(columns=["churned"]).head(7)
+    for ref in ("churn:1", "churn:2"):
+        np.testing.assert_allclose(workspace.models.load(ref).predict_proba(raw), result.model.predict_proba(raw))
+    assert {c["name"] for c in again.signature["inputs"]} >= {"plan", "city", "tenure", "charges", "notes"}
+
+
+def test_a_refit_that_would_overrun_keeps_the_fold_models_and_says_why(workspace, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from conveyor.train import _automl
+
+    # Estimates ten thousand times the measured fits: no refit can fit in the budget (the search reserves what
+    # it can and stops after the first trial).
+    monkeypatch.setattr(_automl, "_REFIT_MARGIN", 1e4)
+    budget = 6.0
+    started = time.monotonic()
+    result = workspace.train.automl(mixed_frame(400, seed=2), "churned", time_budget=budget, learners=["linear"])
+    assert time.monotonic() - started <= budget * 1.05
+    assert result.refit.startswith("skipped (would overrun by "), result.refit
+    assert workspace.runs.get(result.run_id).tags["refit"] == result.refit
+    assert [len(pipelines) for pipelines, _ in result.model.members] == [5]  # the fold models of the one member
+    version = workspace.models.register_from_run(result.run_id, "fallback")
+    assert workspace.models.load(version.ref).predict(mixed_frame(5, seed=9)).shape == (5,)
+
+
+def test_refit_refuses_work_that_cannot_finish_by_the_deadline() -> None:
+    from conveyor.train._automl import _refit, _WorkerPool
+
+    pool = _WorkerPool()  # not started: nothing may be started for a refit that cannot finish
+    fitted, note, seconds = _refit(pool, [{"learner": "linear", "params": {"C": 1.0}}], [30.0], time.monotonic() + 5)
+    assert fitted is None and seconds == 0.0
+    assert note.startswith("skipped (would overrun by 2") and pool.process is None

@@ -12,9 +12,13 @@ The shape of one call (``ws.train.automl``):
    trial longer than a third of the budget likewise, after which a fresh worker takes over); the search also
    stops after ``patience`` trials without improvement;
 6. the best trials' out-of-fold predictions are combined by greedy ensemble selection, kept if the ensemble
-   beats the best single trial; the model averages the chosen trials' fold models (no refit: the budget
-   holds);
-7. the model is evaluated on the test split (metrics, charts, permutation importance until the deadline).
+   beats the best single trial;
+7. the chosen configuration(s) are refitted on every training row in the worker (one featuriser + learner
+   per member): the search reserves the refit's estimated time (from the trials' measured fit times) as trials
+   finish, and a refit that would still overrun (or runs past the deadline: the worker is killed) leaves the
+   model averaging the chosen trials' fold models; the run's ``refit`` tag says which;
+8. the model is logged into the run (artifact ``model``: ``models register --run`` works later) and
+   evaluated on the test split (metrics, charts, permutation importance until the deadline).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from conveyor.errors import BadInput, ConveyorError, NotFound, ValidationFailed, did_you_mean
+from conveyor.errors import BadInput, NotFound, ValidationFailed, did_you_mean
 from conveyor.train._guardrails import Guardrail, check_data
 from conveyor.train._learners import LEARNERS, check_learners, default_params, suggest
 from conveyor.train._metrics import MetricSpec, resolve_metric, score
@@ -97,6 +101,7 @@ class AutoMLResult:
     feature_importance: list[dict[str, Any]]
     model_ref: str | None = None
     baseline: dict[str, Any] | None = None
+    refit: str = "done"  # or "skipped (why)": the model averages the chosen trials' fold models instead
 
     @property
     def overrun_seconds(self) -> float:
@@ -118,6 +123,7 @@ class AutoMLResult:
             "stopped_because": self.stopped_because,
             "validation": self.validation,
             "ensemble": self.ensemble,
+            "refit": self.refit,
             "guardrails": [g.to_dict() for g in self.guardrails],
         }
         if self.baseline is not None:
@@ -449,7 +455,11 @@ class _WorkerPool:
         self.conn: Any = None
         self.payload: dict[str, Any] | None = None
         self.ready = False
-        self.spare: tuple[Any, Any] | None = None
+        self.spare: tuple[Any, Any, float] | None = None  # process, connection, when it started
+        self.spare_fed = False  # the spare was handed the data when it started
+        self.started_at = 0.0
+        self.startup_seconds = 2.0  # how long a worker takes to be ready: measured on the first one
+        self.startup_measured = False
 
     def start(self) -> None:
         import socket
@@ -469,14 +479,17 @@ class _WorkerPool:
         )
         theirs.close()
         self.process, self.conn, self.ready = process, Connection(ours.detach()), False
+        self.started_at = time.monotonic()
 
     def send_data(self, payload: dict[str, Any]) -> None:
         """Hand the worker its data from a thread: the pipe blocks until the worker reads, and the worker reads
         only after its imports. Trials are sent after its "ready" answer, so sends never interleave."""
-        import threading
-
         self.payload = payload
-        conn = self.conn
+        self._feed(self.conn, payload)
+
+    @staticmethod
+    def _feed(conn: Any, payload: dict[str, Any]) -> None:
+        import threading
 
         def send() -> None:
             with contextlib.suppress(OSError, ValueError):  # the worker was killed meanwhile
@@ -491,7 +504,13 @@ class _WorkerPool:
                 return False
             if self.conn.recv()[0] == "ready":
                 self.ready = True
+                if not self.startup_measured:
+                    self.startup_seconds, self.startup_measured = time.monotonic() - self.started_at, True
         return True
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -502,23 +521,28 @@ class _WorkerPool:
         self.process, self.conn, self.ready = None, None, False
 
     def warm_spare(self) -> None:
-        """Start a standby worker now, so that replacing a killed one costs no import time."""
+        """Start a standby worker now, holding the data, so that replacing a killed one (during the search, or
+        for the refit after it) costs no import time."""
         if self.spare is None:
-            current = self.process, self.conn
+            current = self.process, self.conn, self.started_at
             self.start()
-            self.spare = (self.process, self.conn)
-            self.process, self.conn = current
+            self.spare = (self.process, self.conn, self.started_at)
+            self.spare_fed = self.payload is not None
+            if self.payload is not None:
+                self._feed(self.conn, self.payload)
+            self.process, self.conn, self.started_at = current
             self.ready = True
 
     def restart(self) -> None:
         self.kill()
+        fed = False
         if self.spare is not None:
-            self.process, self.conn = self.spare
-            self.spare = None
+            self.process, self.conn, self.started_at = self.spare
+            fed, self.spare, self.spare_fed = self.spare_fed, None, False
             self.ready = False
         else:
             self.start()
-        if self.payload is not None:
+        if self.payload is not None and not fed:
             self.send_data(self.payload)
 
     def close(self) -> None:
@@ -530,7 +554,7 @@ class _WorkerPool:
                 pass
         self.kill()
         if self.spare is not None:
-            self.process, self.conn = self.spare
+            self.process, self.conn, _ = self.spare
             self.spare = None
             self.kill()
 
@@ -581,8 +605,19 @@ def _search_and_finish(  # noqa: PLR0912, PLR0915
     y_val = np.concatenate([y_dev[v] for _, v in split])
     # What the end needs (ensemble, evaluation, charts, importance, logging) is reserved from the search.
     reserve = min(0.15 * time_budget, max(1.0, 0.06 * time_budget + 0.5 + 4e-6 * len(x)))
-    search_deadline = deadline - reserve
+    end_deadline = deadline - reserve
     trial_cap = max(1.0, time_budget / 3)
+    # The refit of the chosen configuration(s) on every row comes after the search, inside the budget: its
+    # estimated time (from the trials' measured fit times) is reserved from the search as trials finish.
+    train_rows = float(np.mean([len(t) for t, _ in split])) if split else float(len(dev))
+    refit_scale = max(1.0, len(dev) / max(train_rows, 1.0)) / max(len(split), 1)
+    kept: dict[int, dict[str, Any]] = {}  # top trials: oof predictions and fold models
+
+    def search_deadline() -> float:
+        return end_deadline - _refit_reserve(kept, refit_scale, use_ensemble)
+
+    def refit_end(members: int) -> float:  # the refit ends in time to log the refitted model
+        return end_deadline - _log_estimate(members)
 
     def tick(message: str) -> None:
         if progress is not None:
@@ -631,23 +666,27 @@ def _search_and_finish(  # noqa: PLR0912, PLR0915
         for learner in learners:
             study.enqueue_trial(default_params(learner, task))
         records: list[TrialRecord] = []
-        kept: dict[int, dict[str, Any]] = {}  # top trials: oof predictions and fold models
         best = -math.inf
         since_best = 0
         stopped_because = "time budget"
         tick("starting the trial worker")
         while True:
-            if time.monotonic() >= search_deadline:
+            if time.monotonic() >= search_deadline():
                 break
+            quickest = min((r.seconds for r in records if r.state == "complete"), default=0.0)
+            if kept and time.monotonic() + quickest >= search_deadline():
+                break  # no trial would finish: keep the worker idle for the refit rather than kill it mid-trial
             if max_trials is not None and len(records) >= max_trials:
                 stopped_because = f"max trials ({max_trials})"
                 break
             if since_best >= patience:
                 stopped_because = f"no improvement in {patience} trials"
                 break
-            if not pool.wait_ready(search_deadline):
+            if not pool.wait_ready(search_deadline()):
                 break
-            if records and time_budget >= 20:
+            if records:  # a standby worker with the data: for a killed trial's successor, and for the refit
+                if pool.spare is None and len(records) == 1:
+                    _preload_model_store()  # after the first trial: the worker's own imports are done
                 pool.warm_spare()
             trial = study.ask()
             config = suggest(trial, learners, task)
@@ -658,7 +697,7 @@ def _search_and_finish(  # noqa: PLR0912, PLR0915
                 keep_above = _kth_best(kept, _TOP_K)
                 t0 = time.monotonic()
                 pool.conn.send(("trial", trial.number, config, keep_above))
-                cap = min(search_deadline, t0 + trial_cap)
+                cap = min(search_deadline(), t0 + trial_cap)
                 outcome = _follow_trial(pool, trial, record, child, spec, cap, tick)
                 record.seconds = time.monotonic() - t0
                 child.log_metric("seconds", record.seconds)
@@ -688,21 +727,21 @@ def _search_and_finish(  # noqa: PLR0912, PLR0915
                     child.end("killed", error="stopped: it ran past the time budget")
             records.append(record)
             tick(_status(records, spec))
-            if record.state == "stopped" and time.monotonic() < search_deadline:
+            if record.state == "stopped" and time.monotonic() < search_deadline():
                 pool.restart()
-        pool.kill()  # a trial still running past the search deadline is stopped here
         if not kept and forecast is None:  # (forecasting falls back to its seasonal-naive baseline)
             raise ValidationFailed(
                 f"No trial finished within the time budget of {time_budget:g} s "
                 f"({len(records)} started). Give a larger --time-budget (the data has {len(x):,} rows).",
                 time_budget=time_budget,
             )
-        tick("ensembling and evaluating the best model")
+        tick("ensembling the best trials")
         model: Any = None
         best_params: dict[str, Any] = {}
         best_learner, ensemble_info, val_score = "", None, -math.inf
+        weights: dict[int, float] = {}
         if kept:
-            model, best_learner, best_params, ensemble_info, val_score = _final_model(
+            model, best_learner, best_params, ensemble_info, val_score, weights = _final_model(
                 kept, records, spec, task, y_val, classes, list(x.columns), use_ensemble, learners
             )
         oof_override = None
@@ -715,8 +754,36 @@ def _search_and_finish(  # noqa: PLR0912, PLR0915
             y_val, oof_override = y_val + level, oof_override + level  # evaluated on the values themselves
             parent.log_metric(f"baseline_{spec.name}", baseline_info["score"])
             parent.log_bytes("baseline.json", _json(baseline_info))
+        refit_note = "not needed (the seasonal-naive forecast is kept)"
+        if weights and (forecast is None or (baseline_info is not None and baseline_info["beaten"])):
+            tick("refitting the chosen model on every training row")
+            by_number = {r.number: r for r in records}
+            names = [by_number[n].learner for n in weights]
+            configs = [{"learner": by_number[n].learner, "params": by_number[n].params} for n in weights]
+            estimates = [_refit_estimate(kept[n], refit_scale) for n in weights]
+            refitted, refit_note, refit_seconds = _refit(pool, configs, estimates, refit_end(len(configs)))
+            if refitted is not None:
+                members = [([m], w) for m, w in zip(refitted, weights.values(), strict=True)]
+                shipped = _automl_model(task, members, classes, names, list(x.columns))
+                if forecast is not None:
+                    model.model = shipped
+                else:
+                    model = shipped
+                parent.log_metric("refit_seconds", refit_seconds)
+        pool.kill()
         parent.log_metrics({f"validation_{spec.name}": val_score, "trials": float(len(records))})
-        parent.set_tags({"best_learner": best_learner, "stopped_because": stopped_because})
+        parent.set_tags({"best_learner": best_learner, "stopped_because": stopped_because, "refit": refit_note})
+        # The run keeps its model (artifact "model"), so it can be registered later: 'models register --run'.
+        tick("logging the model into the run")
+        example = forecast.history if forecast is not None else x.iloc[dev[:200]] if len(dev) else x.head(200)
+        ws.models.log_model(
+            parent.id,
+            model,
+            signature=_signature(model, example, shown_task),
+            input_example=example,
+            metrics={spec.name: val_score},
+        )
+        tick("evaluating the model")
         test_metrics, importance = _evaluate_and_log(
             parent,
             model,
@@ -758,7 +825,6 @@ def _search_and_finish(  # noqa: PLR0912, PLR0915
         seconds = time.monotonic() - started
         parent.log_metric("seconds", seconds)
     tick("done")
-    example = forecast.history if forecast is not None else x.iloc[dev[:200]] if len(dev) else x.head(200)
     result = AutoMLResult(
         run_id=parent.id,
         task=shown_task,
@@ -779,6 +845,7 @@ def _search_and_finish(  # noqa: PLR0912, PLR0915
         example=example,
         feature_importance=importance,
         baseline=baseline_info,
+        refit=refit_note,
     )
     if register:
         return _register(ws, result, register, alias)
@@ -964,8 +1031,8 @@ def _final_model(
     columns: list[str],
     use_ensemble: bool,
     learners: tuple[str, ...],
-) -> tuple[Any, str, dict[str, Any], dict[str, Any] | None, float]:
-    from conveyor.train._ensemble import AutoMLModel, select_ensemble
+) -> tuple[Any, str, dict[str, Any], dict[str, Any] | None, float, dict[int, float]]:
+    from conveyor.train._ensemble import select_ensemble
 
     by_number = {r.number: r for r in records}
     ranked = sorted(kept, key=lambda n: -kept[n]["score"])
@@ -991,7 +1058,7 @@ def _final_model(
             val_score = ens_score
     members = [(list(kept[n]["models"]), float(w)) for n, w in weights.items()]
     names = [by_number[n].learner for n in weights]
-    model = AutoMLModel(task=task, members=members, classes=classes or None, learners=names, feature_names=columns)
+    model = _automl_model(task, members, classes, names, columns)
     if info is None:
         best_learner, best_params = by_number[top].learner, dict(by_number[top].params)
     else:
@@ -1003,7 +1070,95 @@ def _final_model(
         )
         best_params = {"members": info["members"]}
     _ = learners
-    return model, best_learner, best_params, info, _unorient(spec, val_score)
+    return model, best_learner, best_params, info, _unorient(spec, val_score), {n: float(w) for n, w in weights.items()}
+
+
+def _automl_model(
+    task: str, members: list[tuple[list[Any], float]], classes: list[Any], names: list[str], columns: list[str]
+) -> Any:
+    from conveyor.train._ensemble import AutoMLModel
+
+    return AutoMLModel(task=task, members=members, classes=classes or None, learners=names, feature_names=columns)
+
+
+# -- the refit -------------------------------------------------------------------------------------------
+
+_REFIT_MARGIN = 1.3  # the refit's estimate over the measured fold fits (noise of a busy machine)
+_REFIT_OVERHEAD = 0.15  # per member: sending the configuration, pickling the fitted model back
+_REFIT_RESERVED = 3  # the search reserves the refit of this many of its best trials (an ensemble's usual size)
+_REFIT_SLACK = 0.25  # reserved beyond the estimates: the end of the last trial, choosing the ensemble
+
+
+def _refit_estimate(outcome: dict[str, Any], scale: float) -> float:
+    """Seconds to fit a trial's configuration once on every row: its mean fold fit, scaled by the rows."""
+    return float(outcome.get("fit_seconds", 0.0)) * scale * _REFIT_MARGIN + _REFIT_OVERHEAD
+
+
+def _refit_reserve(kept: dict[int, dict[str, Any]], scale: float, ensemble: bool) -> float:
+    """What the search leaves for the refit of its best trials and for logging the refitted model."""
+    best = sorted(kept.values(), key=lambda o: -o["score"])[: _REFIT_RESERVED if ensemble else 1]
+    if not best:
+        return 0.0
+    return sum(_refit_estimate(o, scale) for o in best) + _REFIT_SLACK + _log_estimate(len(best))
+
+
+def _log_estimate(pipelines: int) -> float:
+    """Seconds to store a model of this many pipelines in the run (skops: a few tenths of a second each)."""
+    return 0.15 + 0.2 * pipelines
+
+
+def _preload_model_store() -> None:
+    """Import what storing the model needs (skops walks scikit-learn for its trusted types: over a second) on a
+    thread while the search runs, so logging the model at the end does not pay for it."""
+    import importlib
+    import threading
+
+    def load() -> None:
+        with contextlib.suppress(ImportError):
+            importlib.import_module("skops.io")
+
+    threading.Thread(target=load, daemon=True, name="conveyor-automl-preload").start()
+
+
+def _refit(
+    pool: _WorkerPool, configs: list[dict[str, Any]], estimates: list[float], end: float
+) -> tuple[list[Any] | None, str, float]:
+    """Fit each chosen configuration on every training row in the (killable) worker, if that fits before
+    ``end``; returns the fitted pipelines (None: keep the fold models), what was done, and its seconds."""
+    started = time.monotonic()
+    needed = sum(estimates)
+    if not pool.alive and pool.spare is None:
+        needed += pool.startup_seconds  # a fresh worker imports the learners and reads the data first
+    elif not pool.alive or not pool.ready:  # the standby worker may still be importing
+        since = pool.started_at if pool.alive or pool.spare is None else pool.spare[2]
+        needed += max(0.0, pool.startup_seconds - (started - since))
+    if started + needed > end:
+        return None, f"skipped (would overrun by {started + needed - end:.1f} s)", 0.0
+    if not pool.alive:
+        pool.restart()  # the standby worker, which already holds the data
+    if not pool.wait_ready(end):
+        return None, "skipped (no worker was ready before the deadline)", 0.0
+    fitted: list[Any] = []
+    for index, config in enumerate(configs):
+        try:
+            pool.conn.send(("refit", index, config))
+            while True:
+                remaining = end - time.monotonic()
+                if remaining <= 0:
+                    pool.kill()
+                    spent = time.monotonic() - started
+                    return None, f"skipped (stopped at the deadline after {spent:.1f} s; estimated {needed:.1f} s)", 0.0
+                if pool.conn.poll(min(remaining, 0.25)):
+                    message = pool.conn.recv()
+                    if message[0] in ("refitted", "error") and message[1] == index:
+                        break
+        except (EOFError, OSError):
+            pool.kill()
+            return None, "skipped (the worker died during the refit; out of memory?)", 0.0
+        if message[0] == "error":
+            return None, f"skipped (the refit failed: {str(message[2]).splitlines()[-1][:300]})", 0.0
+        fitted.append(message[2])
+    return fitted, "done", time.monotonic() - started
 
 
 def _evaluate_and_log(
@@ -1082,25 +1237,22 @@ def _evaluate_and_log(
     return metrics, importance
 
 
-def _register(ws: Workspace, result: AutoMLResult, name: str, alias: str | None) -> AutoMLResult:
-    from dataclasses import replace
-
+def _signature(model: Any, example: pd.DataFrame, task: str) -> dict[str, Any]:
     from conveyor.registry import infer_signature
 
-    example = result.example
-    predictions = result.model.predict(example if result.task == "forecasting" else example.head(50))
+    predictions = model.predict(example if task == "forecasting" else example.head(50))
     if isinstance(predictions, pd.DataFrame):
         predictions = predictions["forecast"].to_numpy()
-    signature = infer_signature(example, predictions)
-    metrics = {result.metric: result.score, **{f"test_{k}": v for k, v in result.test_metrics.items()}}
-    try:
-        version = ws.models.register(
-            name, result.model, run_id=result.run_id, signature=signature, metrics=metrics, input_example=example
-        )
-        if alias:
-            version = ws.models.set_alias(name, alias, version.version)
-    except ConveyorError:
-        raise
+    return dict(infer_signature(example, predictions))
+
+
+def _register(ws: Workspace, result: AutoMLResult, name: str, alias: str | None) -> AutoMLResult:
+    """Register the model the run logged (``--register``: the same as 'conveyor models register --run')."""
+    from dataclasses import replace
+
+    version = ws.models.register_from_run(result.run_id, name)
+    if alias:
+        version = ws.models.set_alias(name, alias, version.version)
     return replace(result, model_ref=f"{name}:{version.version}")
 
 

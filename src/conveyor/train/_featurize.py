@@ -7,6 +7,7 @@ Kinds: ``numeric`` (numbers and booleans), ``categorical`` (few distinct values)
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal
 
 import numpy as np
@@ -16,7 +17,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 
-__all__ = ["ColumnKind", "DateFeatures", "TextColumn", "build_featurizer", "infer_column_kinds"]
+__all__ = ["ColumnKind", "DateFeatures", "Featurizer", "TextColumn", "build_featurizer", "infer_column_kinds"]
 
 ColumnKind = Literal["numeric", "categorical", "high_cardinality", "datetime", "text", "ignored"]
 _MAX_CATEGORIES = 32
@@ -198,3 +199,218 @@ def build_featurizer(
     for name in columns("text"):
         transformers.append((f"text_{name}", TextColumn(max_features=200 if scale else 50, dense=True), [name]))
     return ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=True, sparse_threshold=0.0)
+
+
+class Featurizer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+    """AutoML's featurisation as one fitted object of NumPy arrays, vectorised over the rows of a request.
+
+    It makes the same features as :func:`build_featurizer` — numeric columns as they are (trees) or
+    median-imputed with missing indicators and standardised (``scale=True``: linear models); categorical
+    columns one-hot (rare levels beyond ``max_categories`` grouped, unknown levels in that group or ignored,
+    missing as its own level); high-cardinality columns target-encoded (cross-fitted while fitting); dates as
+    year, month, day of week, day of year and days since 1970; free text as TF-IDF — but keeps only arrays
+    (levels, encodings, medians, scales), so a 1-row request costs a few dictionary look-ups and array
+    operations, and the stored model is small and quick to write.
+    """
+
+    def __init__(
+        self,
+        kinds: dict[str, Any] | None = None,
+        scale: bool = False,
+        target_type: str = "auto",
+        max_categories: int = _MAX_CATEGORIES,
+        text_features: int = 50,
+    ) -> None:
+        self.kinds = kinds
+        self.scale = scale
+        self.target_type = target_type
+        self.max_categories = max_categories
+        self.text_features = text_features
+
+    # -- fitting ---------------------------------------------------------------------------------------
+
+    def fit(self, x: Any, y: Any = None) -> Featurizer:
+        self.fit_transform(x, y)
+        return self
+
+    def fit_transform(self, x: Any, y: Any = None, **_: Any) -> np.ndarray[Any, np.dtype[np.float64]]:
+        from sklearn.model_selection import KFold
+        from sklearn.preprocessing import TargetEncoder
+
+        frame = x if isinstance(x, pd.DataFrame) else pd.DataFrame(x)
+        kinds = dict(self.kinds or {})
+
+        def of(kind: str) -> list[str]:
+            return [c for c, k in kinds.items() if k == kind]
+
+        self.numeric_ = of("numeric")
+        self.categorical_ = of("categorical")
+        self.high_ = of("high_cardinality")
+        self.dates_ = of("datetime")
+        self.text_ = of("text")
+        self.feature_names_in_ = np.asarray(list(kinds), dtype=object)
+        self.n_features_in_ = len(kinds)
+        self.rows_ = len(frame)  # how many rows it was fitted on
+        self.levels_ = []
+        self.infrequent_ = []
+        for name in self.categorical_:
+            counts = pd.Series(_as_text(frame[name])).value_counts(sort=True)
+            keep = counts.index.to_numpy(dtype=str)
+            grouped = len(keep) > self.max_categories
+            if grouped:
+                keep = keep[: self.max_categories - 1]
+            self.levels_.append(np.sort(keep))
+            self.infrequent_.append(grouped)
+        self.encoder_levels_ = []
+        self.encodings_ = []
+        encoded_fit = None
+        if self.high_:
+            encoder = TargetEncoder(target_type=self.target_type, cv=KFold(5, shuffle=True, random_state=0))
+            texts = pd.DataFrame({c: _as_text(frame[c]) for c in self.high_}, dtype=object)
+            encoded_fit = np.asarray(encoder.fit_transform(texts, y), dtype=float)
+            self.classes_out_ = max(1, len(encoder.classes_) if encoder.target_type_ == "multiclass" else 1)
+            for i in range(len(self.high_)):
+                levels = np.asarray(encoder.categories_[i], dtype=str)
+                order = np.argsort(levels)
+                rows = [encoder.encodings_[i * self.classes_out_ + k] for k in range(self.classes_out_)]
+                self.encoder_levels_.append(levels[order])
+                self.encodings_.append(np.asarray([r[order] for r in rows], dtype=float))  # (outputs, levels)
+            self.target_mean_ = np.asarray(encoder.target_mean_, dtype=float).reshape(-1)
+        self.text_steps_ = [
+            TextColumn(max_features=self.text_features, dense=True).fit(frame[[name]]) for name in self.text_
+        ]
+        raw = self._raw(frame, encoded_fit)
+        if self.scale:
+            self._fit_scaling(raw)
+        return self._finish(raw)
+
+    def _fit_scaling(self, raw: np.ndarray[Any, Any]) -> None:
+        scaled = self._scaled_columns()
+        block = raw[:, scaled]
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # an all-missing column has no median: 0 then
+            medians = np.nanmedian(block, axis=0) if len(block) else np.zeros(block.shape[1])
+        self.medians_ = np.where(np.isnan(medians), 0.0, medians)
+        self.indicators_ = np.flatnonzero(np.isnan(block).any(axis=0))
+        filled = np.where(np.isnan(block), self.medians_, block)
+        full = np.hstack([filled, np.isnan(block[:, self.indicators_]).astype(float)])
+        self.means_ = full.mean(axis=0)
+        std = full.std(axis=0)
+        self.scales_ = np.where(std > 0, std, 1.0)
+
+    # -- transforming ----------------------------------------------------------------------------------
+
+    def transform(self, x: Any) -> np.ndarray[Any, np.dtype[np.float64]]:
+        frame = x if isinstance(x, pd.DataFrame) else pd.DataFrame(x, columns=self.feature_names_in_)
+        return self._finish(self._raw(frame, None))
+
+    def _raw(self, frame: pd.DataFrame, encoded: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
+        n = len(frame)
+        blocks: list[np.ndarray[Any, Any]] = []
+        if self.numeric_:
+            blocks.append(np.column_stack([_as_float(frame[c]) for c in self.numeric_]))
+        for name in self.dates_:
+            blocks.append(_date_parts(frame[name]))
+        if self.high_:
+            if encoded is None:
+                parts = []
+                for i, name in enumerate(self.high_):
+                    codes, known = _lookup(self.encoder_levels_[i], _as_text(frame[name]))
+                    table = self.encodings_[i]
+                    values = table[:, np.where(known, codes, 0)].T
+                    parts.append(np.where(known[:, None], values, self.target_mean_[None, : table.shape[0]]))
+                encoded = np.hstack(parts)
+            blocks.append(encoded)
+        for i, name in enumerate(self.categorical_):
+            levels = self.levels_[i]
+            codes, known = _lookup(levels, _as_text(frame[name]))
+            width = len(levels) + (1 if self.infrequent_[i] else 0)
+            onehot = np.zeros((n, width))
+            rows = np.arange(n)
+            onehot[rows[known], codes[known]] = 1.0
+            if self.infrequent_[i]:
+                onehot[rows[~known], len(levels)] = 1.0
+            blocks.append(onehot)
+        for name, step in zip(self.text_, self.text_steps_, strict=True):
+            blocks.append(np.asarray(step.transform(frame[[name]]), dtype=float))
+        return np.hstack(blocks) if blocks else np.empty((n, 0))
+
+    def _scaled_columns(self) -> np.ndarray[Any, Any]:
+        """Which raw columns linear models impute and standardise: numeric, dates and target encodings."""
+        width = len(self.numeric_) + 5 * len(self.dates_) + len(self.high_) * getattr(self, "classes_out_", 1)
+        return np.arange(width)
+
+    def _finish(self, raw: np.ndarray[Any, Any]) -> np.ndarray[Any, np.dtype[np.float64]]:
+        if not self.scale:
+            return raw
+        scaled = self._scaled_columns()
+        block = raw[:, scaled]
+        missing = np.isnan(block)
+        filled = np.where(missing, self.medians_, block)
+        full = np.hstack([filled, missing[:, self.indicators_].astype(float)])
+        full = (full - self.means_) / self.scales_
+        return np.hstack([full, raw[:, len(scaled) :]])
+
+
+def _values(column: Any) -> np.ndarray[Any, Any]:
+    return column.to_numpy() if isinstance(column, pd.Series) else np.asarray(column)
+
+
+def _as_text(column: Any) -> np.ndarray[Any, Any]:
+    """Categorical values as text, missing ones as ``__missing__`` (as ``categories_as_text``)."""
+    values = _values(column)
+    if values.dtype.kind == "U":
+        return values
+    values = values.astype(object)
+    missing = pd.isna(values)
+    if missing.any():
+        values = np.where(missing, _MISSING, values)
+    return values.astype(str)
+
+
+def _as_float(column: Any) -> np.ndarray[Any, Any]:
+    values = _values(column)
+    if values.dtype.kind in "fiub":
+        return values.astype(float)
+    try:
+        return np.asarray(values.astype(object), dtype=float)  # None is NaN here
+    except (TypeError, ValueError):
+        return np.asarray(pd.to_numeric(pd.Series(values), errors="coerce"), dtype=float)
+
+
+def _lookup(levels: np.ndarray[Any, Any], values: np.ndarray[Any, Any]) -> tuple[Any, Any]:
+    """Positions of ``values`` in the sorted ``levels`` and whether each is one of them."""
+    if len(levels) == 0:
+        return np.zeros(len(values), dtype=int), np.zeros(len(values), dtype=bool)
+    codes = np.searchsorted(levels, values)
+    codes = np.minimum(codes, len(levels) - 1)
+    return codes, levels[codes] == values
+
+
+def _date_parts(column: pd.Series) -> np.ndarray[Any, Any]:
+    values = _values(column)
+    try:
+        if values.dtype.kind not in "MOU":
+            raise TypeError(values.dtype)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # numpy's deprecated parsing of time zones: pandas reads those
+            stamps = values.astype("datetime64[ns]")
+    except (TypeError, ValueError, DeprecationWarning, UserWarning):
+        parsed = pd.to_datetime(pd.Series(values), errors="coerce", format="ISO8601", utc=True)
+        stamps = parsed.dt.tz_convert(None).to_numpy(dtype="datetime64[ns]")
+    days = stamps.astype("datetime64[D]")
+    missing = np.isnat(days)
+    day_numbers = days.astype(np.int64).astype(float)
+    years = days.astype("datetime64[Y]")
+    months = days.astype("datetime64[M]")
+    out = np.column_stack(
+        [
+            years.astype(np.int64) + 1970.0,
+            (months - years).astype(np.int64) + 1.0,
+            (day_numbers + 3) % 7,  # 1970-01-01 was a Thursday: Monday is 0
+            (days - years).astype(np.int64) + 1.0,
+            (stamps - np.datetime64(0, "ns")).astype(np.int64) / 86_400e9,
+        ]
+    ).astype(float)
+    out[missing] = np.nan
+    return out

@@ -160,8 +160,9 @@ def build_model(
     """An unfitted sklearn Pipeline: the featurisation for ``kinds`` (scaled for linear models), then the learner."""
     from sklearn.pipeline import Pipeline
 
-    from conveyor.train._featurize import build_featurizer
+    from conveyor.train._featurize import Featurizer
 
     target_type = "continuous" if task != "classification" else "binary" if n_classes == 2 else "multiclass"
-    features = build_featurizer(kinds, scale=config["learner"] == "linear", target_type=target_type)
+    linear = config["learner"] == "linear"
+    features = Featurizer(dict(kinds), scale=linear, target_type=target_type, text_features=200 if linear else 50)
     return Pipeline([("features", features), ("learner", build_estimator(config, task, seed, n_jobs))])

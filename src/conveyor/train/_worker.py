@@ -4,7 +4,9 @@ that overruns the time budget can be stopped by killing the process.
 Protocol (``multiprocessing`` pipe, parent → worker): ``("data", payload)`` once, then
 ``("trial", number, config, keep_above)`` per trial, answered by one ``("fold", number, k, score, seconds)``
 per fold (the parent replies ``"go"`` or ``"stop"``: pruning) and a final ``("done", number, result)``,
-``("pruned", number)`` or ``("error", number, message)``. ``("quit",)`` ends the worker.
+``("pruned", number)`` or ``("error", number, message)``. After the search, ``("refit", index, config)`` fits
+a configuration once on every row of the data and answers ``("refitted", index, model, seconds)`` (or
+``("error", index, message)``). ``("quit",)`` ends the worker.
 """
 
 from __future__ import annotations
@@ -41,10 +43,13 @@ def main(conn: Any) -> None:
             data = message[1]
             conn.send(("ready",))
             continue
-        if kind == "trial" and data is not None:
-            _, number, config, keep_above = message
+        if kind in ("trial", "refit") and data is not None:
+            number = message[1]
             try:
-                _run_trial(conn, data, number, config, keep_above)
+                if kind == "trial":
+                    _run_trial(conn, data, number, message[2], message[3])
+                else:
+                    _refit(conn, data, number, message[2])
             except (EOFError, OSError):
                 return
             except Exception as exc:  # noqa: BLE001 - a learner failing is a failed trial, reported to the parent
@@ -75,6 +80,16 @@ def _preload() -> None:
         )
     )
     threading.Thread(target=load, args=(("lightgbm", "xgboost"),), daemon=True).start()
+
+
+def _refit(conn: Any, data: dict[str, Any], index: int, config: dict[str, Any]) -> None:
+    """Fit ``config`` once on every row the search validated on (the model that ships)."""
+    from conveyor.train._learners import build_model
+
+    model = build_model(config, data["kinds"], data["task"], data["n_classes"], data["seed"], data["n_jobs"])
+    started = time.perf_counter()
+    model.fit(data["x"], data["y"])
+    conn.send(("refitted", index, model, time.perf_counter() - started))
 
 
 def _run_trial(conn: Any, data: dict[str, Any], number: int, config: dict[str, Any], keep_above: float) -> None:
