@@ -17,7 +17,13 @@ def test_defaults_put_everything_inside_the_workspace(tmp_path: Path) -> None:
     assert s.artifacts_url == str(tmp_path / "ws" / "artifacts")
     assert s.server_host == "127.0.0.1"
     assert s.server_port == DEFAULT_PORT
-    assert s.origin == {"home": "flag", "db_url": "default", "artifacts_url": "default"}
+    assert s.origin == {
+        "home": "flag",
+        "db_url": "default",
+        "artifacts_url": "default",
+        "max_workers": "default",
+        "max_processes": "default",
+    }
 
 
 def test_flag_beats_environment_beats_file(tmp_path: Path) -> None:

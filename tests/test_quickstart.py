@@ -144,8 +144,12 @@ def test_quickstart_serves_until_interrupted(tmp_path: Path) -> None:
         result = json.loads(process.stdout.readline())
         api = str(result["api"])
         wait_until(lambda: http_ok(f"{api}/api/v1/health"), timeout=30, what="the quickstart's API")
-        assert httpx.get(f"{api}/api/v1/models/churn@champion").json()["version"] == 1
-        endpoints = httpx.get(f"{api}/api/v1/endpoints/churn").json()
+        # the first quickstart on a workspace adds the OS user as admin and hands out their token, once
+        token = str(result["api_token"])
+        assert httpx.get(f"{api}/api/v1/models/churn@champion").status_code == 401
+        auth = {"Authorization": f"Bearer {token}"}
+        assert httpx.get(f"{api}/api/v1/models/churn@champion", headers=auth).json()["version"] == 1
+        endpoints = httpx.get(f"{api}/api/v1/endpoints/churn", headers=auth).json()
         assert endpoints["status"] == "running" and endpoints["traffic"] == {"blue": 100}
         record = {
             "signup_date": "2024-10-01", "tenure_months": 3, "plan": "basic", "contract": "month-to-month",

@@ -110,6 +110,14 @@ def allowed_hosts(bind_host: str, extra: list[str] | tuple[str, ...] = ()) -> fr
     hosts.update(h.strip("[]").lower() for h in extra)
     if bind_host in ("0.0.0.0", "::"):  # noqa: S104 - the wildcard is no name a client sends
         hosts.discard(bind_host)
+        # Listening everywhere: the machine's own names and addresses are how clients will reach it.
+        import contextlib
+        import socket
+
+        name = socket.gethostname()
+        hosts.update({name.lower(), socket.getfqdn().lower()})
+        with contextlib.suppress(OSError):
+            hosts.update(socket.gethostbyname_ex(name)[2])
     return frozenset(hosts)
 
 

@@ -4,6 +4,7 @@ exit codes (0 success, 2 bad input or usage, 1 anything else).
 
 from __future__ import annotations
 
+import contextvars
 import sys
 import traceback
 from dataclasses import dataclass, field
@@ -171,6 +172,11 @@ def _report(exc: ConveyorError) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``conveyor`` command."""
+    # A copy of the context: who acts (set per command) ends with the command, also when called in-process.
+    contextvars.copy_context().run(_main, argv)
+
+
+def _main(argv: list[str] | None) -> None:
     try:
         result = app(args=argv, prog_name="conveyor", standalone_mode=False)
     except typer.Exit as exc:

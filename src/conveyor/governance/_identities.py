@@ -147,33 +147,28 @@ class Identities:
             return _user(self._user_row(session, name))
 
     def set_role(self, name: str, role: str) -> User:
+        """Change a user's role; their tokens carry the new role from the next request."""
         check_role(role)
-        with self._ws.store.write() as session:
-            row = self._user_row(session, name)
-            row.role = role
-            session.flush()
-            user = _user(row)
-        self._forget()
-        return user
+        return self._change_user(name, role=role)
 
     def disable(self, name: str) -> User:
         """Disable a user: their tokens stop working (they are kept, and work again if re-enabled)."""
-        with self._ws.store.write() as session:
-            row = self._user_row(session, name)
-            if row.disabled_at is None:
-                row.disabled_at = utcnow()
-            session.flush()
-            user = _user(row)
-        self._forget()
-        return user
+        return self._change_user(name, disabled=True)
 
     def enable(self, name: str) -> User:
+        """Enable a disabled user again."""
+        return self._change_user(name, disabled=False)
+
+    def _change_user(self, name: str, *, role: str | None = None, disabled: bool | None = None) -> User:
         with self._ws.store.write() as session:
             row = self._user_row(session, name)
-            row.disabled_at = None
+            if role is not None:
+                row.role = role
+            if disabled is not None and disabled != (row.disabled_at is not None):
+                row.disabled_at = utcnow() if disabled else None
             session.flush()
             user = _user(row)
-        self._forget()
+        self._forget()  # cached token checks carry the old role or state
         return user
 
     def bootstrap(self) -> IssuedToken | None:
