@@ -21,7 +21,9 @@ def churn_training():  # type: ignore[no-untyped-def]
     return result, signature, records
 
 
-def deployment_spec(name: str, version: int, signature: dict[str, Any], traffic: int = 0, **batching: Any) -> Any:
+def deployment_spec(
+    name: str, version: int, signature: dict[str, Any], traffic: int = 0, *, strict: bool = False, **batching: Any
+) -> Any:
     """A deployment of model ``churn:VERSION`` as the serving processes see it (no workspace needed)."""
     from conveyor.serve._spec import Batching, DeploymentSpec
 
@@ -37,4 +39,5 @@ def deployment_spec(name: str, version: int, signature: dict[str, Any], traffic:
         signature=signature,
         traffic=traffic,
         batching=Batching(**batching),
+        strict=strict,
     )

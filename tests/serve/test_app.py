@@ -391,3 +391,73 @@ def test_an_onnx_export_with_its_classes_serves_without_loading_the_model(numeri
     np.testing.assert_array_equal(scored.predictions, model.predict(x.head(9)))
     np.testing.assert_allclose(scored.probabilities, model.predict_proba(x.head(9)), atol=1e-5)
     assert scored.classes == [0, 1]
+
+
+# --- fields the model does not take ---------------------------------------------------------------------------
+
+
+def test_extra_fields_are_scored_without_and_named_on_every_route(served, records, churn_training) -> None:  # type: ignore[no-untyped-def]
+    client, _, _, _, _, model, access, lines = served
+    expected = model.predict(churn_training[2]).tolist()
+    # An id, a timestamp and a name that needs escaping in a header.
+    tagged = [{**r, "id": i, "ts": "2024-06-01T10:00:00Z", "note, é": None} for i, r in enumerate(records)]
+    predict = client.post("/predict", json=tagged, headers={"x-request-id": "extra-1"})
+    assert predict.status_code == 200, predict.text
+    assert predict.json()["predictions"] == expected
+    assert predict.json()["ignored_fields"] == ["id", "ts", "note, é"]
+    assert predict.headers["conveyor-ignored-fields"] == "id, ts, note%2C%20%C3%A9"
+
+    invocations = client.post("/invocations", json={"dataframe_records": tagged})
+    assert invocations.status_code == 200, invocations.text
+    assert invocations.json() == {"predictions": expected}, "MLflow's response keeps its shape"
+    assert invocations.headers["conveyor-ignored-fields"] == "id, ts, note%2C%20%C3%A9"
+    names = list(records[0])
+    csv_lines = ["request," + ",".join(names)] + [
+        f"r{i}," + ",".join(_csv_cell(r.get(n)) for n in names) for i, r in enumerate(records)
+    ]
+    csv_answer = client.post("/invocations", content="\n".join(csv_lines) + "\n", headers={"content-type": "text/csv"})
+    assert csv_answer.status_code == 200, csv_answer.text
+    assert csv_answer.headers["conveyor-ignored-fields"] == "request"
+
+    tensors = [
+        {"name": n, "shape": [len(records)], "datatype": "BYTES", "data": [str(r.get(n)) for r in records]}
+        for n in ("trace_id",)
+    ]
+    frame = churn_training[2]
+    for name in frame.columns:
+        kind = frame[name].dtype.kind
+        values = [None if v is None or v != v else v for v in frame[name].tolist()]
+        datatype = "FP64" if kind == "f" else "INT64" if kind in "iu" else "BOOL" if kind == "b" else "BYTES"
+        if datatype == "BYTES":
+            values = [r[name] for r in records]
+        tensors.append({"name": name, "shape": [len(records)], "datatype": datatype, "data": values})
+    v2 = client.post("/v2/models/churn/infer", json={"inputs": tensors})
+    assert v2.status_code == 200, v2.text
+    assert set(v2.json()) <= {"model_name", "model_version", "id", "parameters", "outputs"}, "OIP response unchanged"
+    assert v2.json()["outputs"][0]["data"] == expected
+    assert v2.headers["conveyor-ignored-fields"] == "trace_id"
+
+    plain = client.post("/predict", json=records)
+    assert "conveyor-ignored-fields" not in plain.headers and "ignored_fields" not in plain.json()
+    access.flush()
+    logged = next(orjson.loads(line) for line in lines if orjson.loads(line)["id"] == "extra-1")
+    assert logged["ignored"] == ["id", "ts", "note, é"]
+
+
+def test_a_strict_deployment_refuses_extra_fields(churn_training, records) -> None:  # type: ignore[no-untyped-def]
+    result, signature, _ = churn_training
+    strict = LoadedDeployment(deployment_spec("blue", 1, signature, 100, strict=True), result.model, None, 0.01)
+    spec = EndpointSpec(name="churn", revision=1, auth="none", key_digests=[], deployments=[strict.spec])
+    client = TestClient(EndpointApp(spec, [strict], Shared([100], [0], lambda: [])))
+    refused = client.post("/predict", json=[{**records[0], "id": 1}])
+    assert refused.status_code == 422
+    assert refused.json()["error"]["message"].startswith("Unknown field 'id' in the request; the model takes: ")
+    refused = client.post("/invocations", json={"dataframe_records": [{**records[0], "id": 1}]})
+    assert refused.status_code == 422 and "Unknown field 'id'" in refused.json()["error"]["message"]
+    assert client.post("/predict", json=records[:1]).status_code == 200
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    return str(value).lower() if isinstance(value, bool) else str(value)

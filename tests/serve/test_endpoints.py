@@ -283,11 +283,14 @@ def test_cli_deploy_show_keys_traffic(cli, workspace, churn_training, tmp_path) 
     home = str(workspace.settings.home)
     try:
         deployed = cli(
-            "--home", home, "endpoints", "deploy", "churn", "--model", "churn@champion", "-d", "blue", "--json"
-        )
+            "--home", home, "endpoints", "deploy", "churn", "--model", "churn@champion", "-d", "blue", "--strict",
+            "--json",
+        )  # fmt: skip
         assert deployed.code == 0, deployed.err
         shown = orjson.loads(cli("--home", home, "endpoints", "show", "churn", "--json").out)
         assert {"name", "url", "deployments", "traffic"} <= set(shown)
+        assert [d["strict"] for d in shown["deployments"]] == [True]
+        assert workspace.endpoints.spec("churn").deployments[0].strict
         assert shown["traffic"] == {"blue": 100} and shown["url"].startswith("http://127.0.0.1:")
         keys = orjson.loads(cli("--home", home, "endpoints", "keys", "churn", "--json").out)
         assert set(keys) == {"primary", "secondary"}
@@ -297,6 +300,10 @@ def test_cli_deploy_show_keys_traffic(cli, workspace, churn_training, tmp_path) 
         rows.write_bytes(frame.head(2).to_json(orient="records", date_format="iso").encode())
         invoked = cli("--home", home, "endpoints", "invoke", "churn", "--data", str(rows), "--json")
         assert orjson.loads(invoked.out)["predictions"] == result.model.predict(frame.head(2)).tolist()
+        tagged = tmp_path / "tagged.json"
+        tagged.write_bytes(orjson.dumps([{**orjson.loads(rows.read_bytes())[0], "order_id": 7}]))
+        refused = cli("--home", home, "endpoints", "invoke", "churn", "--data", str(tagged), "--json")
+        assert refused.code != 0 and "Unknown field 'order_id'" in refused.out + refused.err
         logs = cli("--home", home, "endpoints", "logs", "churn", "--process", "--json")
         assert any("ready" in line for line in orjson.loads(logs.out)["lines"])
     finally:

@@ -75,7 +75,8 @@ def _schema(app: EndpointApp) -> Any:
 
 @pytest.fixture(scope="module")
 def churn_app(churn_training) -> EndpointApp:  # type: ignore[no-untyped-def]
-    """The churn model (dates, text, numbers, optional inputs) behind two deployments and a key."""
+    """The churn model (dates, text, numbers, optional inputs) behind two deployments and a key; they ignore
+    fields the model does not take (the default), so the document lets them through."""
     result, signature, _ = churn_training
     specs = [deployment_spec("blue", 1, signature, 70), deployment_spec("green", 2, signature, 30)]
     spec = EndpointSpec(
@@ -87,7 +88,7 @@ def churn_app(churn_training) -> EndpointApp:  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def cancer_app() -> EndpointApp:
-    """A pure-numeric model (one V2 matrix tensor fits all inputs), with no key."""
+    """A pure-numeric model (one V2 matrix tensor fits all inputs), with no key, strict about extra fields."""
     from sklearn.datasets import load_breast_cancer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -98,7 +99,7 @@ def cancer_app() -> EndpointApp:
     frame.columns = [c.replace(" ", "_") for c in frame.columns]
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=200)).fit(frame, target)
     signature = infer_signature(frame, model.predict(frame))
-    spec_ = deployment_spec("main", 4, signature, 100)
+    spec_ = deployment_spec("main", 4, signature, 100, strict=True)  # the churn app fuzzes lenient deployments
     spec = EndpointSpec(name="cancer", revision=1, auth="none", key_digests=[], deployments=[spec_])
     return EndpointApp(spec, [LoadedDeployment(spec_, model, None, 0.0)], Shared([100], [0], lambda: []))
 

@@ -47,14 +47,20 @@ PUBLIC = {"/v2/health/live", "/v2/health/ready", "/ping", "/health"}
 SCORING = {"/predict", "/invocations", "/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"}
 
 
-def _spec(auth: str = "key", signature: dict[str, Any] = SIGNATURE) -> EndpointSpec:
-    deployments = [deployment_spec("blue", 1, signature, 90), deployment_spec("green", 2, signature, 10)]
+def _spec(
+    auth: str = "key", signature: dict[str, Any] = SIGNATURE, strict: tuple[bool, bool] = (True, True)
+) -> EndpointSpec:
+    deployments = [
+        deployment_spec("blue", 1, signature, 90, strict=strict[0]),
+        deployment_spec("green", 2, signature, 10, strict=strict[1]),
+    ]
     digests = [key_digest("k1"), key_digest("k2")] if auth == "key" else []
     return EndpointSpec(name="churn", revision=7, auth=auth, key_digests=digests, deployments=deployments)
 
 
 @pytest.fixture(scope="module")
 def document() -> dict[str, Any]:
+    """Strict deployments: the document refuses fields the model does not take."""
     return endpoint_openapi(_spec())
 
 
@@ -226,3 +232,24 @@ def test_a_model_without_signature_takes_any_records() -> None:
     assert valid.is_valid([{"anything": [1, {"x": 2}]}])
     assert not valid.is_valid([1])
     assert "examples" not in document["components"]["schemas"]["PredictRequest"]
+
+
+@pytest.mark.parametrize("strict", [(False, False), (True, False)])
+def test_unless_every_deployment_is_strict_the_document_lets_extra_fields_through(strict: tuple[bool, bool]) -> None:
+    document = endpoint_openapi(_spec(strict=strict))
+    record = document["components"]["schemas"]["Record"]
+    assert record["additionalProperties"] is True and "conveyor-ignored-fields" in record["description"]
+    row = {"signup_date": "2024-05-31", "tenure": 3, "charges": 9.5, "autopay": True, "plan": "pro"}
+    predict = _validator(document, "PredictRequest")
+    assert predict.is_valid([{**row, "id": {"any": ["value"]}, "ts": "2024-06-01T10:00:00Z"}])
+    assert not predict.is_valid([{**row, "tenure": 3.5, "id": 1}]), "the inputs are still typed"
+    assert not predict.is_valid([{"id": 1}]), "and required"
+    mlflow = _validator(document, "MlflowRequest")
+    assert mlflow.is_valid({"dataframe_split": {"columns": [*row, "id"], "data": [[*row.values(), 7]]}})
+    assert mlflow.is_valid({"inputs": {"tenure": [1, 2], "id": [{"nested": 1}, None]}})
+    assert not mlflow.is_valid({"inputs": {"tenure": [{"nested": 1}]}}), "a known column's values are still cells"
+    headers = document["paths"]["/predict"]["post"]["responses"]["200"]["headers"]
+    assert headers["conveyor-ignored-fields"]["required"] is False
+    response = document["components"]["schemas"]["PredictResponse"]
+    assert response["properties"]["ignored_fields"]["type"] == "array"
+    assert "ignored_fields" not in response["required"]

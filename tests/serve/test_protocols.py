@@ -680,3 +680,80 @@ def test_v2_decoder_only_refuses_with_invalid_spec(body: Any) -> None:
     accepted_or_refused(v2_to_columns, body, SIGNATURE)
     accepted_or_refused(v2_to_columns, body, NUMERIC)
     accepted_or_refused(v2_to_columns, body, {})
+
+
+# --- fields the model does not take (strict=False, a deployment's default) ----------------------------------
+
+
+def test_extra_fields_of_records_are_left_out_and_named_once() -> None:
+    ignored: list[str] = []
+    rows = [{**ROWS[0], "id": 7, "ts": "2024-06-01T10:00:00Z"}, {**ROWS[1], "id": 8, "source": {"app": "ios"}}]
+    columns = records_to_columns(rows, SIGNATURE, strict=False, ignored=ignored)
+    assert list(columns) == NAMES
+    assert ignored == ["id", "ts", "source"]
+    pd.testing.assert_frame_equal(columns_to_frame(columns), records_to_frame(ROWS[:2], SIGNATURE))
+    clean: list[str] = []
+    records_to_columns(ROWS[:2], SIGNATURE, strict=False, ignored=clean)
+    assert clean == []
+    with refused("Unknown field 'id' in the request"):
+        records_to_columns(rows, SIGNATURE)  # strict: today's 422
+
+
+def test_a_typo_that_leaves_a_required_field_missing_still_gets_its_did_you_mean() -> None:
+    row = {k: v for k, v in ROWS[0].items() if k != "tenure_months"} | {"tenure_mnths": 3}
+    with refused(
+        "Field 'tenure_months' is required but missing or null in record 0; send a value in every record. The "
+        "model does not take 'tenure_mnths', so it was left out. Did you mean 'tenure_months'?"
+    ):
+        records_to_columns([row], SIGNATURE, strict=False)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"dataframe_records": [{**ROWS[0], "id": 1}, {**ROWS[1], "id": 2}]},
+        {
+            "dataframe_split": {
+                "columns": ["id", *NAMES],
+                "data": [[i, *(row.get(n) for n in NAMES)] for i, row in enumerate(ROWS[:2])],
+            }
+        },
+        {"instances": [{**ROWS[0], "id": 1}, {**ROWS[1], "id": 2}]},
+        {"inputs": {"id": [1, 2], **{n: [ROWS[0].get(n), ROWS[1].get(n)] for n in NAMES}}},
+    ],
+)
+def test_mlflow_bodies_with_extra_columns_score_on_the_signature(body: dict[str, Any]) -> None:
+    ignored: list[str] = []
+    frame = columns_to_frame(mlflow_to_columns(orjson.dumps(body), JSON, SIGNATURE, strict=False, ignored=ignored))
+    assert ignored == ["id"]
+    pd.testing.assert_frame_equal(frame, records_to_frame(ROWS[:2], SIGNATURE))
+    with refused("Unknown"):
+        mlflow_to_columns(orjson.dumps(body), JSON, SIGNATURE)
+
+
+def test_csv_with_extra_columns_scores_on_the_signature() -> None:
+    csv_body = "id," + ",".join(NAMES) + "\n9," + ",".join(str(ROWS[0][n]).lower() for n in NAMES) + "\n"
+    assert "devices" in ROWS[0]
+    ignored: list[str] = []
+    frame = mlflow_to_frame(csv_body, "text/csv", SIGNATURE, strict=False, ignored=ignored)
+    assert ignored == ["id"] and list(frame.columns) == NAMES and frame["tenure_months"].tolist() == [12]
+    with refused("Unknown column 'id'"):
+        mlflow_to_frame(csv_body, "text/csv", SIGNATURE)
+
+
+def test_v2_tensors_the_model_does_not_take_are_left_out() -> None:
+    tensors = [
+        {"name": "age", "shape": [2], "datatype": "INT64", "data": [30, 40]},
+        {"name": "income", "shape": [2], "datatype": "FP64", "data": [1.5, 2.5]},
+        {"name": "request_ts", "shape": [3, 1], "datatype": "BYTES", "data": [["a"], ["b"], ["c"]]},
+    ]
+    ignored: list[str] = []
+    columns, _, _ = v2_to_columns({"inputs": tensors}, NUMERIC, strict=False, ignored=ignored)
+    assert ignored == ["request_ts"] and list(columns) == ["age", "income", "score"]
+    assert columns["age"].tolist() == [30, 40]
+    with refused("Unknown input tensor 'request_ts'"):
+        v2_to_columns({"inputs": tensors}, NUMERIC)
+    with refused("None of the input tensors is one the model takes: age, income, score"):
+        v2_to_columns({"inputs": [{**tensors[2], "shape": [3], "data": ["a", "b", "c"]}]}, NUMERIC, strict=False)
+    with refused("income. The model does not take 'incme', so it was left out. Did you mean 'income'?"):
+        v2_to_columns({"inputs": [tensors[0], {**tensors[1], "name": "incme"}]}, NUMERIC, strict=False)

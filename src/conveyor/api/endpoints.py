@@ -40,6 +40,7 @@ class DeploymentCreate(BaseModel):
     max_latency_ms: float = Field(0.0, ge=0, le=10_000, allow_inf_nan=False)
     max_queue: int = Field(512, ge=1, le=1_000_000)
     engine: Literal["auto", "onnx", "native"] = "auto"
+    strict: bool = Field(False, description="Refuse (422) request fields the model does not take; else ignore them")
 
 
 class Shares(BaseModel):

@@ -124,6 +124,14 @@ def deploy(
         str,
         typer.Option(help="auto: ONNX Runtime when the version has an ONNX export; onnx: convert it first; native."),
     ] = "auto",
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Refuse (422) request fields the model does not take; by default they are ignored and named in "
+            "the conveyor-ignored-fields response header.",
+        ),
+    ] = False,
     json_output: JsonFlag = False,
 ) -> None:
     """Deploy a model version to an endpoint; the previous model serves until the new one is warm."""
@@ -139,6 +147,7 @@ def deploy(
             max_latency_ms=max_latency_ms,
             max_queue=max_queue,
             engine=engine,
+            strict=strict,
         )
     endpoint = ws.endpoints.get(name)
     d = next(d for d in endpoint.deployments if d.name == deployment)

@@ -30,6 +30,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import orjson
@@ -50,6 +51,9 @@ Send = Callable[[Message], Awaitable[None]]
 _JSON = [(b"content-type", b"application/json")]
 _TEXT = "text/plain; version=0.0.4; charset=utf-8"
 _PUBLIC = frozenset({"/v2/health/live", "/v2/health/ready", "/ping", "/health"})
+#: Names the fields of a request that were left out because the model does not take them.
+_IGNORED_HEADER = b"conveyor-ignored-fields"
+_MAX_IGNORED_SHOWN = 32
 
 
 class HTTPError(Exception):
@@ -134,12 +138,15 @@ class EndpointApp:
         request_id = headers.get(b"x-request-id", b"").decode("latin-1") or self._prefix + str(next(self._ids))
         deployment = ""
         protocol = "other"
+        ignored: list[str] = []
         try:
             if path not in _PUBLIC:
                 self._authenticate(headers)
             scoring = _is_scoring(path)
             if method == "POST" and scoring:
-                protocol, deployment, status, body, extra = await self._score(path, headers, receive, request_id)
+                protocol, deployment, status, body, extra = await self._score(
+                    path, headers, receive, request_id, ignored
+                )
             elif method in ("GET", "HEAD") and not scoring:
                 status, body, extra = self._get(path, headers)
             else:
@@ -162,23 +169,24 @@ class EndpointApp:
         if self.metrics is not None and protocol != "other":
             self.metrics.request(deployment, protocol, status, elapsed)
         if self.access_log is not None:
-            self.access_log(
-                {
-                    "ts": time.time(),
-                    "id": request_id,
-                    "method": method,
-                    "path": path,
-                    "status": status,
-                    "deployment": deployment,
-                    "ms": round(elapsed * 1000, 3),
-                    "bytes": len(body),
-                }
-            )
+            entry = {
+                "ts": time.time(),
+                "id": request_id,
+                "method": method,
+                "path": path,
+                "status": status,
+                "deployment": deployment,
+                "ms": round(elapsed * 1000, 3),
+                "bytes": len(body),
+            }
+            if ignored:
+                entry["ignored"] = ignored[:_MAX_IGNORED_SHOWN]
+            self.access_log(entry)
 
     # -- scoring ------------------------------------------------------------------------------------
 
     async def _score(
-        self, path: str, headers: dict[bytes, bytes], receive: Receive, request_id: str
+        self, path: str, headers: dict[bytes, bytes], receive: Receive, request_id: str, ignored: list[str]
     ) -> tuple[str, str, int, bytes, list[tuple[bytes, bytes]]]:
         if path == "/predict":
             protocol, version = "predict", None
@@ -192,7 +200,7 @@ class EndpointApp:
         deployment = self._choose(headers, version)
         name = deployment.spec.name
         try:
-            columns, rows, want_proba, v2_id, outputs = self._decode(protocol, body, headers, deployment)
+            columns, rows, want_proba, v2_id, outputs = self._decode(protocol, body, headers, deployment, ignored)
             scored = await deployment.batcher.submit(columns, rows, want_proba)
             if protocol == "v2":
                 answer: Any = protocols.v2_response(
@@ -207,33 +215,44 @@ class EndpointApp:
                 answer = protocols.mlflow_response(scored.predictions)
             else:
                 answer = {"predictions": _plain(scored.predictions), "model": deployment.spec.model, "deployment": name}
+                if ignored:
+                    answer["ignored_fields"] = ignored
         except ConveyorError as exc:
             refused = HTTPError.of(exc)
             refused.deployment, refused.protocol = name, protocol
             raise refused from exc
         extra = [(b"conveyor-deployment", name.encode())]
+        if ignored:
+            extra.append((_IGNORED_HEADER, _ignored_header(ignored)))
         body_out = orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
         self._after(deployment, columns, rows, scored, request_id)
         return protocol, name, 200, body_out, extra
 
     @staticmethod
     def _decode(
-        protocol: str, body: bytes, headers: dict[bytes, bytes], deployment: LoadedDeployment
+        protocol: str, body: bytes, headers: dict[bytes, bytes], deployment: LoadedDeployment, ignored: list[str]
     ) -> tuple[Rows, int, bool, str | None, list[str] | None]:
-        """A request body checked against the signature: its rows, their count, and what the protocol asks."""
+        """A request body checked against the signature: its rows, their count, and what the protocol asks.
+        The names of fields the signature does not have are appended to ``ignored`` (unless the deployment is
+        strict, which refuses them)."""
         signature = deployment.spec.signature
+        strict = deployment.spec.strict
         v2_id, outputs, want_proba = None, None, False
         columns: Rows
         if protocol == "v2":
-            columns, v2_id, outputs = protocols.v2_to_columns(_json(body), signature)
+            columns, v2_id, outputs = protocols.v2_to_columns(_json(body), signature, strict=strict, ignored=ignored)
             want_proba = outputs is not None and "predict_proba" in outputs
         elif protocol == "mlflow":
             content_type = headers.get(b"content-type", b"application/json").decode("latin-1")
-            columns = protocols.mlflow_to_columns(body, content_type, signature)
+            columns = protocols.mlflow_to_columns(body, content_type, signature, strict=strict, ignored=ignored)
         else:
             payload = _json(body)
             matrix = deployment.records_matrix(payload)
-            columns = matrix if matrix is not None else protocols.records_to_columns(payload, signature)
+            columns = (
+                matrix
+                if matrix is not None
+                else protocols.records_to_columns(payload, signature, strict=strict, ignored=ignored)
+            )
         rows = _row_count(columns)
         if rows == 0:
             raise InvalidSpec("The request holds no rows; send at least one.")
@@ -473,6 +492,15 @@ class EndpointApp:
             ],
             "routes": self.routes(),
         }
+
+
+def _ignored_header(ignored: list[str]) -> bytes:
+    """The ``conveyor-ignored-fields`` value: the names, percent-encoded where a header cannot carry them
+    (``,`` ``%``, spaces, control and non-ASCII characters), comma-separated, at most 32 then ``+N more``."""
+    shown = [quote(name, safe="!#$&'()*+-./:;<=>?@[]^_`{|}~") for name in ignored[:_MAX_IGNORED_SHOWN]]
+    if len(ignored) > _MAX_IGNORED_SHOWN:
+        shown.append(f"+{len(ignored) - _MAX_IGNORED_SHOWN} more")
+    return ", ".join(shown).encode("ascii")
 
 
 def _error_body(path: str, exc: HTTPError) -> bytes:

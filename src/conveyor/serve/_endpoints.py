@@ -67,6 +67,8 @@ class Deployment:
     engine: str
     created_at: datetime
     updated_at: datetime
+    #: Refuse request fields the model does not take (422) instead of leaving them out.
+    strict: bool = False
 
 
 @dataclass(frozen=True)
@@ -212,6 +214,7 @@ class Endpoints:
         max_queue: int = 512,
         engine: str = "auto",
         timeout: float = _START_TIMEOUT_S,
+        strict: bool = False,
     ) -> Deployment:
         """Serve model version ``model`` (``name``, ``name:3``, ``name@alias``) as ``endpoint``/``deployment``.
 
@@ -222,6 +225,8 @@ class Endpoints:
         the ``conveyor-deployment`` header before it takes traffic. ``engine``: ``auto`` scores with ONNX
         Runtime when the version has an ONNX export (``conveyor models export --format onnx``) and with the
         model itself otherwise; ``onnx`` converts the version first if needed; ``native`` never uses ONNX.
+        ``strict``: refuse (422) request fields the model does not take; by default they are left out of
+        scoring, as MLflow does, and named in the ``conveyor-ignored-fields`` response header.
 
         Raises:
             NotFound: the model version does not exist.
@@ -252,7 +257,7 @@ class Endpoints:
             if pid is None or not alive(pid):
                 self._check_capacity(endpoint, settings)  # before anything is written
             revision, deployment_id = self._record_deployment(
-                endpoint, deployment, version.id, batching, engine, traffic
+                endpoint, deployment, version.id, batching, engine, traffic, strict
             )
             written = True
             self._apply(endpoint, revision, timeout, start=True)
@@ -262,7 +267,14 @@ class Endpoints:
         return next(d for d in self.get(endpoint).deployments if d.id == deployment_id)
 
     def _record_deployment(
-        self, endpoint: str, deployment: str, version_id: str, batching: Batching, engine: str, traffic: int | None
+        self,
+        endpoint: str,
+        deployment: str,
+        version_id: str,
+        batching: Batching,
+        engine: str,
+        traffic: int | None,
+        strict: bool = False,
     ) -> tuple[int, str]:
         """Write the deployment of a version into the tables (the previous state remembered); revision and id."""
         with self._ws.store.write() as session:
@@ -277,7 +289,7 @@ class Endpoints:
                 session.add(row)
                 rows.append(row)
             row.model_version_id = version_id
-            row.settings = {"batching": _batching_dict(batching), "engine": engine}
+            row.settings = {"batching": _batching_dict(batching), "engine": engine, "strict": bool(strict)}
             row.status = "active"
             row.updated_at = utcnow()
             if traffic is not None:
@@ -519,6 +531,7 @@ class Endpoints:
                     engine=str(d.settings.get("engine", "auto")),
                     created_at=d.created_at,
                     updated_at=d.updated_at,
+                    strict=bool(d.settings.get("strict", False)),
                 )
                 for d, m, v in rows
             ]
@@ -727,6 +740,7 @@ class Endpoints:
                             classes=onnx.get("classes"),
                         ),
                         example=self._example(version),
+                        strict=bool(row.settings.get("strict", False)),
                     )
                 )
             settings = ep.settings

@@ -58,6 +58,8 @@ def endpoint_openapi(spec: EndpointSpec) -> dict[str, Any]:
     deployments = [d.name for d in spec.deployments]
     versions = list(dict.fromkeys([*deployments, *(str(d.model_version) for d in spec.deployments)]))
     keyed = spec.auth == "key"
+    # Fields the model does not take are refused only when every deployment is strict; a request may go to any.
+    strict = bool(spec.deployments) and all(d.strict for d in spec.deployments)
     paths = _paths(keyed)
     document: JSON = {
         "openapi": "3.1.0",
@@ -73,7 +75,7 @@ def endpoint_openapi(spec: EndpointSpec) -> dict[str, Any]:
         ],
         "paths": paths,
         "components": {
-            "schemas": _schemas(inputs, spec.name, versions),
+            "schemas": _schemas(inputs, spec.name, versions, strict=strict),
             "parameters": _parameters(spec.name, deployments, versions),
             "responses": _responses(),
         },
@@ -148,17 +150,23 @@ def _example_record(inputs: Sequence[Mapping[str, Any]]) -> JSON:
     return {str(c["name"]): _EXAMPLE_VALUES.get(str(c.get("type", "string")), "a") for c in inputs}
 
 
-def _schemas(inputs: Sequence[Mapping[str, Any]], model_name: str, versions: list[str]) -> JSON:
+def _schemas(inputs: Sequence[Mapping[str, Any]], model_name: str, versions: list[str], *, strict: bool) -> JSON:
     names = [str(c["name"]) for c in inputs]
     example = _example_record(inputs)
     if inputs:
         record: JSON = {
             "type": "object",
-            "description": "One row: a field per signature input. Optional inputs may be null or left out.",
+            "description": "One row: a field per signature input. Optional inputs may be null or left out. "
+            + (
+                "Other fields are refused (the deployments are strict)."
+                if strict
+                else "Other fields (an id, a timestamp) are left out of scoring and named in the "
+                "`conveyor-ignored-fields` response header."
+            ),
             "properties": {str(c["name"]): _cell(c) for c in inputs},
             "required": [str(c["name"]) for c in inputs if c.get("required", True)],
-            # Unknown fields are refused (with a "did you mean"), not ignored: a typo must not score silently.
-            "additionalProperties": False,
+            # Strict deployments refuse unknown fields (with a "did you mean"); the others ignore them, as MLflow.
+            "additionalProperties": not strict,
             "examples": [example],
         }
     else:
@@ -215,20 +223,30 @@ def _schemas(inputs: Sequence[Mapping[str, Any]], model_name: str, versions: lis
                 "predictions": {"type": "array", "description": "One prediction per record, in order."},
                 "model": {"type": "string", "description": "The model version that scored, NAME:VERSION."},
                 "deployment": {"type": "string", "description": "The deployment that scored."},
+                "ignored_fields": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "Fields of the records the model does not take, left out of scoring (only "
+                    "present when there were some).",
+                },
             },
         },
-        **_mlflow_schemas(inputs, names, example, row),
+        **_mlflow_schemas(inputs, names, example, row, strict=strict),
         **_v2_schemas(inputs, model_name, versions, example),
         **_metadata_schemas(),
     }
 
 
-def _mlflow_schemas(inputs: Sequence[Mapping[str, Any]], names: list[str], example: JSON, row: JSON) -> JSON:
+def _mlflow_schemas(
+    inputs: Sequence[Mapping[str, Any]], names: list[str], example: JSON, row: JSON, *, strict: bool
+) -> JSON:
     columns: JSON = {
         "type": "array",
-        "items": {"type": "string", "enum": names} if names else {"type": "string"},
+        # Only strict deployments refuse a column the signature does not have.
+        "items": {"type": "string", "enum": names} if names and strict else {"type": "string"},
         "uniqueItems": True,
     }
+    cell: JSON = {"anyOf": [_SCALAR, {"type": "array", "items": _SCALAR, "minItems": 1}]}
     tf_forms: list[JSON] = [
         {"$ref": _REF + "Records"},
         {"type": "array", "items": {"$ref": _REF + "Row"}, "minItems": 1, "description": "A list of rows."},
@@ -236,8 +254,14 @@ def _mlflow_schemas(inputs: Sequence[Mapping[str, Any]], names: list[str], examp
             "type": "object",
             "minProperties": 1,
             "description": "An object of columns (lists of the same length), or of one record's values.",
-            "additionalProperties": {"anyOf": [_SCALAR, {"type": "array", "items": _SCALAR, "minItems": 1}]},
-            **({"propertyNames": {"enum": names}} if names else {}),
+            **(
+                {"additionalProperties": cell, "propertyNames": {"enum": names}}
+                if names and strict
+                # Lenient: the inputs' values are checked; any other field is left out, whatever it holds.
+                else {"properties": dict.fromkeys(names, cell), "additionalProperties": True}
+                if names
+                else {"additionalProperties": cell}
+            ),
         },
     ]
     if len(names) == 1:
@@ -512,7 +536,13 @@ def _paths(keyed: bool) -> JSON:
             "description": "The deployment that scored.",
             "required": True,
             "schema": {"type": "string"},
-        }
+        },
+        "conveyor-ignored-fields": {
+            "description": "The request's fields (columns, tensors) that the model does not take and that were "
+            "left out of scoring, comma-separated and percent-encoded; absent when there were none.",
+            "required": False,
+            "schema": {"type": "string"},
+        },
     }
     scoring_errors = {
         "400": _ref("responses", "BadRequest"),

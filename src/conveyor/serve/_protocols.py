@@ -36,6 +36,11 @@ Column values follow the signature type:
 - ``string``, ``binary`` and any other type: object holding text; numbers and booleans sent for a text column
   become their JSON text (``7`` becomes ``"7"``).
 
+Fields, columns or tensors the signature does not have (an id, a timestamp) are refused with ``strict=True``
+(the decoders' default) and, with ``strict=False`` (a deployment's default), left out as MLflow does: the rows
+are scored on the inputs the model takes, and the names left out are appended to the caller's ``ignored``
+list, so the response can say so.
+
 A null is refused in a column the signature marks required. Every refusal raises
 ``conveyor.errors.InvalidSpec`` (HTTP 422) with a message that names the field, tensor or key and the fix; no
 other exception escapes for any JSON value.
@@ -158,6 +163,45 @@ def _plan(signature: Mapping[str, Any]) -> _Plan:
         _PLANS.clear()
     _PLANS[id(signature)] = (signature, plan)
     return plan
+
+
+class _Extras:
+    """What to do with names the signature does not have: refuse them (strict), or note them and go on."""
+
+    __slots__ = ("names", "strict")
+
+    def __init__(self, strict: bool, names: list[str] | None) -> None:
+        self.strict = strict
+        self.names = names if names is not None else []
+
+    def found(self, extra: Sequence[Any], plan: _Plan, noun: str) -> None:
+        if self.strict:
+            _unknown(extra, plan, noun)
+        seen = set(self.names)
+        for name in extra:
+            text = str(name)
+            if text not in seen:
+                seen.add(text)
+                self.names.append(text)
+
+    def explain(self, exc: InvalidSpec, plan: _Plan) -> InvalidSpec:
+        """``exc`` saying which fields were left out, with a "did you mean" (a typo no longer fails alone)."""
+        if not self.names:
+            return exc
+        shown = ", ".join(repr(n) for n in self.names[:5]) + (", ..." if len(self.names) > 5 else "")
+        hint = next((h for h in (did_you_mean(n, plan.known) for n in self.names[:20]) if h), "")
+        return InvalidSpec(
+            f"{exc.message} The model does not take {shown}, so {'it was' if len(self.names) == 1 else 'they were'} "
+            f"left out.{hint}",
+            **exc.details,
+        )
+
+
+_REFUSE = _Extras(True, None)
+
+
+def _extras(strict: bool, ignored: list[str] | None) -> _Extras:
+    return _REFUSE if strict else _Extras(False, ignored)
 
 
 _EXAMPLES: dict[str, object] = {
@@ -384,33 +428,43 @@ def _untyped(raw: Mapping[str, list[Any]]) -> Columns:
 # --- POST /predict: records --------------------------------------------------------------------------------
 
 
-def records_to_columns(records: Any, signature: Mapping[str, Any]) -> Columns:
+def records_to_columns(
+    records: Any, signature: Mapping[str, Any], *, strict: bool = True, ignored: list[str] | None = None
+) -> Columns:
     """Check a ``POST /predict`` body against the signature and return its columns.
 
     Args:
         records: the parsed JSON body, a list of records or ``{"records": [...]}``.
         signature: the model version's signature, ``{"inputs": [{"name", "type", "required"}], ...}``.
+        strict: refuse fields the signature does not have; when False they are left out (as MLflow does).
+        ignored: with ``strict=False``, receives the names of the fields left out (each once, as first seen).
 
     Returns:
         One array per signature input, in signature order (see the module docstring for the dtypes). Without
         signature inputs, the records' own fields with types pandas infers.
 
     Raises:
-        InvalidSpec: the body is not a non-empty list of objects, a field is unknown (with "did you mean"), a
-            required field is missing or null, or a value does not fit its column's type.
+        InvalidSpec: the body is not a non-empty list of objects, a field is unknown (with "did you mean") and
+            ``strict``, a required field is missing or null, or a value does not fit its column's type.
     """
     plan = _plan(signature)
     if isinstance(records, dict) and "records" in records:
         records = records["records"]
-    return _records(records, plan, "The body")
+    extras = _extras(strict, ignored)
+    try:
+        return _records(records, plan, "The body", extras)
+    except InvalidSpec as exc:
+        raise extras.explain(exc, plan) from None
 
 
-def records_to_frame(records: Any, signature: Mapping[str, Any]) -> pd.DataFrame:
+def records_to_frame(
+    records: Any, signature: Mapping[str, Any], *, strict: bool = True, ignored: list[str] | None = None
+) -> pd.DataFrame:
     """``records_to_columns`` as the DataFrame the model takes; see there for arguments and errors."""
-    return columns_to_frame(records_to_columns(records, signature))
+    return columns_to_frame(records_to_columns(records, signature, strict=strict, ignored=ignored))
 
 
-def _records(records: Any, plan: _Plan, what: str) -> Columns:
+def _records(records: Any, plan: _Plan, what: str, extras: _Extras) -> Columns:
     if not isinstance(records, list) or not records or not all(isinstance(r, dict) for r in records):
         raise InvalidSpec(f"{what} must be a non-empty JSON list of records, e.g. {plan.example}.")
     if not plan.columns:
@@ -419,7 +473,7 @@ def _records(records: Any, plan: _Plan, what: str) -> Columns:
     known = plan.known
     for record in records:
         if not record.keys() <= known:
-            _unknown(sorted(record.keys() - known), plan, "field")
+            extras.found([key for key in record if key not in known], plan, "field")
     if len(records) == 1:
         record = records[0]
         return {c.name: c.cast([record.get(c.name)], c, "Field", "record") for c in plan.columns}
@@ -434,7 +488,7 @@ def _unknown(extra: Sequence[Any], plan: _Plan, noun: str) -> None:
     )
 
 
-def _rows(rows: Any, names: Sequence[str], plan: _Plan, what: str) -> Columns:
+def _rows(rows: Any, names: Sequence[str], plan: _Plan, what: str, extras: _Extras) -> Columns:
     """Columns from a list of rows, each a list of values in the order of ``names``."""
     if not isinstance(rows, list) or not rows:
         raise InvalidSpec(f"{what} must be a non-empty JSON list of rows.")
@@ -444,23 +498,30 @@ def _rows(rows: Any, names: Sequence[str], plan: _Plan, what: str) -> Columns:
             got = f"{len(row)} values" if isinstance(row, list) else _kind(row)
             raise InvalidSpec(f"Row {i} of {what} must be a list of {width} values ({', '.join(names)}); got {got}.")
     raw = dict(zip(names, map(list, zip(*rows, strict=True)), strict=True))
-    return _typed(raw, len(rows), plan, "Column", "row")
+    return _typed(raw, len(rows), plan, "Column", "row", extras)
 
 
-def _typed(raw: Mapping[str, list[Any]], n: int, plan: _Plan, noun: str, unit: str) -> Columns:
+def _typed(raw: Mapping[str, list[Any]], n: int, plan: _Plan, noun: str, unit: str, extras: _Extras) -> Columns:
     """Cast named raw columns of ``n`` values each; absent signature columns are all null."""
     if not plan.columns:
         return _untyped(raw)
     extra = [name for name in raw if name not in plan.known]
     if extra:
-        _unknown(extra, plan, noun.lower())
+        extras.found(extra, plan, noun.lower())
     return {c.name: c.cast(raw.get(c.name) or [None] * n, c, noun, unit) for c in plan.columns}
 
 
 # --- MLflow: POST /invocations -----------------------------------------------------------------------------
 
 
-def mlflow_to_columns(payload: Any, content_type: str, signature: Mapping[str, Any]) -> Columns:
+def mlflow_to_columns(
+    payload: Any,
+    content_type: str,
+    signature: Mapping[str, Any],
+    *,
+    strict: bool = True,
+    ignored: list[str] | None = None,
+) -> Columns:
     """Check an MLflow scoring request (as ``mlflow models serve`` takes it) and return its columns.
 
     JSON bodies hold exactly one of ``dataframe_split`` (``{"columns", "data", "index"?}``),
@@ -472,15 +533,25 @@ def mlflow_to_columns(payload: Any, content_type: str, signature: Mapping[str, A
         payload: the raw body (bytes or str), or for JSON the already parsed value.
         content_type: the request's Content-Type, e.g. ``application/json; charset=utf-8``.
         signature: the model version's signature.
+        strict: refuse columns the signature does not have; when False they are left out (as MLflow does).
+        ignored: with ``strict=False``, receives the names of the columns left out.
 
     Raises:
         InvalidSpec: an unsupported content type or charset, a body that does not parse, not exactly one input
             key, a malformed shape, or values that do not fit the signature.
     """
     plan = _plan(signature)
+    extras = _extras(strict, ignored)
+    try:
+        return _mlflow(payload, content_type, plan, extras)
+    except InvalidSpec as exc:
+        raise extras.explain(exc, plan) from None
+
+
+def _mlflow(payload: Any, content_type: str, plan: _Plan, extras: _Extras) -> Columns:
     mime = _media_type(content_type)
     if mime == "text/csv":
-        return _csv(_text(payload), plan)
+        return _csv(_text(payload), plan, extras)
     body = parse_json(payload) if isinstance(payload, bytes | bytearray | memoryview | str) else payload
     if not isinstance(body, dict):
         raise InvalidSpec(
@@ -502,15 +573,22 @@ def mlflow_to_columns(payload: Any, content_type: str, signature: Mapping[str, A
     key = keys[0]
     data = body[key]
     if key == "dataframe_split":
-        return _split(data, plan)
+        return _split(data, plan, extras)
     if key == "dataframe_records":
-        return _records(data, plan, "'dataframe_records'")
-    return _tf_serving(data, key, plan)
+        return _records(data, plan, "'dataframe_records'", extras)
+    return _tf_serving(data, key, plan, extras)
 
 
-def mlflow_to_frame(payload: Any, content_type: str, signature: Mapping[str, Any]) -> pd.DataFrame:
+def mlflow_to_frame(
+    payload: Any,
+    content_type: str,
+    signature: Mapping[str, Any],
+    *,
+    strict: bool = True,
+    ignored: list[str] | None = None,
+) -> pd.DataFrame:
     """``mlflow_to_columns`` as the DataFrame the model takes; see there for arguments and errors."""
-    return columns_to_frame(mlflow_to_columns(payload, content_type, signature))
+    return columns_to_frame(mlflow_to_columns(payload, content_type, signature, strict=strict, ignored=ignored))
 
 
 def mlflow_response(predictions: Any) -> dict[str, Any]:
@@ -565,7 +643,7 @@ def _text(payload: Any) -> str:
     raise InvalidSpec(f"A text/csv body must be text; got {_kind(payload)}.")
 
 
-def _split(data: Any, plan: _Plan) -> Columns:
+def _split(data: Any, plan: _Plan, extras: _Extras) -> Columns:
     if not isinstance(data, dict):
         raise InvalidSpec(
             f'\'dataframe_split\' must be an object {{"columns": [...], "data": [[...], ...]}}; got {_kind(data)}.'
@@ -593,35 +671,35 @@ def _split(data: Any, plan: _Plan) -> Columns:
     index = data.get("index")
     if index is not None and (not isinstance(index, list) or (isinstance(rows, list) and len(index) != len(rows))):
         raise InvalidSpec("'dataframe_split.index' must be a list with one label per row of 'data', or left out.")
-    return _rows(rows, names, plan, "'dataframe_split.data'")
+    return _rows(rows, names, plan, "'dataframe_split.data'", extras)
 
 
-def _tf_serving(data: Any, key: str, plan: _Plan) -> Columns:
+def _tf_serving(data: Any, key: str, plan: _Plan, extras: _Extras) -> Columns:
     if isinstance(data, dict):
         if data and not any(isinstance(v, list) for v in data.values()):
             # An object of scalars is one record, as MLflow reads it.
-            return _records([data], plan, f"{key!r}")
-        return _column_object(data, plan, key)
+            return _records([data], plan, f"{key!r}", extras)
+        return _column_object(data, plan, key, extras)
     if not isinstance(data, list) or not data:
         raise InvalidSpec(
             f"{key!r} must be a non-empty list of records, a list of rows or an object of columns; "
             f"got {_kind(data) if data != [] else 'an empty list'}."
         )
     if all(isinstance(r, dict) for r in data):
-        return _records(data, plan, f"{key!r}")
+        return _records(data, plan, f"{key!r}", extras)
     if all(isinstance(r, list) for r in data):
         if not plan.columns:
             raise InvalidSpec(f"{key!r} as a list of rows needs a signature to name the columns; send records.")
-        return _rows(data, plan.names, plan, f"{key!r}")
+        return _rows(data, plan.names, plan, f"{key!r}", extras)
     if len(plan.columns) == 1 and not any(isinstance(v, dict | list) for v in data):
-        return _typed({plan.names[0]: data}, len(data), plan, "Column", "row")
+        return _typed({plan.names[0]: data}, len(data), plan, "Column", "row", extras)
     raise InvalidSpec(
         f"{key!r} must be a list of records (objects), a list of rows (lists) or an object of columns; "
         "it mixes kinds or holds plain values."
     )
 
 
-def _column_object(data: dict[str, Any], plan: _Plan, key: str) -> Columns:
+def _column_object(data: dict[str, Any], plan: _Plan, key: str, extras: _Extras) -> Columns:
     lengths = set()
     for name, values in data.items():
         if not isinstance(values, list):
@@ -631,10 +709,10 @@ def _column_object(data: dict[str, Any], plan: _Plan, key: str) -> Columns:
         raise InvalidSpec(
             f"The columns of {key!r} must be non-empty lists of the same length; got lengths {sorted(lengths)}."
         )
-    return _typed(data, lengths.pop(), plan, "Column", "row")
+    return _typed(data, lengths.pop(), plan, "Column", "row", extras)
 
 
-def _csv(text: str, plan: _Plan) -> Columns:
+def _csv(text: str, plan: _Plan, extras: _Extras) -> Columns:
     if not plan.columns:
         # No signature to type the cells: let pandas infer them, as MLflow does.
         try:
@@ -659,7 +737,7 @@ def _csv(text: str, plan: _Plan) -> Columns:
         name: [_csv_value(cell, plan.by_name.get(name)) for cell in cells]
         for name, cells in zip(header, zip(*rows, strict=True), strict=True)
     }
-    return _typed(raw, len(rows), plan, "Column", "row")
+    return _typed(raw, len(rows), plan, "Column", "row", extras)
 
 
 _CSV_BOOLEANS = {"true": True, "false": False}
@@ -713,7 +791,9 @@ def _v2_accepts(kind: str, datatype: str) -> bool:
     return datatype == "BYTES"
 
 
-def v2_to_columns(payload: Any, signature: Mapping[str, Any]) -> tuple[Columns, str | None, list[str] | None]:
+def v2_to_columns(
+    payload: Any, signature: Mapping[str, Any], *, strict: bool = True, ignored: list[str] | None = None
+) -> tuple[Columns, str | None, list[str] | None]:
     """Check an Open Inference Protocol infer request and return its columns.
 
     Two layouts are taken: one tensor per signature input (named as the input, shape ``[N]`` or ``[N, 1]``;
@@ -725,6 +805,9 @@ def v2_to_columns(payload: Any, signature: Mapping[str, Any]) -> tuple[Columns, 
     Args:
         payload: the parsed JSON body (or its bytes).
         signature: the model version's signature.
+        strict: refuse input tensors the signature does not have; when False they are left out (they must still
+            be well-formed tensors with unique names; their values are not checked against a type).
+        ignored: with ``strict=False``, receives the names of the tensors left out.
 
     Returns:
         ``(columns, request_id, requested_outputs)``: ``request_id`` is the request's ``id`` (echo it in the
@@ -756,12 +839,18 @@ def v2_to_columns(payload: Any, signature: Mapping[str, Any]) -> tuple[Columns, 
         raise InvalidSpec(f"Input tensor {twice!r} is sent twice; send each input once.")
     if len(decoded) == 1 and len(decoded[0][1]) == 2 and decoded[0][0] not in plan.known and plan.columns:
         return _v2_matrix(*decoded[0], plan), request_id, outputs
-    return _v2_by_column(decoded, plan), request_id, outputs
+    extras = _extras(strict, ignored)
+    try:
+        return _v2_by_column(decoded, plan, extras), request_id, outputs
+    except InvalidSpec as exc:
+        raise extras.explain(exc, plan) from None
 
 
-def v2_to_frame(payload: Any, signature: Mapping[str, Any]) -> tuple[pd.DataFrame, str | None, list[str] | None]:
+def v2_to_frame(
+    payload: Any, signature: Mapping[str, Any], *, strict: bool = True, ignored: list[str] | None = None
+) -> tuple[pd.DataFrame, str | None, list[str] | None]:
     """``v2_to_columns`` with the DataFrame the model takes; see there for arguments and errors."""
-    columns, request_id, outputs = v2_to_columns(payload, signature)
+    columns, request_id, outputs = v2_to_columns(payload, signature, strict=strict, ignored=ignored)
     return columns_to_frame(columns), request_id, outputs
 
 
@@ -884,14 +973,25 @@ def _fits(value: Any, datatype: str) -> bool:
     return type(value) is (bool if datatype == "BOOL" else str)
 
 
-def _v2_by_column(decoded: list[tuple[str, list[int], str, list[Any]]], plan: _Plan) -> Columns:
+def _v2_by_column(decoded: list[tuple[str, list[int], str, list[Any]]], plan: _Plan, extras: _Extras) -> Columns:
+    for name, _, _, _ in decoded:
+        if plan.columns and name not in plan.known:
+            if extras.strict:
+                raise InvalidSpec(
+                    f"Unknown input tensor {name!r}; the model takes: {', '.join(plan.names)} (one tensor each), "
+                    f"or one [N, {len(plan.columns)}] tensor of all of them in that order."
+                    f"{did_you_mean(name, plan.known)}"
+                )
+            extras.found([name], plan, "input tensor")
+    if plan.columns and not extras.strict:
+        decoded = [d for d in decoded if d[0] in plan.known]
+        if not decoded:
+            raise InvalidSpec(
+                f"None of the input tensors is one the model takes: {', '.join(plan.names)} (one tensor each), or "
+                f"one [N, {len(plan.columns)}] tensor of all of them in that order."
+            )
     rows = {shape[0] for _, shape, _, _ in decoded}
     for name, shape, datatype, flat in decoded:
-        if plan.columns and name not in plan.known:
-            raise InvalidSpec(
-                f"Unknown input tensor {name!r}; the model takes: {', '.join(plan.names)} (one tensor each), or "
-                f"one [N, {len(plan.columns)}] tensor of all of them in that order.{did_you_mean(name, plan.known)}"
-            )
         if len(shape) == 2 and shape[1] != 1:
             raise InvalidSpec(
                 f"Input tensor {name!r} has shape {shape}; a tensor for one input has shape [N] or [N, 1]."
@@ -915,7 +1015,7 @@ def _v2_by_column(decoded: list[tuple[str, list[int], str, list[Any]]], plan: _P
             f"The input tensors hold different numbers of rows ({', '.join(map(str, sorted(rows)))}); "
             "send the same N in every tensor's shape."
         )
-    return _typed({name: flat for name, _, _, flat in decoded}, rows.pop(), plan, "Tensor", "element")
+    return _typed({name: flat for name, _, _, flat in decoded}, rows.pop(), plan, "Tensor", "element", extras)
 
 
 def _v2_matrix(name: str, shape: list[int], datatype: str, flat: list[Any], plan: _Plan) -> Columns:

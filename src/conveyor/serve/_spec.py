@@ -114,6 +114,9 @@ class DeploymentSpec:
     #: A row of the model's own input (from the version's stored input example) that warm-up scores; None:
     #: the version has none, and warm-up makes a row from the signature.
     example: list[dict[str, Any]] | None = None
+    #: Refuse request fields the signature does not have (422); by default they are left out, as MLflow does,
+    #: and named in the ``conveyor-ignored-fields`` response header and the access log.
+    strict: bool = False
 
 
 @dataclass(frozen=True)
