@@ -135,7 +135,7 @@ def automl_models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[An
 
     ws = Workspace.open(tmp_path_factory.mktemp("portable-export") / "ws")
     tabular = _tabular()
-    quick: dict[str, Any] = {"time_budget": 8, "learners": ["linear"]}
+    quick: dict[str, Any] = {"time_budget": 10, "learners": ["linear"]}
     ws.train.automl(tabular.drop(columns=["price"]), "dear", task="classification", **quick, register="clf")
     ws.train.automl(tabular.drop(columns=["dear"]), "price", task="regression", **quick, register="reg")
     ws.train.automl(
