@@ -1,8 +1,10 @@
 """The audit log: every change to the workspace, from any face, appended in the same transaction as the
 change, as a hash chain.
 
-Entry ``n`` stores ``hash = SHA-256(hash(n-1) || canonical(n))`` where ``canonical`` is the JSON array of its
-fields (sequence number, time, actor, role, source, action, targets). Editing an entry changes its hash;
+Entry ``n`` stores ``hash = SHA-256(hash(n-1) US seq US at US actor US role US source US action US targets)``,
+the stored text of its fields joined by the unit separator (U+001F, which no field may hold: it is replaced
+when an entry is written, and the targets are JSON, which escapes it), so verifying re-hashes the raw rows
+without parsing or re-encoding anything. Editing an entry changes its hash;
 deleting one leaves a gap in the sequence; inserting or replacing one breaks the link of the next.
 :meth:`AuditLog.verify` names the first such entry. The chain has no secret key, so it shows that history
 was changed, not who may append: keep a copy of the head hash (``conveyor audit verify --json``) somewhere
@@ -42,7 +44,8 @@ _TABLE: sa.Table = AuditEventRow.__table__  # type: ignore[assignment]
 _LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)")
 _LAST = sa.select(_TABLE.c.seq, _TABLE.c.hash).order_by(_TABLE.c.seq.desc()).limit(1)
 _INSERT = _TABLE.insert()
-_VERIFY_SQL = "SELECT seq, at, actor, role, source, action, targets, prev_hash, hash FROM audit_events ORDER BY seq"
+_US = "\x1f"
+_VERIFY_SQL = "SELECT seq, prev_hash, hash, at, actor, role, source, action, targets FROM audit_events ORDER BY seq"
 
 
 @dataclass(frozen=True)
@@ -79,8 +82,12 @@ def stamp(at: datetime) -> str:
 
 def entry_hash(prev_hash: str, seq: int, at: str, actor: str, role: str, source: str, action: str, targets: str) -> str:
     """The chain hash of one entry, from the values exactly as stored (``at`` and ``targets`` are text)."""
-    body = orjson.dumps([seq, at, actor, role, source, action]) + b"\n" + targets.encode("utf-8")
-    return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + body).hexdigest()
+    payload = _US.join((prev_hash, str(seq), at, actor, role, source, action, targets))
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _field(text: str, limit: int) -> str:
+    return text.replace(_US, "\ufffd")[:limit]
 
 
 def _targets(changes: list[Change]) -> list[list[str]]:
@@ -109,7 +116,8 @@ def audit_hook(dialect: str, default: Callable[[], Principal]) -> Callable[[Sess
         last = conn.execute(_LAST).first()
         seq, prev = (1, GENESIS) if last is None else (last[0] + 1, last[1])
         at, targets_text = stamp(utcnow()), orjson.dumps(targets).decode("utf-8")
-        actor, role, source, action = principal.name[:128], principal.role[:32], principal.source[:255], action[:512]
+        actor, role = _field(principal.name, 128), _field(principal.role, 32)
+        source, action = _field(principal.source, 255), _field(action, 512)
         digest = entry_hash(prev, seq, at, actor, role, source, action, targets_text)
         values = {"seq": seq, "at": at, "actor": actor, "role": role, "source": source, "action": action}
         conn.execute(_INSERT, {**values, "targets": targets_text, "prev_hash": prev, "hash": digest})
@@ -171,17 +179,16 @@ class AuditLog:
         """Walk the whole chain and report the first entry that was edited, inserted or deleted."""
         started = time.perf_counter()
         expected_seq, prev, count = 1, GENESIS, 0
-        sha256, dumps = hashlib.sha256, orjson.dumps
+        sha256, join = hashlib.sha256, _US.join
         problem: str | None = None
         bad: int | None = None
         # Raw rows straight from the driver: the stored text is what was hashed, so nothing needs parsing.
         with self._store.read() as session:
             cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
             cursor.execute(_VERIFY_SQL)
-            rows = iter(lambda: cursor.fetchmany(20_000), [])
-            for seq, at, actor, role, source, action, targets, prev_hash, digest in (
-                r for chunk in rows for r in chunk
-            ):
+            chunks = iter(lambda: cursor.fetchmany(20_000), [])
+            for row in (row for chunk in chunks for row in chunk):
+                seq, prev_hash, digest = row[0], row[1], row[2]
                 if seq != expected_seq:
                     bad = seq
                     if seq > expected_seq:
@@ -201,8 +208,8 @@ class AuditLog:
                         "was inserted or replaced there"
                     )
                     break
-                body = dumps([seq, at, actor, role, source, action]) + b"\n" + targets.encode("utf-8")
-                if sha256(prev.encode("ascii") + b"\n" + body).hexdigest() != digest:
+                payload = join((prev_hash, str(seq), *row[3:]))
+                if sha256(payload.encode("utf-8")).hexdigest() != digest:
                     bad, problem = seq, f"entry {seq} was edited: its content no longer matches its hash"
                     break
                 prev, expected_seq, count = digest, seq + 1, count + 1
