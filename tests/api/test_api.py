@@ -19,11 +19,16 @@ def client(workspace):  # type: ignore[no-untyped-def]
     return api_client(workspace)
 
 
-def test_health_reports_the_workspace(client, workspace) -> None:  # type: ignore[no-untyped-def]
-    body = client.get("/api/v1/health").json()
-    assert body["status"] == "ok"
-    assert body["workspace"]["home"] == str(workspace.settings.home)
-    assert body["workspace"]["db_backend"] == "sqlite"
+def test_health_is_public_and_the_workspace_is_not(client, workspace) -> None:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    anonymous = TestClient(client.app, base_url="http://127.0.0.1")
+    body = anonymous.get("/api/v1/health").json()
+    assert body["status"] == "ok" and set(body) == {"status", "version"}, "health names no path or URL"
+    assert anonymous.get("/api/v1/workspace").status_code == 401
+    described = client.get("/api/v1/workspace").json()["workspace"]
+    assert described["home"] == str(workspace.settings.home)
+    assert described["db_backend"] == "sqlite"
 
 
 def test_resources_are_served_from_the_services(client, workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

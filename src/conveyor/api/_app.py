@@ -135,10 +135,9 @@ def create_app(
 
     # Health answers without a token (load balancers, probes); everything else goes through authorize.
     app.include_router(health.router, prefix=API_PREFIX, responses={503: ERROR_RESPONSES[503]})
-    for module in (data, datastores, runs, models, endpoints, pipelines, train, batch, lineage, governance):
-        app.include_router(
-            module.router, prefix=API_PREFIX, dependencies=[Depends(authorize)], responses=ERROR_RESPONSES
-        )
+    routers = [m.router for m in (data, datastores, runs, models, endpoints, pipelines, train, batch, lineage)]
+    for router in (health.workspace_router, *routers, governance.router):
+        app.include_router(router, prefix=API_PREFIX, dependencies=[Depends(authorize)], responses=ERROR_RESPONSES)
     _errors_are_json(app)
     missing = [f"{method} {path}" for method, path in api_routes(app) if permission_for(method, path) is None]
     if missing:

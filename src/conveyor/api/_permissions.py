@@ -17,6 +17,7 @@ __all__ = ["ROUTE_PERMISSIONS", "permission_for", "routes_markdown"]
 ROUTE_PERMISSIONS: MappingProxyType[tuple[str, str], str] = MappingProxyType(
     {
         ("GET", "/api/v1/health"): "public",
+        ("GET", "/api/v1/workspace"): "read",
         # data
         ("GET", "/api/v1/data"): "read",
         ("POST", "/api/v1/data/sql"): "read",

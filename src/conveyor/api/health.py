@@ -1,4 +1,5 @@
-"""``/api/v1/health``: is the server up, and can it reach its metadata database."""
+"""``/api/v1/health``: is the server up and can it reach its metadata database (public, says nothing else);
+``/api/v1/workspace``: where the workspace keeps things (for callers with a token)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,18 @@ from conveyor._version import __version__
 from conveyor.api._deps import WorkspaceDep
 
 router = APIRouter(tags=["health"])
+workspace_router = APIRouter(tags=["health"])
 
 
-@router.get("/health", summary="Server and metadata-store health")
+@router.get("/health", summary="Server and metadata-store health (no token needed)")
 def health(ws: WorkspaceDep) -> dict[str, Any]:
-    """``{"status": "ok", "version", "workspace"}``; 503 when the metadata database does not answer."""
+    """``{"status": "ok", "version"}``; 503 when the metadata database does not answer. Anyone may ask, so
+    it names no path, URL or backend."""
     with ws.store.read() as session:
         session.execute(sa.text("SELECT 1"))
-    return {"status": "ok", "version": __version__, "workspace": ws.describe()}
+    return {"status": "ok", "version": __version__}
+
+
+@workspace_router.get("/workspace", summary="Where the workspace keeps things (passwords masked)")
+def workspace(ws: WorkspaceDep) -> dict[str, Any]:
+    return {"version": __version__, "workspace": ws.describe()}

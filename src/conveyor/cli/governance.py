@@ -146,7 +146,9 @@ def tokens_list(
         if not tokens:
             console.print("No tokens. `conveyor tokens create` makes one.")
             return
-        table = Table("id", "user", "name", "starts", "status", "expires", "last used", box=None)
+        table = Table(box=None)
+        for column in ("id", "user", "name", "starts", "status", "expires", "last used"):
+            table.add_column(column, no_wrap=column != "name")
         for t in tokens:
             table.add_row(
                 t.id,
@@ -197,7 +199,11 @@ def audit_list(
         if not events:
             console.print("No audit entries match.")
             return
-        grid = Table("#", "when", "who", "role", "from", "action", "changed", box=None)
+        grid = Table(box=None)
+        for column in ("#", "when", "who", "role", "from"):
+            grid.add_column(column, no_wrap=True)
+        grid.add_column("action")
+        grid.add_column("changed")
         for e in events:
             changed = ", ".join(sorted({f"{t[1]} {t[0]}" for t in e.targets if len(t) == 3}))
             grid.add_row(str(e.seq), fmt_time(e.at), e.actor, e.role, e.source, e.action, changed)
