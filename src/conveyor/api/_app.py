@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from conveyor._json import dumps
 from conveyor._version import __version__
 from conveyor.errors import ConveyorError
+from conveyor.governance import local_principal
 from conveyor.workspace import Workspace
 
 __all__ = ["API_PREFIX", "ERROR_RESPONSES", "api_routes", "create_app"]
@@ -105,6 +106,7 @@ def create_app(
     )
     app.state.workspace = ws
     app.state.auth = auth
+    app.state.local_user = local_principal("api")  # who --no-auth callers act as
 
     @app.exception_handler(ConveyorError)
     async def conveyor_error(_: Request, exc: ConveyorError) -> ORJSONResponse:

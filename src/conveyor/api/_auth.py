@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from conveyor._json import dumps
 from conveyor.api._permissions import permission_for
 from conveyor.errors import Forbidden, Unauthorized
-from conveyor.governance import PERMISSIONS, Principal, local_principal, role_allows
+from conveyor.governance import PERMISSIONS, Principal, role_allows
 from conveyor.governance._context import set_principal
 
 __all__ = ["BrowserGuard", "CallerDep", "allowed_hosts", "authorize", "require"]
@@ -62,7 +62,7 @@ async def authorize(
     address = request.client.host if request.client else "unknown"
     mode: str = request.app.state.auth
     if mode == "none":
-        principal = local_principal("api").doing(action)
+        principal = request.app.state.local_user.doing(action)
     elif permission == "public":
         principal = Principal(name="anonymous", role="reader", source=f"api:{address}", action=action)
     else:
