@@ -62,7 +62,8 @@ async def authorize(
     address = request.client.host if request.client else "unknown"
     mode: str = request.app.state.auth
     if mode == "none":
-        principal = request.app.state.local_user.doing(action)
+        local: Principal = request.app.state.local_user
+        principal = local.doing(action)
     elif permission == "public":
         principal = Principal(name="anonymous", role="reader", source=f"api:{address}", action=action)
     else:
