@@ -673,8 +673,8 @@ def _search_and_finish(  # noqa: PLR0912, PLR0915
         while True:
             if time.monotonic() >= search_deadline():
                 break
-            quickest = min((r.seconds for r in records if r.state == "complete"), default=0.0)
-            if kept and time.monotonic() + quickest >= search_deadline():
+            typical = float(np.median([r.seconds for r in records if r.state in ("complete", "stopped")] or [0.0]))
+            if kept and time.monotonic() + typical >= search_deadline():
                 break  # no trial would finish: keep the worker idle for the refit rather than kill it mid-trial
             if max_trials is not None and len(records) >= max_trials:
                 stopped_because = f"max trials ({max_trials})"

@@ -57,14 +57,20 @@ class AutoMLModel(BaseEstimator):  # type: ignore[misc]
     def _frame(self, x: Any) -> pd.DataFrame:
         return x if isinstance(x, pd.DataFrame) else pd.DataFrame(x, columns=self.feature_names)
 
-    def _member_output(self, pipelines: list[Any], frame: pd.DataFrame) -> np.ndarray[Any, Any]:
+    def _array_featurizers(self) -> bool:
+        from conveyor.train._featurize import Featurizer
+
+        steps = [getattr(p, "named_steps", {}).get("features") for ps, _ in self.members or [] for p in ps]
+        return bool(steps) and all(isinstance(s, Featurizer) for s in steps)
+
+    def _member_output(self, pipelines: list[Any], frame: Any) -> np.ndarray[Any, Any]:
         outputs = []
         k = len(self.classes_)
         for pipeline in pipelines:
             if self.task == "classification":
                 proba = np.asarray(pipeline.predict_proba(frame), dtype=float)
                 columns = np.asarray(pipeline.classes_, dtype=int)
-                full = np.zeros((len(frame), k))
+                full = np.zeros((len(proba), k))
                 full[:, columns] = proba
                 outputs.append(full)
             else:
@@ -72,7 +78,9 @@ class AutoMLModel(BaseEstimator):  # type: ignore[misc]
         return np.asarray(np.mean(outputs, axis=0))
 
     def _combined(self, x: Any) -> np.ndarray[Any, Any]:
-        frame = self._frame(x)
+        frame: Any = self._frame(x)
+        if self._array_featurizers():  # the request's columns leave pandas once, not once per member and fold
+            frame = {str(c): frame[c].to_numpy() for c in frame.columns}
         total = 0.0
         combined: np.ndarray[Any, Any] | None = None
         for pipelines, weight in self.members or []:

@@ -301,11 +301,15 @@ class Featurizer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     # -- transforming ----------------------------------------------------------------------------------
 
     def transform(self, x: Any) -> np.ndarray[Any, np.dtype[np.float64]]:
+        """Features of ``x``: a DataFrame, or a dict of column arrays (what ``AutoMLModel`` hands over once for
+        every member, so a request's columns are taken out of pandas only once)."""
+        if isinstance(x, dict):
+            return self._finish(self._raw(x, None))
         frame = x if isinstance(x, pd.DataFrame) else pd.DataFrame(x, columns=self.feature_names_in_)
         return self._finish(self._raw(frame, None))
 
-    def _raw(self, frame: pd.DataFrame, encoded: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
-        n = len(frame)
+    def _raw(self, frame: Any, encoded: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
+        n = len(next(iter(frame.values()), ())) if isinstance(frame, dict) else len(frame)
         blocks: list[np.ndarray[Any, Any]] = []
         if self.numeric_:
             blocks.append(np.column_stack([_as_float(frame[c]) for c in self.numeric_]))
@@ -332,7 +336,7 @@ class Featurizer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
                 onehot[rows[~known], len(levels)] = 1.0
             blocks.append(onehot)
         for name, step in zip(self.text_, self.text_steps_, strict=True):
-            blocks.append(np.asarray(step.transform(frame[[name]]), dtype=float))
+            blocks.append(np.asarray(step.transform(pd.DataFrame({name: frame[name]})), dtype=float))
         return np.hstack(blocks) if blocks else np.empty((n, 0))
 
     def _scaled_columns(self) -> np.ndarray[Any, Any]:
