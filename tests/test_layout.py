@@ -11,7 +11,7 @@ import pytest
 import conveyor
 
 SRC = Path(conveyor.__file__).parent
-SERVICES = ["data", "tracking", "registry", "train", "serve", "governance", "quickstart", "pipelines"]
+SERVICES = ["data", "tracking", "registry", "train", "serve", "governance", "quickstart", "pipelines", "monitor"]
 FACES = ("fastapi", "typer", "conveyor.cli", "conveyor.api", "rich", "click")
 
 
@@ -168,6 +168,24 @@ def test_top_level_api() -> None:
                 "pipeline",
                 "sql_step",
                 "step",
+            ],
+        ),
+        (
+            "conveyor.monitor",
+            [
+                "CategoricalSketch",
+                "Column",
+                "ColumnDrift",
+                "DriftMetric",
+                "DriftReport",
+                "Monitors",
+                "NumericSketch",
+                "Score",
+                "Table",
+                "compute_drift",
+                "default_metric",
+                "drift_metrics",
+                "get_metric",
             ],
         ),
         ("conveyor.api", ["API_PREFIX", "create_app"]),

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from conveyor.data import DataAssets, Datastores
     from conveyor.governance import AuditLog, Identities, Lineage, Secrets
     from conveyor.governance._context import Principal
+    from conveyor.monitor import Monitors
     from conveyor.pipelines import Pipelines
     from conveyor.registry import Registry
     from conveyor.serve import Endpoints
@@ -214,6 +215,13 @@ class Workspace:
         from conveyor.serve._batch import BatchScoring
 
         return BatchScoring(self)
+
+    @cached_property
+    def monitors(self) -> Monitors:
+        """Drift between data sets (later: monitors of endpoints, alerts, retraining)."""
+        from conveyor.monitor import Monitors
+
+        return Monitors(self)
 
     @cached_property
     def lineage(self) -> Lineage:
