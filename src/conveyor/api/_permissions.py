@@ -81,6 +81,8 @@ ROUTE_PERMISSIONS: MappingProxyType[tuple[str, str], str] = MappingProxyType(
         ("DELETE", "/api/v1/pipelines/{name}/schedules/{schedule_id}"): "pipelines.run",
         # training
         ("POST", "/api/v1/train"): "train.run",
+        # monitoring
+        ("POST", "/api/v1/drift"): "read",
         # governance
         ("GET", "/api/v1/lineage"): "read",
         ("GET", "/api/v1/me"): "self",

@@ -114,6 +114,7 @@ def _register_commands() -> None:
         data,
         data_quality,
         data_stream,
+        drift,
         endpoints,
         export,
         governance,
@@ -138,6 +139,7 @@ def _register_commands() -> None:
     server.register(app)
     scheduler.register(app)
     sql.register(app)
+    drift.register(app)
     apply.register(app)
     train.register(app)
     sweep.register(app)

@@ -1,0 +1,88 @@
+"""``conveyor drift REFERENCE CURRENT``: ad-hoc drift between two data versions or files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from conveyor.cli._app import open_workspace
+from conveyor.cli._output import JsonFlag, Output
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("drift")
+    def drift(
+        ctx: typer.Context,
+        reference: Annotated[str, typer.Argument(help="Data version (name, name:3, name@latest) or CSV/Parquet file.")],
+        current: Annotated[str, typer.Argument(help="Data version or CSV/Parquet file to compare with the reference.")],
+        metric: Annotated[
+            str | None,
+            typer.Option("--metric", help="One metric for every column it applies to: psi, js, wasserstein, ks, chi2."),
+        ] = None,
+        threshold: Annotated[
+            float | None, typer.Option("--threshold", help="Threshold of --metric (a p-value for ks and chi2).")
+        ] = None,
+        columns: Annotated[
+            list[str] | None, typer.Option("--column", "-c", help="Only this column (repeat for more).")
+        ] = None,
+        prediction: Annotated[
+            str | None, typer.Option("--prediction", help="The model's prediction column (prediction drift).")
+        ] = None,
+        html: Annotated[
+            Path | None, typer.Option("--html", help="Write a self-contained HTML report (charts, no CDN) here.")
+        ] = None,
+        json_output: JsonFlag = False,
+    ) -> None:
+        """Compare the distribution of every column of CURRENT with REFERENCE.
+
+        Defaults per column (as Evidently): numbers use KS up to 1,000 reference values and the normalised
+        Wasserstein distance above; categories use chi-squared, then Jensen-Shannon. The data set drifted when
+        half its compared columns did. Examples:
+
+          conveyor drift churn:1 churn@latest
+
+          conveyor drift train.parquet today.csv --metric psi --json --html drift.html
+        """
+        out = Output(json_output)
+        ws = open_workspace(ctx)
+        report = ws.monitors.drift(
+            reference,
+            current,
+            metric=metric,
+            columns=columns,
+            threshold=threshold,
+            prediction=prediction,
+            chart=html is not None,
+        )
+        if html is not None:
+            target = html.expanduser()
+            tmp = target.with_name(f".{target.name}.tmp")
+            tmp.write_text(report.to_html(), encoding="utf-8")
+            tmp.replace(target)
+            out.note(f"Report written to {target}")
+
+        def human(console: Console) -> None:
+            table = Table("column", "type", "metric", "value", "threshold", "drift", box=None)
+            for c in report.columns:
+                verdict = "—" if c.drifted is None else ("[red]yes[/]" if c.drifted else "[green]no[/]")
+                value = "—" if c.value is None else f"{c.value:.4g}"
+                threshold_text = "—" if c.threshold is None else f"{c.threshold:g}"
+                table.add_row(c.column, c.type, c.metric or "—", value, threshold_text, verdict)
+            console.print(table)
+            for c in report.columns:
+                if c.message:
+                    console.print(f"[dim]{c.column}: {c.message}[/]")
+            for message in report.messages:
+                console.print(f"[yellow]{message}[/]")
+            mark = "[red]✗ drifted[/]" if report.drifted else "[green]✓ no drift[/]"
+            console.print(
+                f"{mark}: {report.share_drifted:.0%} of compared columns drifted "
+                f"(threshold {report.drift_share:.0%}); {report.rows['reference']:,} reference rows, "
+                f"{report.rows['current']:,} current rows, {report.seconds:.2f} s"
+            )
+
+        out.emit(report.to_dict(), human)
