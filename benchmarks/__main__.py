@@ -8,7 +8,7 @@ import argparse
 import shutil
 import sys
 
-from benchmarks import automl, batch, governance, ingest, pipelines, quickstart, serving, streaming, tracking
+from benchmarks import automl, batch, drift, governance, ingest, pipelines, quickstart, serving, streaming, tracking
 from benchmarks._harness import WORK_DIR, Benchmark, Context, ensure_peer_environment, print_table, save, write_docs
 
 BENCHMARKS: dict[str, Benchmark] = {"quickstart": quickstart.run, "ingest": ingest.run, "streaming": streaming.run}
@@ -21,6 +21,7 @@ BENCHMARKS["tracking-search"] = tracking.run_search
 BENCHMARKS["automl"] = automl.run
 BENCHMARKS["batch-scoring"] = batch.run
 BENCHMARKS["serving"] = serving.run
+BENCHMARKS["drift"] = drift.run
 BENCHMARKS["governance-auth"] = governance.run_auth
 BENCHMARKS["governance-audit-append"] = governance.run_audit_append
 BENCHMARKS["governance-audit-verify"] = governance.run_audit_verify

@@ -1,0 +1,111 @@
+"""Drift over 1M current rows × 20 columns (15 numeric, 5 categorical) against a 1M-row reference, both in
+Parquet: Conveyor's ``compute_drift`` (defaults: normalised Wasserstein for numbers, Jensen–Shannon for
+categories) against Evidently's DataDriftPreset (the same defaults at this size) on the same files.
+
+Each side runs in its own process and measures itself from reading the files to the verdict (imports not
+included), and reports its peak RSS (``ru_maxrss``, the whole process). Targets: ≤ 2 s and ≤ 600 MB for
+Conveyor, ≥ 30× faster than Evidently.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from benchmarks._harness import BENCH_DIR, Context, Result, Side, peer_versions, timed
+
+ROWS = 1_000_000
+TARGET_SECONDS = 2.0
+TARGET_RSS_MIB = 600.0
+TARGET_RATIO = 30.0
+
+_CONVEYOR_SIDE = """
+import json, resource, sys, time
+from pathlib import Path
+from conveyor.monitor import Table, compute_drift
+started = time.perf_counter()
+report = compute_drift(Table("reference", parquet=[Path(sys.argv[1])]), Table("current", parquet=[Path(sys.argv[2])]))
+seconds = time.perf_counter() - started
+print(json.dumps({
+    "seconds": seconds,
+    "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "drifted": sorted(c.column for c in report.columns if c.drifted),
+}))
+"""
+
+
+def make_parquet(path: Path, shift: float, seed: int, rows: int = ROWS) -> Path:
+    """15 numeric columns (normal, log-normal, integers; the first four shifted in the current data) and 5
+    categorical ones (8 to 200 levels; the first skewed in the current data). Written once and reused."""
+    if path.exists():
+        return path
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    columns: dict[str, object] = {}
+    for i in range(15):
+        moved = shift if i < 4 else 0.0
+        if i % 3 == 0:
+            columns[f"num_{i}"] = rng.normal(moved, 1.0 + i / 10, rows)
+        elif i % 3 == 1:
+            columns[f"num_{i}"] = rng.lognormal(moved, 0.75, rows)
+        else:
+            columns[f"num_{i}"] = rng.integers(0, 1000 + int(300 * moved), rows)
+    for i, levels in enumerate((8, 12, 30, 60, 200)):
+        names = np.array([f"level_{k}" for k in range(levels)])
+        p = np.ones(levels)
+        if shift and i == 0:
+            p[0] = levels
+        columns[f"cat_{i}"] = pa.array(names[rng.choice(levels, rows, p=p / p.sum())])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    pq.write_table(pa.table(columns), tmp, compression="lz4")
+    tmp.replace(path)
+    return path
+
+
+def run(ctx: Context) -> Result:
+    data = BENCH_DIR / ".work" / "data"
+    reference = make_parquet(data / f"drift-reference-{ROWS}.parquet", 0.0, 1)
+    current = make_parquet(data / f"drift-current-{ROWS}.parquet", 0.5, 2)
+    peer_script = BENCH_DIR / "peers" / "evidently_drift.py"
+    conveyor: list[dict[str, object]] = []
+    evidently: list[dict[str, object]] = []
+    for _ in range(ctx.repeat):
+        _, out = timed([sys.executable, "-c", _CONVEYOR_SIDE, str(reference), str(current)])
+        conveyor.append(json.loads(out))
+        _, out = timed([str(ctx.peer_python()), str(peer_script), str(reference), str(current)], timeout=1800)
+        evidently.append(json.loads(out))
+    seconds = [float(s["seconds"]) for s in conveyor]  # type: ignore[arg-type]
+    rss = max(float(s["peak_rss_mib"]) for s in conveyor)  # type: ignore[arg-type]
+    peer_seconds = [float(s["seconds"]) for s in evidently]  # type: ignore[arg-type]
+    peer_rss = max(float(s["peak_rss_mib"]) for s in evidently)  # type: ignore[arg-type]
+    result = Result(
+        name="drift",
+        title=f"Drift, {ROWS // 1_000_000}M current × 20 columns against a {ROWS // 1_000_000}M-row reference",
+        conveyor=Side(
+            "Conveyor drift",
+            seconds,
+            "s",
+            {"peak RSS": f"{rss:.0f} MiB", "drifted columns": ", ".join(conveyor[0]["drifted"])},  # type: ignore[arg-type]
+        ),
+        peer=Side(
+            f"Evidently {peer_versions(['evidently'])['evidently']} DataDriftPreset",
+            peer_seconds,
+            "s",
+            {"peak RSS": f"{peer_rss:.0f} MiB"},
+        ),
+        better="lower",
+        target=f"≤ {TARGET_SECONDS:.0f} s, ≤ {TARGET_RSS_MIB:.0f} MB, ≥ {TARGET_RATIO:.0f}× Evidently",
+        met=False,
+        notes=[
+            "Both sides read the two Parquet files and compute every column's drift in their own process; imports "
+            "are not timed; peak RSS is the process's ru_maxrss.",
+        ],
+    )
+    ratio = result.ratio or 0.0
+    result.met = max(seconds) <= TARGET_SECONDS and rss <= TARGET_RSS_MIB and ratio >= TARGET_RATIO
+    return result
