@@ -9,16 +9,20 @@ Conveyor, ≥ 30× faster than Evidently.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks._harness import BENCH_DIR, Context, Result, Side, peer_versions, timed
+from benchmarks._harness import BENCH_DIR, ROOT, Context, Result, Side, timed
 
 ROWS = 1_000_000
 TARGET_SECONDS = 2.0
 TARGET_RSS_MIB = 600.0
 TARGET_RATIO = 30.0
+EVIDENTLY_VENV = ROOT / ".venv-bench-evidently"
+EVIDENTLY_REQUIREMENTS = BENCH_DIR / "requirements-evidently.txt"
 
 _CONVEYOR_SIDE = """
 import json, resource, sys, time
@@ -67,17 +71,33 @@ def make_parquet(path: Path, shift: float, seed: int, rows: int = ROWS) -> Path:
     return path
 
 
+def ensure_evidently() -> Path:
+    """Evidently's own environment (it needs pandas 2; the other peers are pinned to pandas 3); its Python."""
+    digest = hashlib.sha256(EVIDENTLY_REQUIREMENTS.read_bytes()).hexdigest()
+    stamp = EVIDENTLY_VENV / ".requirements-sha256"
+    python = EVIDENTLY_VENV / "bin" / "python"
+    if stamp.exists() and stamp.read_text().strip() == digest:
+        return python
+    print(f"Setting up Evidently's environment in {EVIDENTLY_VENV} (once)…", flush=True)
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(EVIDENTLY_VENV)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "-r", str(EVIDENTLY_REQUIREMENTS)], check=True)
+    stamp.write_text(digest)
+    return python
+
+
 def run(ctx: Context) -> Result:
     data = BENCH_DIR / ".work" / "data"
     reference = make_parquet(data / f"drift-reference-{ROWS}.parquet", 0.0, 1)
     current = make_parquet(data / f"drift-current-{ROWS}.parquet", 0.5, 2)
     peer_script = BENCH_DIR / "peers" / "evidently_drift.py"
+    peer_python = ensure_evidently()
     conveyor: list[dict[str, object]] = []
     evidently: list[dict[str, object]] = []
     for _ in range(ctx.repeat):
         _, out = timed([sys.executable, "-c", _CONVEYOR_SIDE, str(reference), str(current)])
         conveyor.append(json.loads(out))
-        _, out = timed([str(ctx.peer_python()), str(peer_script), str(reference), str(current)], timeout=1800)
+        _, out = timed([str(peer_python), str(peer_script), str(reference), str(current)], timeout=1800)
         evidently.append(json.loads(out))
     seconds = [float(s["seconds"]) for s in conveyor]  # type: ignore[arg-type]
     rss = max(float(s["peak_rss_mib"]) for s in conveyor)  # type: ignore[arg-type]
@@ -93,7 +113,7 @@ def run(ctx: Context) -> Result:
             {"peak RSS": f"{rss:.0f} MiB", "drifted columns": ", ".join(conveyor[0]["drifted"])},  # type: ignore[arg-type]
         ),
         peer=Side(
-            f"Evidently {peer_versions(['evidently'])['evidently']} DataDriftPreset",
+            f"Evidently {_version(peer_python, 'evidently')} DataDriftPreset",
             peer_seconds,
             "s",
             {"peak RSS": f"{peer_rss:.0f} MiB"},
@@ -109,3 +129,8 @@ def run(ctx: Context) -> Result:
     ratio = result.ratio or 0.0
     result.met = max(seconds) <= TARGET_SECONDS and rss <= TARGET_RSS_MIB and ratio >= TARGET_RATIO
     return result
+
+
+def _version(python: Path, package: str) -> str:
+    code = f"import importlib.metadata as m; print(m.version({package!r}))"
+    return subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True).stdout.strip()
