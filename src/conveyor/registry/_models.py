@@ -555,9 +555,7 @@ class Registry:
         """
         from conveyor.registry._export import export
 
-        return export(
-            self, self.get(ref), Path(path), format=format, force=force, validation=validation, code=code
-        )
+        return export(self, self.get(ref), Path(path), format=format, force=force, validation=validation, code=code)
 
     def to_onnx(self, ref: str | Ref, *, validation: pd.DataFrame | str | None = None) -> OnnxModel:
         """Convert a version to ONNX (once; the file is stored with the version as ``model.onnx``).
