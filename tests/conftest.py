@@ -182,6 +182,21 @@ def any_workspace(tmp_path: Path, db_url: str):  # type: ignore[no-untyped-def]
     ws.close()
 
 
+@pytest.fixture(scope="session")
+def automl_task_models(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A workspace with one registered AutoML model per task (``clf``, ``reg``, ``fc``) and the forecasting
+    result, trained once for the session (tests/automl_models.py)."""
+    from conveyor import Workspace
+    from tests.automl_models import train_one_per_task
+
+    ws = Workspace.open(tmp_path_factory.mktemp("automl-tasks") / "ws")
+    forecast = train_one_per_task(ws)
+    yield ws, forecast
+    for endpoint in ws.endpoints.list():
+        ws.endpoints.delete(endpoint.name)
+    ws.close()
+
+
 # -- the command line, run in this process ------------------------------------------------------------
 
 

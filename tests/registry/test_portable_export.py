@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from conveyor.errors import BadInput
-from tests.serve.test_automl_serving import _tabular, _weekly_sales
+from tests.automl_models import tabular
 
 _CHILD = textwrap.dedent(
     """
@@ -129,31 +129,14 @@ def _closure(distributions: list[str]) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def automl_models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, dict[str, pd.DataFrame]]]:
-    """One registered AutoML model per task (what tests/serve/test_automl_serving.py trains), and rows for each."""
-    from conveyor import Workspace
-
-    ws = Workspace.open(tmp_path_factory.mktemp("portable-export") / "ws")
-    tabular = _tabular()
-    quick: dict[str, Any] = {"time_budget": 10, "learners": ["linear"]}
-    ws.train.automl(tabular.drop(columns=["price"]), "dear", task="classification", **quick, register="clf")
-    ws.train.automl(tabular.drop(columns=["dear"]), "price", task="regression", **quick, register="reg")
-    ws.train.automl(
-        _weekly_sales(),
-        "sales",
-        task="forecasting",
-        time_column="week",
-        series_id="store",
-        horizon=4,
-        **quick,
-        register="fc",
-    )
-    inputs = tabular[["size", "rooms", "kind"]].head(7)
+def automl_models(automl_task_models: tuple[Any, Any]) -> Iterator[tuple[Any, dict[str, pd.DataFrame]]]:
+    """The session's registered AutoML model per task (tests/automl_models.py), and rows for each."""
+    ws, _ = automl_task_models
+    inputs = tabular()[["size", "rooms", "kind"]].head(7)
     future = pd.DataFrame(
         {"store": ["north", "south", "north"], "week": pd.to_datetime(["2024-04-21", "2024-04-21", "2024-05-12"])}
     )
     yield ws, {"clf": inputs, "reg": inputs, "fc": future}
-    ws.close()
 
 
 @pytest.mark.slow

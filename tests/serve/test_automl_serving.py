@@ -14,60 +14,19 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-
-def _tabular(rows: int = 400, seed: int = 5) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    frame = pd.DataFrame(
-        {
-            "size": rng.normal(50, 10, rows),
-            "rooms": rng.integers(1, 6, rows).astype(float),
-            "kind": rng.choice(["flat", "house", "loft"], rows),
-        }
-    )
-    frame["price"] = 3 * frame["size"] + 10 * frame["rooms"] + np.where(frame["kind"] == "house", 40, 0)
-    frame["price"] += rng.normal(0, 5, rows)
-    frame["dear"] = np.where(frame["price"] > frame["price"].median(), "yes", "no")
-    return frame
-
-
-def _weekly_sales(weeks: int = 120) -> pd.DataFrame:
-    rng = np.random.default_rng(2)
-    parts = []
-    for store, base in (("north", 100.0), ("south", 60.0)):
-        t = pd.date_range("2022-01-02", periods=weeks, freq="W-SUN")
-        y = base + 0.3 * np.arange(weeks) + 8 * np.sin(np.arange(weeks) * 2 * np.pi / 52) + rng.normal(0, 1, weeks)
-        parts.append(pd.DataFrame({"store": store, "week": t.strftime("%Y-%m-%d"), "sales": y}))
-    return pd.concat(parts, ignore_index=True)
+from tests.automl_models import tabular
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, dict[str, pd.DataFrame]]]:
-    """A workspace with one registered AutoML model per task, and the rows each model takes."""
-    from conveyor import Workspace
-
-    ws = Workspace.open(tmp_path_factory.mktemp("automl-serving") / "ws")
-    tabular = _tabular()
-    inputs = tabular[["size", "rooms", "kind"]]
-    # A linear learner finishes trials even on a busy machine; what is tested is the model AutoML wraps it in.
-    quick: dict[str, Any] = {"time_budget": 10, "learners": ["linear"]}
-    ws.train.automl(tabular.drop(columns=["price"]), "dear", task="classification", **quick, register="clf")
-    ws.train.automl(tabular.drop(columns=["dear"]), "price", task="regression", **quick, register="reg")
-    forecast = ws.train.automl(
-        _weekly_sales(),
-        "sales",
-        task="forecasting",
-        time_column="week",
-        series_id="store",
-        horizon=4,
-        **quick,
-        register="fc",
-    )
+def trained(automl_task_models: tuple[Any, Any]) -> Iterator[tuple[Any, dict[str, pd.DataFrame]]]:
+    """The session's workspace with one registered AutoML model per task, and the rows each model takes."""
+    ws, forecast = automl_task_models
+    inputs = tabular()[["size", "rooms", "kind"]]
     future = pd.DataFrame({"store": ["north", "south", "north"], "week": ["2024-04-21", "2024-04-21", "2024-05-12"]})
     assert str(forecast.example["week"].min())[:10] == "2024-04-21"  # the week after the last one
     yield ws, {"clf": inputs.head(5), "reg": inputs.head(5), "fc": future}
     for endpoint in ws.endpoints.list():
         ws.endpoints.delete(endpoint.name)
-    ws.close()
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
