@@ -389,37 +389,42 @@ class Wasserstein(DriftMetric):
         return distance / scale, {"distance": distance, "mode": "sketch", "error_bound": bound / scale}
 
 
-class PopulationStability(DriftMetric):
+class _BinnedShares(DriftMetric):
+    """A metric over the shares of reference deciles (numeric) or categories (categorical) on both sides."""
+
+    bins = 10
+
+    def shares(self, reference: Sketch, current: Column) -> tuple[np.ndarray, np.ndarray]:
+        if isinstance(reference, NumericSketch):
+            p, q, _ = _shares_at(reference, current, self.bins)
+        else:
+            _, _, _, p, q = _category_shares(reference, current)
+        return p, q
+
+
+class PopulationStability(_BinnedShares):
     """Population stability index over reference deciles (numeric) or categories; empty bins count 0.0001;
     drift at 0.1."""
 
     name = "psi"
     kinds = frozenset({NUMERIC, CATEGORICAL})
     default_threshold = 0.1
-    bins = 10
 
     def measure(self, reference: Sketch, current: Column) -> tuple[float, dict[str, Any]]:
-        if isinstance(reference, NumericSketch):
-            p, q, _ = _shares_at(reference, current, self.bins)
-        else:
-            _, _, _, p, q = _category_shares(reference, current)
+        p, q = self.shares(reference, current)
         return _psi(p, q), {"bins": int(p.size)}
 
 
-class JensenShannon(DriftMetric):
+class JensenShannon(_BinnedShares):
     """Jensen–Shannon distance (natural log, between 0 and about 0.83) over reference deciles (numeric) or
     categories; drift at 0.1. Equals ``scipy.spatial.distance.jensenshannon`` of the two share vectors."""
 
     name = "js"
     kinds = frozenset({NUMERIC, CATEGORICAL})
     default_threshold = 0.1
-    bins = 10
 
     def measure(self, reference: Sketch, current: Column) -> tuple[float, dict[str, Any]]:
-        if isinstance(reference, NumericSketch):
-            p, q, _ = _shares_at(reference, current, self.bins)
-        else:
-            _, _, _, p, q = _category_shares(reference, current)
+        p, q = self.shares(reference, current)
         return jensen_shannon(p, q), {"bins": int(p.size)}
 
 
