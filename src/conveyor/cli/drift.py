@@ -11,6 +11,7 @@ from rich.table import Table
 
 from conveyor.cli._app import open_workspace
 from conveyor.cli._output import JsonFlag, Output
+from conveyor.cli.data_quality import _write_atomically
 
 
 def register(app: typer.Typer) -> None:
@@ -59,11 +60,7 @@ def register(app: typer.Typer) -> None:
             chart=html is not None,
         )
         if html is not None:
-            target = html.expanduser()
-            tmp = target.with_name(f".{target.name}.tmp")
-            tmp.write_text(report.to_html(), encoding="utf-8")
-            tmp.replace(target)
-            out.note(f"Report written to {target}")
+            out.note(f"Report written to {_write_atomically(html, report.to_html())}")
 
         def human(console: Console) -> None:
             table = Table("column", "type", "metric", "value", "threshold", "drift", box=None)
