@@ -13,19 +13,9 @@ from conveyor.cli._app import open_workspace
 from conveyor.cli._output import JsonFlag, Output
 from conveyor.errors import BadInput
 from conveyor.governance import LineageGraph, LineageNode
-from conveyor.governance._lineage import DEFAULT_DEPTH, MAX_DEPTH, REF_FORMS
+from conveyor.governance._lineage import DEFAULT_DEPTH, KIND_WORDS, MAX_DEPTH, REF_FORMS
 
 app = typer.Typer(no_args_is_help=True)
-
-_KIND_WORDS = {
-    "data_version": "data",
-    "model_version": "model",
-    "run": "run",
-    "deployment": "deployment",
-    "endpoint": "endpoint",
-    "step_run": "step",
-    "pipeline_run": "pipeline run",
-}
 
 
 @app.command("show")
@@ -54,7 +44,7 @@ def show(
 
 
 def _line(node: LineageNode, relation: str | None = None, arrow: str = "") -> str:
-    kind = _KIND_WORDS.get(node.kind, node.kind)
+    kind = KIND_WORDS.get(node.kind, node.kind)
     text = f"{kind} [bold]{escape(node.label)}[/]"
     if node.ref is not None and node.ref.split(":", 1)[1] != node.label:
         text += f"  [dim]{escape(node.ref)}[/]"

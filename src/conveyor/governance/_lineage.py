@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_DEPTH",
+    "KIND_WORDS",
     "MAX_DEPTH",
     "MAX_NODES",
     "REF_FORMS",
@@ -325,7 +326,7 @@ class LineageGraph:
         shapes = {"data_version": "cylinder", "model_version": "component", "deployment": "box3d"}
         lines = ["digraph lineage {", "  rankdir=LR;", '  node [shape=box, style=rounded, fontname="Helvetica"];']
         for node in self.nodes:
-            text = f"{_KIND_WORDS.get(node.kind, node.kind)}\\n{_dot_escape(node.label)}"
+            text = f"{KIND_WORDS.get(node.kind, node.kind)}\\n{_dot_escape(node.label)}"
             attributes = [f'label="{text}"', f"shape={shapes.get(node.kind, 'box')}"]
             if node.key == self.root.key:
                 attributes.append("penwidth=2.5")
@@ -338,7 +339,8 @@ class LineageGraph:
         return "\n".join(lines) + "\n"
 
 
-_KIND_WORDS = {
+#: the word people read for each node kind (in DOT labels and the CLI's tree)
+KIND_WORDS = {
     "data_version": "data",
     "model_version": "model",
     "run": "run",
