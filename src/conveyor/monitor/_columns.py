@@ -151,15 +151,7 @@ def prepare_column(name: str, chunked: pa.ChunkedArray, kind: Kind) -> Column:
     if kind_of_type(dtype) == NUMERIC and not pa.types.is_temporal(dtype):
         values, dropped, _ = _numbers(chunked)
         nulls = rows - dropped - int(values.size)
-        uniques, counts = np.unique(values, return_counts=True)
-        return Column(
-            name,
-            CATEGORICAL,
-            rows,
-            nulls,
-            counts={label(u): int(c) for u, c in zip(uniques.tolist(), counts.tolist(), strict=True)},
-            dropped=dropped,
-        )
+        return Column(name, CATEGORICAL, rows, nulls, counts=_value_counts(values), dropped=dropped)
     if kind_of_type(dtype) is None or pa.types.is_temporal(dtype):
         notes.append(f"{dtype} values compared as text")
         chunked = pc.cast(chunked, pa.string()) if kind_of_type(dtype) else _as_text(chunked)
@@ -183,13 +175,18 @@ def distinct_at_most(sorted_values: np.ndarray[Any, np.dtype[np.float64]], bound
 def as_categorical(column: Column) -> Column:
     """A numeric column's values as categories (for numbers with a handful of distinct values)."""
     assert column.values is not None
-    uniques, counts = np.unique(column.values, return_counts=True)
     return Column(
         column.name,
         CATEGORICAL,
         column.rows,
         column.nulls,
-        counts={label(u): int(c) for u, c in zip(uniques.tolist(), counts.tolist(), strict=True)},
+        counts=_value_counts(column.values),
         dropped=column.dropped,
         notes=column.notes,
     )
+
+
+def _value_counts(values: np.ndarray[Any, np.dtype[np.float64]]) -> dict[str, int]:
+    """How many times each number occurs, keyed by its category text."""
+    uniques, counts = np.unique(values, return_counts=True)
+    return {label(u): int(c) for u, c in zip(uniques.tolist(), counts.tolist(), strict=True)}
