@@ -382,6 +382,7 @@ def _compare_columns(
                 reads[name] = pool.submit(lambda: (reference.column(name), current.column(name)))
 
         read_ahead(0)
+        position = 0  # of ``name`` in ``compared``
         for name in wanted:
             if name not in ref_names or name not in cur_names:
                 side = "current data" if name in ref_names else "reference"
@@ -391,7 +392,8 @@ def _compare_columns(
             if not reference.rows:
                 results.append(_skipped(name, _reference_kind(reference, name) or "unknown", "the reference is empty"))
                 continue
-            read_ahead(compared.index(name) + 1)
+            position += 1
+            read_ahead(position)
             column_metric = chosen
             column_threshold = thresholds.get(name)
             if name == prediction:
