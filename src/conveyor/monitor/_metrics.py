@@ -472,8 +472,8 @@ class PredictionDrift(DriftMetric):
         return metric(self._given, exact_limit=self.exact_limit)
 
     def measure(self, reference: Sketch, current: Column) -> tuple[float, dict[str, Any]]:
-        found = self.delegate(reference.kind, reference.count).score(reference, current)
-        return found.value, {**found.detail, "metric": self.delegate(reference.kind, reference.count).name}
+        found = self.score(reference, current)
+        return found.value, found.detail
 
     def score(self, reference: Sketch, current: Column) -> Score:
         if current.count == 0:
