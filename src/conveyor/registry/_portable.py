@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.errors import BadInput
+from conveyor.registry._formats import _ALTERNATIVES
 
 __all__ = [
     "RUNTIME_PREFIX",
@@ -46,7 +47,7 @@ __all__ = [
 RUNTIME_PREFIX = "conveyor_runtime_"
 _ROOT = "conveyor"
 #: Distributions installed here under another name than the one the public index knows them by.
-_PUBLIC_NAMES = {"xgboost-cpu": "xgboost"}
+_PUBLIC_NAMES = {alternative: name for name, alternatives in _ALTERNATIVES.items() for alternative in alternatives}
 _NOT_MODULES = {"builtins", "__main__", "__builtin__", "__future__"}
 
 
@@ -289,12 +290,11 @@ def _rewrite(source: str, package: str) -> str:
     return _BARE_IMPORT.sub(lambda m: m.group(1) + package, source)
 
 
-def write_runtime(portable: PortableModel, code: Path) -> list[str]:
-    """Write the runtime package under ``code``; returns the files written (relative to ``code``)."""
+def write_runtime(portable: PortableModel, code: Path) -> None:
+    """Write the runtime package under ``code``."""
     if not portable.package:
-        return []
+        return
     root = code / portable.package
-    written = []
     for name, path in sorted(portable.runtime.items()):
         parts = name.split(".")[1:]
         target = root.joinpath(*parts, "__init__.py") if path.name == "__init__.py" else root.joinpath(*parts)
@@ -302,14 +302,11 @@ def write_runtime(portable: PortableModel, code: Path) -> list[str]:
             target = target.with_suffix(".py")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(_rewrite(path.read_text(encoding="utf-8"), portable.package), encoding="utf-8")
-        written.append(target)
     # Packages whose own __init__ the model does not need get an empty one (the real ones import the world).
     for folder in [root, *(p for p in root.rglob("*") if p.is_dir())]:
         init = folder / "__init__.py"
         if not init.exists():
             init.write_text('"""Part of the Conveyor runtime bundled with an exported model."""\n')
-            written.append(init)
-    return sorted(str(p.relative_to(code)) for p in written)
 
 
 # -- the user's own code -------------------------------------------------------------------------------------
