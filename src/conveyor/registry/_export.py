@@ -349,8 +349,11 @@ def _mlflow_requirements(version: ModelVersion, fmt: str, roots: set[str]) -> li
         lines[_canonical(package)] = line
     for root in sorted(roots):
         pinned = pin(root)
-        if pinned is not None and _canonical(pinned.split("==")[0]) not in ("conveyor-ml", "cloudpickle"):
-            lines.setdefault(_canonical(pinned.split("==")[0]), pinned)
+        if pinned is None:
+            continue
+        package = _canonical(pinned.split("==")[0])
+        if package not in ("conveyor-ml", "cloudpickle"):
+            lines.setdefault(package, pinned)
     if fmt == "skops":
         lines["skops"] = f"skops=={_version_of('skops')}"
     else:
