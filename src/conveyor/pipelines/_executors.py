@@ -216,11 +216,11 @@ def make_executor(spec: str | Executor | None, *, trusted_only: bool = False) ->
     if not isinstance(spec, str):
         return spec
     if spec.startswith("local:") and spec[6:].isdigit():
-        workers = int(spec[6:])
-        if trusted_only and workers > max_local_workers():
+        workers, most = int(spec[6:]), max_local_workers()
+        if trusted_only and workers > most:
             raise Forbidden(
                 f"Executor {spec!r} asks for {workers} worker processes; requests sent over the API may use at most "
-                f"{max_local_workers()} (four per core). Use local:{max_local_workers()} or fewer.",
+                f"{most} (four per core). Use local:{most} or fewer.",
                 executor=spec,
             )
         return LocalExecutor(workers=workers)
