@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 __all__ = ["privileged_datastore_reason"]
 
 _SQL_FILE_SCHEMES = ("sqlite", "duckdb")
-_SQL_NETWORK_SCHEMES = ("postgresql", "postgres", "mysql", "mariadb")
 _SQL_DEFAULT_PORTS = {"postgresql": 5432, "postgres": 5432, "mysql": 3306, "mariadb": 3306}
+_SQL_NETWORK_SCHEMES = tuple(_SQL_DEFAULT_PORTS)
 # fsspec protocols that talk to a network service; any other protocol (memory, zip, tar, reference, the
 # caching wrappers, ...) reaches the server's own process or disk and needs an admin.
 _NETWORK_PROTOCOLS = frozenset(
