@@ -64,8 +64,6 @@ async def authorize(
     if mode == "none":
         local: Principal = request.app.state.local_user
         principal = local.doing(action)
-    elif permission == "public":
-        principal = Principal(name="anonymous", role="reader", source=f"api:{address}", action=action)
     else:
         if credentials is None:
             raise Unauthorized(
@@ -76,10 +74,8 @@ async def authorize(
         principal = Principal(
             name=caller.name, role=caller.role, source=f"api:{address}", action=action, user_id=caller.user_id
         )
-        if not role_allows(caller.role, permission):
-            raise Forbidden(_refusal(principal, permission))
+        require(principal, permission)
     set_principal(principal)
-    request.state.principal = principal
     return principal
 
 
