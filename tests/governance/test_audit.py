@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from conveyor import Workspace
 from conveyor.governance import acting_as, local_principal
 from conveyor.governance._audit import GENESIS, entry_hash
-from conveyor.store._schema import AuditEventRow
+from conveyor.store._schema import AuditEventRow, UserRow
 
 
 def _some_changes(ws: Workspace, n: int) -> None:
@@ -51,9 +51,11 @@ def test_each_write_unit_is_one_entry_with_its_rows(any_workspace: Workspace) ->
 def test_a_failed_write_leaves_no_entry(workspace: Workspace) -> None:
     _some_changes(workspace, 2)
     with pytest.raises(RuntimeError), workspace.store.write() as session:
-        session.execute(sa.text("UPDATE data_assets SET description = 'x'"))
+        session.add(UserRow(name="ghost", role="reader"))
+        session.flush()  # the change is tracked (it would be an entry) before the unit fails
         raise RuntimeError("boom")
     assert workspace.audit.verify().entries == 2
+    assert workspace.identities.users() == []
 
 
 def _tamper(ws: Workspace, statement: str) -> None:
