@@ -14,22 +14,14 @@ from typing import Any
 import pyarrow as pa
 import pytest
 import schemathesis
-from schemathesis.checks import CHECKS
 from schemathesis.generation import GenerationMode
 
 from conveyor.api import create_app
 from conveyor.workspace import Workspace
 from tests.api_client import token_for
+from tests.fuzzing import _node_id_for_schemathesis, checks  # noqa: F401 - the fixture applies here
 
 MAX_EXAMPLES = int(os.environ.get("CONVEYOR_FUZZ_EXAMPLES", "8"))
-CHECKS_RUN = [
-    "not_a_server_error",
-    "status_code_conformance",
-    "content_type_conformance",
-    "response_headers_conformance",
-    "response_schema_conformance",
-    "negative_data_rejection",
-]
 UNSAFE = {("POST", "/api/v1/datastores")}
 
 
@@ -46,7 +38,7 @@ def admin_token(fuzz_ws: Workspace) -> str:
     return token_for(fuzz_ws, "admin")
 
 
-def _schema(ws: Workspace, *, examples: int, security: bool) -> Any:
+def _schema(ws: Workspace, *, examples: int, coverage: bool) -> Any:
     # schemathesis' ASGI client calls itself "testserver"; the app answers that name here.
     app = create_app(ws, hosts=frozenset({"testserver", "127.0.0.1", "localhost"}))
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
@@ -58,7 +50,7 @@ def _schema(ws: Workspace, *, examples: int, security: bool) -> Any:
         # The token is the test's to send; generating Authorization values would only earn 401s.
         with_security_parameters=False,
     )
-    schema.config.phases.update(phases=["examples", "coverage", "fuzzing"] if security else ["examples", "fuzzing"])
+    schema.config.phases.update(phases=["examples", "coverage", "fuzzing"] if coverage else ["examples", "fuzzing"])
     return schema.exclude(
         func=lambda ctx: (ctx.operation.method.upper(), ctx.operation.path) in UNSAFE  # type: ignore[no-any-return]
     )
@@ -66,23 +58,12 @@ def _schema(ws: Workspace, *, examples: int, security: bool) -> Any:
 
 @pytest.fixture(scope="module")
 def api_schema(fuzz_ws: Workspace) -> Any:
-    return _schema(fuzz_ws, examples=MAX_EXAMPLES, security=True)
+    return _schema(fuzz_ws, examples=MAX_EXAMPLES, coverage=True)
 
 
 @pytest.fixture(scope="module")
 def api_schema_no_token(fuzz_ws: Workspace) -> Any:
-    return _schema(fuzz_ws, examples=2, security=False)
-
-
-@pytest.fixture(autouse=True)
-def _node_id_for_schemathesis(request: pytest.FixtureRequest) -> None:
-    # schemathesis 4.32's from_fixture() reads pytest's private Node._nodeid, renamed in pytest 9.2.
-    if not hasattr(request.node, "_nodeid"):
-        request.node._nodeid = request.node.nodeid
-
-
-def _checks() -> list[Any]:
-    return [CHECKS.get_one(name) for name in CHECKS_RUN]
+    return _schema(fuzz_ws, examples=2, coverage=False)
 
 
 with_token = schemathesis.pytest.from_fixture("api_schema")
@@ -91,12 +72,12 @@ without_token = schemathesis.pytest.from_fixture("api_schema_no_token")
 
 @with_token.parametrize()
 def test_fuzz_with_an_admin_token(case: Any, admin_token: str) -> None:
-    case.call_and_validate(headers={"Authorization": f"Bearer {admin_token}"}, checks=_checks(), timeout=60)
+    case.call_and_validate(headers={"Authorization": f"Bearer {admin_token}"}, checks=checks(), timeout=60)
 
 
 @without_token.parametrize()
 def test_fuzz_without_a_token(case: Any) -> None:
-    response = case.call_and_validate(checks=_checks(), timeout=60)
+    response = case.call_and_validate(checks=checks(), timeout=60)
     if case.operation.path != "/api/v1/health":
         # FastAPI reads a JSON body before any dependency runs: one that does not parse is refused first.
         unparsable = response.status_code == 400 and "parsing the body" in response.text

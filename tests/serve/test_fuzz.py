@@ -16,7 +16,6 @@ import numpy as np
 import orjson
 import pytest
 import schemathesis
-from schemathesis.checks import CHECKS
 from schemathesis.generation import GenerationMode
 
 from conveyor.registry import infer_signature
@@ -24,6 +23,7 @@ from conveyor.serve._app import EndpointApp, Shared
 from conveyor.serve._openapi import endpoint_openapi
 from conveyor.serve._runtime import LoadedDeployment
 from conveyor.serve._spec import EndpointSpec, key_digest
+from tests.fuzzing import _node_id_for_schemathesis, checks  # noqa: F401 - the fixture applies here
 from tests.serve.conftest import deployment_spec
 
 Scope = MutableMapping[str, Any]
@@ -35,14 +35,6 @@ KEY = "k1"
 MAX_EXAMPLES = 30
 # A request that never answers (a model call whose error escapes the batcher) must fail the run, not hang it.
 TIMEOUT_S = 10.0
-CHECKS_RUN = [
-    "not_a_server_error",
-    "status_code_conformance",
-    "content_type_conformance",
-    "response_headers_conformance",
-    "response_schema_conformance",
-    "negative_data_rejection",
-]
 
 
 class WithOpenAPI:
@@ -124,18 +116,6 @@ def churn_schema_no_key(churn_app: EndpointApp) -> Any:
     return schema
 
 
-@pytest.fixture(autouse=True)
-def _node_id_for_schemathesis(request: pytest.FixtureRequest) -> None:
-    # schemathesis 4.32's from_fixture() reads and renames the private Node._nodeid, which pytest 9.2 renamed
-    # (the same break as pytest-benchmark#321); giving it the attribute back keeps the lazy schemas working.
-    if not hasattr(request.node, "_nodeid"):
-        request.node._nodeid = request.node.nodeid
-
-
-def _checks(case: Any) -> list[Any]:
-    return [CHECKS.get_one(name) for name in CHECKS_RUN]
-
-
 churn = schemathesis.pytest.from_fixture("churn_schema")
 cancer = schemathesis.pytest.from_fixture("cancer_schema")
 churn_no_key = schemathesis.pytest.from_fixture("churn_schema_no_key")
@@ -144,13 +124,13 @@ churn_no_key = schemathesis.pytest.from_fixture("churn_schema_no_key")
 @pytest.mark.slow
 @churn.parametrize()
 def test_fuzz_churn_with_key(case: Any) -> None:
-    case.call_and_validate(headers={"Authorization": f"Bearer {KEY}"}, checks=_checks(case), timeout=TIMEOUT_S)
+    case.call_and_validate(headers={"Authorization": f"Bearer {KEY}"}, checks=checks(), timeout=TIMEOUT_S)
 
 
 @pytest.mark.slow
 @churn_no_key.parametrize()
 def test_fuzz_churn_without_key(case: Any) -> None:
-    response = case.call_and_validate(checks=_checks(case), timeout=TIMEOUT_S)
+    response = case.call_and_validate(checks=checks(), timeout=TIMEOUT_S)
     public = case.operation.path in ("/v2/health/live", "/v2/health/ready", "/ping", "/health")
     assert response.status_code != 401 if public else response.status_code == 401, case.as_curl_command()
 
@@ -158,7 +138,7 @@ def test_fuzz_churn_without_key(case: Any) -> None:
 @pytest.mark.slow
 @cancer.parametrize()
 def test_fuzz_numeric_without_auth(case: Any) -> None:
-    case.call_and_validate(checks=_checks(case), timeout=TIMEOUT_S)
+    case.call_and_validate(checks=checks(), timeout=TIMEOUT_S)
 
 
 def test_examples_in_the_document_are_scored(churn_app: EndpointApp, cancer_app: EndpointApp) -> None:
