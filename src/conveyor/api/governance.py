@@ -11,7 +11,16 @@ from pydantic import BaseModel, Field
 from conveyor.api._auth import CallerDep, require
 from conveyor.api._deps import WorkspaceDep
 from conveyor.errors import NotFound
-from conveyor.governance import AuditEvent, Principal, SecretInfo, Token, User, Verification, parse_duration
+from conveyor.governance import (
+    AuditEvent,
+    Principal,
+    SecretInfo,
+    Token,
+    User,
+    Verification,
+    parse_duration,
+    role_allows,
+)
 
 router = APIRouter(tags=["governance"])
 
@@ -81,8 +90,6 @@ def create_token(body: TokenRequest, ws: WorkspaceDep, caller: CallerDep) -> Iss
 
 @router.delete("/tokens/{token_id}", summary="Revoke a token (yours; admins: anyone's)")
 def revoke_token(token_id: str, ws: WorkspaceDep, caller: CallerDep) -> Token:
-    from conveyor.governance import role_allows
-
     mine_only = not role_allows(caller.role, "users.admin")
     return ws.identities.revoke(token_id, user=caller.name if mine_only else None)
 

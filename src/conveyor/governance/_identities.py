@@ -310,6 +310,8 @@ class Identities:
         last = self._last_used.get(token_id)
         if last is not None and now - last < _LAST_USED_EVERY:
             return
+        if len(self._last_used) > 10_000:
+            self._last_used.clear()
         self._last_used[token_id] = now
         with self._ws.store.write(audited=False) as session:
             session.execute(sa.update(TokenRow).where(TokenRow.id == token_id).values(last_used_at=now))
