@@ -1021,11 +1021,8 @@ class Endpoints:
 def _json_value(value: Any) -> Any:
     """A value of a pandas frame as a JSON request carries it (dates as ISO-8601 text, missing as null)."""
     import numpy as np
-    import pandas as pd
 
-    if isinstance(value, pd.Timestamp | datetime):
-        return value.isoformat()
-    if hasattr(value, "isoformat"):  # a date or time
+    if hasattr(value, "isoformat"):  # a datetime, pandas Timestamp, date or time
         return value.isoformat()
     if isinstance(value, np.generic):
         value = value.item()
@@ -1051,7 +1048,7 @@ def _serving_processes(home: Path) -> dict[int, tuple[str, int]]:
                 continue
             if wanted not in (entry / "environ").read_bytes().split(b"\0"):
                 continue
-            if (entry / "stat").read_bytes().rpartition(b")")[2].split()[0] == b"Z":
+            if _zombie(pid):
                 continue  # exited, waiting for its parent to reap it
             found[pid] = (argv[argv.index(b"--endpoint") + 1].decode(errors="replace"), os.getsid(pid))
         except (OSError, IndexError):
@@ -1081,9 +1078,14 @@ def _running(pid: int) -> bool:
     if not alive(pid):
         return False
     try:
-        return Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()[0] != b"Z"
+        return not _zombie(pid)
     except OSError:
         return False
+
+
+def _zombie(pid: int) -> bool:
+    """Whether process ``pid`` has exited and waits for its parent to reap it (``/proc``; OSError if gone)."""
+    return Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()[0] == b"Z"
 
 
 # -- keys: the one place endpoint keys are read and written (moving them to encrypted secrets changes only this) --
