@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from conveyor.api._deps import WorkspaceDep
 from conveyor.serve import Endpoint
+from conveyor.serve._endpoints import MAX_IDLE_TIMEOUT_S, MAX_RATE_LIMIT
 
 router = APIRouter(prefix="/endpoints", tags=["endpoints"])
 
@@ -25,9 +26,9 @@ class EndpointCreate(BaseModel):
         description="worker processes (0: one per CPU); at most the workspace's max_workers, which the service "
         "checks (400 above it)",
     )
-    idle_timeout: float = Field(0.0, ge=0, le=31_536_000, allow_inf_nan=False)
+    idle_timeout: float = Field(0.0, ge=0, le=MAX_IDLE_TIMEOUT_S, allow_inf_nan=False)
     max_body_mb: float = Field(10.0, gt=0, le=1024, allow_inf_nan=False)
-    rate_limit: float = Field(0.0, ge=0, le=1e9, allow_inf_nan=False)
+    rate_limit: float = Field(0.0, ge=0, le=MAX_RATE_LIMIT, allow_inf_nan=False)
     collect: float = Field(0.0, ge=0, le=1, allow_inf_nan=False)
     description: str = ""
 
