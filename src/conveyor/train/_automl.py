@@ -546,7 +546,9 @@ class _WorkerPool:
             self.send_data(self.payload)
 
     def close(self) -> None:
-        if self.process is not None and self.process.poll() is None and self.conn is not None:
+        # A worker not yet ready may still be taking its data from the feeding thread: a "quit" sent now would
+        # block behind megabytes the worker reads only after its imports (and interleave with them). Kill it.
+        if self.process is not None and self.process.poll() is None and self.conn is not None and self.ready:
             try:
                 self.conn.send(("quit",))
                 self.process.wait(0.2)
@@ -771,8 +773,10 @@ def _search_and_finish(  # noqa: PLR0912, PLR0915
                     model = shipped
                 parent.log_metric("refit_seconds", refit_seconds)
         pool.kill()
+        inference = _compile(model, forecast, x.iloc[dev[:200]] if len(dev) else x.head(200), end_deadline)
         parent.log_metrics({f"validation_{spec.name}": val_score, "trials": float(len(records))})
-        parent.set_tags({"best_learner": best_learner, "stopped_because": stopped_because, "refit": refit_note})
+        tags_end = {"best_learner": best_learner, "stopped_because": stopped_because, "refit": refit_note}
+        parent.set_tags({**tags_end, "inference": inference})
         # The run keeps its model (artifact "model"), so it can be registered later: 'models register --run'.
         tick("logging the model into the run")
         example = forecast.history if forecast is not None else x.iloc[dev[:200]] if len(dev) else x.head(200)
@@ -1103,8 +1107,26 @@ def _refit_reserve(kept: dict[int, dict[str, Any]], scale: float, ensemble: bool
 
 
 def _log_estimate(pipelines: int) -> float:
-    """Seconds to store a model of this many pipelines in the run (skops: a few tenths of a second each)."""
-    return 0.15 + 0.2 * pipelines
+    """Seconds to convert a model of this many pipelines to ONNX and store it in the run (skops): a few tenths
+    of a second each."""
+    return 0.15 + 0.2 * pipelines + _COMPILE_SECONDS * pipelines
+
+
+_COMPILE_SECONDS = 0.25  # converting and checking one learner's ONNX graph (measured: 0.15-0.4 s on 2 cores)
+
+
+def _compile(model: Any, forecast: Any, frame: pd.DataFrame, end: float) -> str:
+    """Convert the shipped model's learners to ONNX (checked against them) while the budget allows; returns how
+    the model scores (the run's ``inference`` tag)."""
+    from conveyor.train._ensemble import AutoMLModel
+
+    inner = getattr(model, "model", None) if forecast is not None else model
+    if not isinstance(inner, AutoMLModel):
+        return "native (the seasonal-naive forecast)" if forecast is not None else "native"
+    from conveyor.registry._onnx import compile_automl
+
+    pipelines = sum(len(p) for p, _ in inner.members or [])
+    return compile_automl(inner, frame, deadline=end - (0.15 + 0.2 * pipelines))
 
 
 def _preload_model_store() -> None:
