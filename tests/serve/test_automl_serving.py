@@ -56,6 +56,10 @@ def test_an_automl_model_of_each_task_deploys_serves_batch_scores_and_exports(  
     assert expected.shape == (len(frame),) and np.isfinite(expected.astype(float) if model != "clf" else 0).all()
     version = ws.models.get(model)
     assert "input_example.parquet" in version.files  # what warm-up scores
+    # AutoML converted the learners to ONNX (checked against them): the model scores through ONNX Runtime.
+    inner = getattr(loaded, "model", loaded)
+    assert inner.inference.startswith("onnx"), inner.inference
+    assert ws.runs.get(version.run_id).tags["inference"] == inner.inference
 
     ws.endpoints.deploy(f"ep-{model}", model)
     endpoint = ws.endpoints.get(f"ep-{model}")

@@ -33,6 +33,8 @@ ModelFormat = Literal["skops", "joblib"]
 
 #: Packages whose types a skops file may contain.
 _TRUSTED_PACKAGES = ("sklearn", "numpy", "scipy", "lightgbm", "xgboost")
+#: Standard-library containers with no behaviour beyond a dict's (LightGBM's models hold an OrderedDict).
+_TRUSTED_TYPES = frozenset({"collections.OrderedDict"})
 #: Conveyor's own modules whose classes and functions may appear inside models (featurisation).
 _CONVEYOR_MODULES = ("conveyor.train",)
 #: Distribution names of the packages above, pinned in a version's requirements when its model uses them.
@@ -60,7 +62,7 @@ def allowed_type(name: str) -> bool:
     module, _, attribute = name.rpartition(".")
     if not module or not attribute:
         return False
-    if module.split(".")[0] in _TRUSTED_PACKAGES:
+    if name in _TRUSTED_TYPES or module.split(".")[0] in _TRUSTED_PACKAGES:
         return True
     if not any(module == m or module.startswith(m + ".") for m in _CONVEYOR_MODULES):
         return False

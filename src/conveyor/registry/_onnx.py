@@ -245,7 +245,10 @@ def _refuse_unconvertible(model: Any, ref: str) -> None:
 
     for est in _estimators(model):
         trees = [e.tree_ for e in getattr(est, "estimators_", [est]) if hasattr(e, "tree_")]
-        if any(not np.isfinite(t.threshold[t.children_left >= 0]).all() for t in trees):
+        forest = type(est).__name__.endswith(
+            ("ForestClassifier", "ForestRegressor", "TreesClassifier", "TreesRegressor")
+        )
+        if not forest and any(not np.isfinite(t.threshold[t.children_left >= 0]).all() for t in trees):
             raise NotConvertible(
                 f"{ref} cannot be converted to ONNX: its {type(est).__name__} learned splits that send missing "
                 "values one way and every number the other, which skl2onnx cannot express. Serve it as it is "
@@ -301,6 +304,7 @@ def _register_converters() -> None:
         _register_one_hot_with_rare_levels()
         _register_boosting_libraries()
         _register_numpy_safe_histogram_boosting()
+        _register_forest_missing_values()
         _done.append(True)
 
 
@@ -496,3 +500,200 @@ def _register_numpy_safe_histogram_boosting() -> None:
         update_registered_converter(
             cls, alias, get_shape_calculator(alias), wrap(original), options=original.get_allowed_options()
         )
+
+
+# -- AutoML models: features in NumPy, learners in ONNX Runtime -------------------------------------------
+
+
+def compile_automl(model: Any, frame: Any, *, deadline: float | None = None) -> str:
+    """Convert the learners of an AutoML model to ONNX, each checked against the learner itself, and store the
+    conversions in the model (``AutoMLModel.compiled``), which then scores through ONNX Runtime.
+
+    The featurisation stays NumPy (``conveyor.train.Featurizer``: dates, text and target encodings have no
+    ONNX operators worth their cost); each learner's graph takes its features. A learner is converted in
+    doubles where its converter takes them, else in floats, and kept only if its probabilities (or
+    predictions) on the features of ``frame`` (and, for learners that take missing values, on those rows
+    with each feature missing in turn) agree with the learner's to ``TOLERANCE``; any other learner stays
+    native. Pipelines whose fitted featurisers are identical (the trees of a refitted ensemble) share one
+    feature matrix. Returns what was done, also kept as ``model.inference``. ``deadline`` (``time.monotonic``)
+    stops converting once passed: the rest stays native.
+    """
+    if _missing_packages():
+        model.inference = f"native (not converted: {', '.join(_missing_packages())} not installed)"
+        return str(model.inference)
+    _register_converters()
+    columns = {str(c): frame[c].to_numpy() for c in frame.columns}
+    state = _Compiling(deadline)
+    model.feature_groups, compiled = [], []
+    for pipelines, _ in model.members or []:
+        done = [state.add(pipeline, columns) for pipeline in pipelines]
+        model.feature_groups.append([group for group, _ in done])
+        compiled.append([data for _, data in done])
+    model.compiled = compiled if state.converted else None
+    if state.converted == state.total:
+        model.inference = (
+            f"onnx ({state.total} learner(s) checked on {len(frame)} rows: max difference {state.worst:.1e})"
+        )
+    elif state.converted:
+        model.inference = f"onnx for {state.converted} of {state.total} learners; the rest native: {state.reasons[0]}"
+    else:
+        model.inference = f"native ({state.reasons[0] if state.reasons else 'nothing to convert'})"
+    return str(model.inference)
+
+
+class _Compiling:
+    """What ``compile_automl`` has converted so far: the distinct featurisers' features, the reasons learners
+    stayed native, the largest difference seen."""
+
+    def __init__(self, deadline: float | None) -> None:
+        self.deadline = deadline
+        self.keys: list[bytes] = []
+        self.features: list[Any] = []
+        self.reasons: list[str] = []
+        self.worst = 0.0
+        self.converted = self.total = 0
+
+    def add(self, pipeline: Any, columns: dict[str, Any]) -> tuple[int, bytes | None]:
+        """One pipeline: which featuriser group makes its features, and its learner's graph (None: native)."""
+        import pickle
+        import time
+
+        self.total += 1
+        featurizer, learner = _parts(pipeline)
+        if featurizer is None:
+            self.reasons.append("a member is not a featuriser + learner pipeline")
+            return -1, None
+        key = pickle.dumps(featurizer)  # identically fitted featurisers share one feature matrix
+        if key not in self.keys:
+            self.keys.append(key)
+            self.features.append(featurizer.transform(columns))
+        group = self.keys.index(key)
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            self.reasons.append("no time left in the budget to convert")
+            return group, None
+        try:
+            data, diff = _convert_learner(learner, self.features[group])
+        except NotConvertible as exc:
+            self.reasons.append(str(exc))
+            return group, None
+        self.worst = max(self.worst, diff)
+        self.converted += 1
+        return group, data
+
+
+def _parts(pipeline: Any) -> tuple[Any, Any]:
+    steps = getattr(pipeline, "named_steps", {})
+    featurizer, learner = steps.get("features"), steps.get("learner")
+    if featurizer is None or learner is None or len(steps) != 2 or not hasattr(featurizer, "feature_names_in_"):
+        return None, None
+    return featurizer, learner
+
+
+def _convert_learner(learner: Any, features: Any) -> tuple[bytes, float]:
+    """One learner as ONNX over a feature matrix, checked on ``features`` (and, when the learner takes missing
+    values, on rows with each feature missing in turn); returns the bytes and the largest difference."""
+    import numpy as np
+    import onnxruntime as ort
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
+
+    name = type(learner).__name__
+    _refuse_unconvertible(learner, name)
+    check = _with_missing(learner, np.asarray(features, dtype=np.float64))
+    classifier = _is_classifier(learner)
+    expected = (
+        np.asarray(learner.predict_proba(check), dtype=np.float64)
+        if classifier
+        else np.asarray(learner.predict(check), dtype=np.float64).reshape(-1)
+    )
+    failure = f"{name} has no ONNX converter here"
+    for tensor, dtype in ((DoubleTensorType, np.float64), (FloatTensorType, np.float32)):
+        options = {id(learner): {"zipmap": False}} if classifier else None
+        try:
+            with np.errstate(all="ignore"):  # skl2onnx's float32 threshold search overflows near the largest float
+                onx = to_onnx(
+                        learner, initial_types=[("features", tensor([None, check.shape[1]]))], options=options,
+                    target_opset=_OPSET,
+                )  # fmt: skip
+            data = onx.SerializeToString()
+            session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+            results = session.run(None, {"features": check.astype(dtype)})
+        except Exception as exc:  # noqa: BLE001 - any converter or runtime failure means: stay native
+            failure = f"{name} cannot be converted to ONNX: {type(exc).__name__}: {_first_line(exc)}"
+            continue
+        actual = np.asarray(results[1] if classifier else results[0], dtype=np.float64)
+        actual = actual if classifier else actual.reshape(-1)
+        if actual.shape != expected.shape:
+            failure = f"the ONNX conversion of {name} answers in shape {actual.shape}, the learner {expected.shape}"
+            continue
+        diff = float(np.max(np.abs(actual - expected))) if expected.size else 0.0
+        scale = 1.0 if classifier else max(1.0, float(np.max(np.abs(expected))) if expected.size else 1.0)
+        if not np.isfinite(diff) or diff > TOLERANCE * scale:
+            failure = (
+                f"the ONNX conversion of {name} differs from it by up to {diff:.3g} (allowed {TOLERANCE * scale:.0e})"
+            )
+            continue
+        return data, diff
+    raise NotConvertible(failure)
+
+
+def _with_missing(learner: Any, features: Any) -> Any:
+    """``features`` plus, when the learner takes missing values, copies of its first rows with each feature
+    missing in turn (so a conversion that mishandles missing values is caught before it serves them)."""
+    import numpy as np
+
+    head = features[: min(len(features), 3)]
+    if not len(head):
+        return features
+    probe = np.repeat(head, features.shape[1], axis=0)
+    for j in range(features.shape[1]):
+        probe[j * len(head) : (j + 1) * len(head), j] = np.nan
+    try:
+        if _is_classifier(learner):
+            learner.predict_proba(probe[:1])
+        else:
+            learner.predict(probe[:1])
+    except ValueError:  # the learner refuses missing values (linear models: features are imputed first)
+        return features
+    return np.vstack([features, probe])
+
+
+def _register_forest_missing_values() -> None:
+    """Random forests and extra trees fitted on missing values send them left or right at each split
+    (``tree_.missing_go_to_left``); skl2onnx writes every split as "missing goes right". The ONNX tree
+    operators take the direction per node (``nodes_missing_value_tracks_true``): fill it in from the tree. (A
+    split at +inf, "every number one way, missing the other", then needs nothing else.)"""
+    from skl2onnx.operator_converters import random_forest
+
+    original = random_forest.add_tree_to_attribute_pairs
+    if getattr(original, "_conveyor", False):
+        return
+
+    def with_missing(attr_pairs: Any, is_classifier: Any, tree: Any, *args: Any, **kwargs: Any) -> None:
+        original(attr_pairs, is_classifier, _FiniteSplits(tree), *args, **kwargs)
+        go_left = getattr(tree, "missing_go_to_left", None)
+        if go_left is None:
+            return
+        tracks = attr_pairs["nodes_missing_value_tracks_true"]
+        count = tree.node_count
+        branch = tree.children_left[:count] >= 0
+        tracks[-count:] = [
+            int(left) if is_branch else 0 for left, is_branch in zip(go_left[:count], branch, strict=True)
+        ]
+
+    with_missing._conveyor = True  # type: ignore[attr-defined]
+    random_forest.add_tree_to_attribute_pairs = with_missing
+
+
+class _FiniteSplits:
+    """A fitted tree whose splits at +inf ("every number one way") are at the largest float32 instead:
+    skl2onnx's threshold adjustment never ends on an infinite threshold."""
+
+    def __init__(self, tree: Any) -> None:
+        import numpy as np
+
+        self._tree = tree
+        self.threshold = np.minimum(tree.threshold, float(np.finfo(np.float32).max))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tree, name)

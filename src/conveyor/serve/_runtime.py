@@ -85,6 +85,8 @@ class LoadedDeployment:
             and [str(c) for c in getattr(model, "feature_names_in_", [])] == self.columns
             and not _selects_by_name(model)
         )
+        #: The model takes a request's columns as a dict of arrays (AutoML's models): no DataFrame is built.
+        self.takes_columns = bool(getattr(model, "takes_columns", False))
         self.batcher = Batcher(self)
 
     def records_matrix(self, records: Any) -> np.ndarray | None:  # noqa: PLR0911 - each refusal is one line
@@ -120,8 +122,11 @@ class LoadedDeployment:
 
     @property
     def engine(self) -> str:
-        """``onnx`` when ONNX Runtime scores this deployment, else ``native``."""
-        return "onnx" if self.session is not None else "native"
+        """``onnx`` when ONNX Runtime scores this deployment (for an AutoML model: its learners, after NumPy
+        featurisation), else ``native``."""
+        if self.session is not None or str(getattr(self.model, "inference", "")).startswith("onnx"):
+            return "onnx"
+        return "native"
 
     def score(self, columns: Rows, want_proba: bool) -> Scored:
         """Score a batch of rows given as one array per signature column (or one float matrix).
@@ -150,6 +155,8 @@ class LoadedDeployment:
 
     def _score_native(self, columns: Rows, want_proba: bool) -> Scored:
         assert self.model is not None, "a deployment without an ONNX session always has its model"
+        if self.takes_columns:
+            return self._predict(self.as_columns(columns), want_proba)
         if self.positional and isinstance(columns, np.ndarray):
             with warnings.catch_warnings():
                 # The columns were checked to be the fitted ones, in order (``positional``).

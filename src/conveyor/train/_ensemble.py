@@ -21,12 +21,20 @@ class AutoMLModel(BaseEstimator):  # type: ignore[misc]
     of each validation fold, and a weight; a prediction averages the members' fold models (cross-validation
     bagging) and then the members by weight. Classifiers average probabilities and answer in ``classes_``.
 
+    Once compiled (``conveyor.registry._onnx.compile_automl``) each learner also has an ONNX graph checked
+    against it, and a prediction runs the featurisers (NumPy, each distinct one once) and then the learners'
+    graphs in ONNX Runtime; without onnxruntime installed, or for a learner that did not convert, the learner
+    itself answers.
+
     Attributes:
         task: ``classification`` or ``regression``.
         members: ``[(pipelines, weight), ...]``.
         classes_: the original class labels (classification).
         learners: the learner name of each member.
         feature_names_in_: the raw input columns the model reads.
+        compiled: per member, per pipeline, the learner's ONNX graph (or None); None when not compiled.
+        feature_groups: per member, per pipeline, which distinct featuriser makes its features.
+        inference: how the model scores (``onnx (...)`` or ``native (why)``).
     """
 
     def __init__(
@@ -36,12 +44,26 @@ class AutoMLModel(BaseEstimator):  # type: ignore[misc]
         classes: list[Any] | None = None,
         learners: list[str] | None = None,
         feature_names: list[str] | None = None,
+        compiled: list[list[bytes | None]] | None = None,
+        feature_groups: list[list[int]] | None = None,
+        inference: str = "native",
     ) -> None:
         self.task = task
         self.members = members
         self.classes = classes
         self.learners = learners
         self.feature_names = feature_names
+        self.compiled = compiled
+        self.feature_groups = feature_groups
+        self.inference = inference
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())
+        state.pop("_runtime", None)  # ONNX Runtime sessions: made again on first use after loading
+        return state
+
+    #: Serving may hand ``predict`` a dict of column arrays instead of a DataFrame (see ``_columns``).
+    takes_columns = True
 
     @property
     def classes_(self) -> np.ndarray[Any, Any]:
@@ -77,7 +99,76 @@ class AutoMLModel(BaseEstimator):  # type: ignore[misc]
                 outputs.append(np.asarray(pipeline.predict(frame), dtype=float))
         return np.asarray(np.mean(outputs, axis=0))
 
+    def _sessions(self) -> list[list[Any]] | None:
+        """The compiled learners' ONNX Runtime sessions (None where a learner answers itself), made once; None
+        when the model is not compiled or onnxruntime is missing."""
+        runtime: tuple[list[list[Any]] | None] | None = self.__dict__.get("_runtime")
+        if runtime is not None:
+            return runtime[0]
+        sessions: list[list[Any]] | None = None
+        compiled = getattr(self, "compiled", None)  # models stored before compilation existed lack it
+        if compiled is not None and getattr(self, "feature_groups", None) is not None and self._array_featurizers():
+            try:
+                import onnxruntime as ort
+            except ImportError:
+                pass
+            else:
+                options = ort.SessionOptions()
+                options.intra_op_num_threads = 1  # serving runs one worker per core already
+                options.inter_op_num_threads = 1
+                sessions = [
+                    [
+                        None
+                        if data is None
+                        else ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+                        for data in row
+                    ]
+                    for row in compiled
+                ]
+        self.__dict__["_runtime"] = (sessions,)
+        return sessions
+
+    def _compiled_output(self, sessions: list[list[Any]], x: Any) -> np.ndarray[Any, Any]:
+        columns = _columns(x, self.feature_names)
+        assert self.feature_groups is not None
+        features: dict[int, np.ndarray[Any, Any]] = {}
+        k = len(self.classes_)
+        total = 0.0
+        combined: np.ndarray[Any, Any] | None = None
+        for (pipelines, weight), groups, row in zip(self.members or [], self.feature_groups, sessions, strict=True):
+            outputs: list[np.ndarray[Any, Any]] = []
+            for pipeline, group, session in zip(pipelines, groups, row, strict=True):
+                matrix = features.get(group)
+                if matrix is None:
+                    matrix = features[group] = pipeline.named_steps["features"].transform(columns)
+                learner = pipeline.named_steps["learner"]
+                if session is None:
+                    out = learner.predict_proba(matrix) if self.task == "classification" else learner.predict(matrix)
+                else:
+                    feed = session.get_inputs()[0]
+                    typed = matrix if feed.type == "tensor(double)" else matrix.astype(np.float32)
+                    results = session.run(None, {feed.name: typed})
+                    out = results[1] if self.task == "classification" else results[0]
+                out = np.asarray(out, dtype=float)
+                if self.task == "classification":
+                    full = np.zeros((len(out), k))
+                    full[:, np.asarray(learner.classes_, dtype=int)] = out
+                    outputs.append(full)
+                else:
+                    outputs.append(out.reshape(-1))
+            member = np.asarray(np.mean(outputs, axis=0)) * weight
+            combined = member if combined is None else combined + member
+            total += weight
+        if combined is None:
+            raise ValueError("The model has no members.")
+        return combined / total
+
     def _combined(self, x: Any) -> np.ndarray[Any, Any]:
+        sessions = self._sessions()
+        if sessions is not None:
+            return self._compiled_output(sessions, x)
+        if isinstance(x, dict):
+            x = pd.DataFrame(x, columns=self.feature_names)
         frame: Any = self._frame(x)
         if self._array_featurizers():  # the request's columns leave pandas once, not once per member and fold
             frame = {str(c): frame[c].to_numpy() for c in frame.columns}
@@ -101,6 +192,17 @@ class AutoMLModel(BaseEstimator):  # type: ignore[misc]
         if self.task == "classification":
             return np.asarray(self.classes_[combined.argmax(axis=1)])
         return combined
+
+
+def _columns(x: Any, names: list[str] | None) -> dict[str, np.ndarray[Any, Any]]:
+    """A request's columns as arrays by name, taken out of a DataFrame once (for every member)."""
+    if isinstance(x, dict):
+        return {str(k): np.asarray(v) for k, v in x.items()}
+    if not isinstance(x, pd.DataFrame):
+        x = pd.DataFrame(x, columns=names)
+    # ``_iter_column_arrays`` is ~8x cheaper than one ``frame[name]`` per column on a 1-row request.
+    arrays = x._iter_column_arrays() if hasattr(x, "_iter_column_arrays") else (x[c] for c in x.columns)
+    return {str(c): np.asarray(a) for c, a in zip(x.columns, arrays, strict=True)}
 
 
 def select_ensemble(
