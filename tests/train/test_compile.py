@@ -133,3 +133,17 @@ def test_a_model_stored_before_compilation_existed_still_scores() -> None:
     for attribute in ("compiled", "feature_groups", "inference"):
         del model.__dict__[attribute]
     assert _scores(model, frame).shape == (len(frame), 3)
+
+
+def test_a_forest_too_large_to_convert_in_the_time_left_stays_native(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from conveyor.registry import _onnx
+
+    frame = _frame()
+    model = _model(["random_forest", "linear"], "classification", frame)
+    # As if each node took a second to convert: the forest's estimate is far past a deadline 60 s away.
+    monkeypatch.setattr(_onnx, "_SECONDS_PER_NODE", 1.0)
+    note = compile_automl(model, frame.head(50), deadline=time.monotonic() + 60)
+    assert "converting RandomForestClassifier would take about" in note and "past the time budget" in note, note
+    assert model.compiled is not None and model.compiled[0] == [None] and model.compiled[1][0] is not None

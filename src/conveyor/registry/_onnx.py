@@ -571,6 +571,12 @@ class _Compiling:
         if self.deadline is not None and time.monotonic() > self.deadline:
             self.reasons.append("no time left in the budget to convert")
             return group, None
+        needed = _conversion_seconds(learner)
+        if self.deadline is not None and time.monotonic() + needed > self.deadline:
+            self.reasons.append(
+                f"converting {type(learner).__name__} would take about {needed:.1f} s, past the time budget"
+            )
+            return group, None
         try:
             data, diff = _convert_learner(learner, self.features[group])
         except NotConvertible as exc:
@@ -579,6 +585,18 @@ class _Compiling:
         self.worst = max(self.worst, diff)
         self.converted += 1
         return group, data
+
+
+_SECONDS_PER_NODE = 40e-6  # skl2onnx's tree converters (measured: 26-34 us a node, random and extra trees)
+_SECONDS_PER_LEARNER = 0.3  # anything else: a linear model or a boosted ensemble (measured: 0.05-0.3 s)
+
+
+def _conversion_seconds(learner: Any) -> float:
+    """About how long converting (and checking) ``learner`` takes: by its node count for scikit-learn's forests,
+    whose conversions grow with it (616k nodes: 21 s on 2 cores), else a fixed small cost."""
+    trees = [e.tree_ for e in getattr(learner, "estimators_", []) if hasattr(e, "tree_")]
+    nodes = sum(int(t.node_count) for t in trees)
+    return _SECONDS_PER_LEARNER + nodes * _SECONDS_PER_NODE
 
 
 def _parts(pipeline: Any) -> tuple[Any, Any]:
