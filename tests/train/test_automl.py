@@ -12,8 +12,10 @@ from sklearn.datasets import load_diabetes
 
 from conveyor.errors import BadInput, NotFound, ValidationFailed
 from conveyor.train import AutoMLModel, build_featurizer, infer_column_kinds
+from conveyor.train._automl import _folds
 from conveyor.train._ensemble import select_ensemble
 from conveyor.train._guardrails import check_data
+from conveyor.train._learners import EXPENSIVE, LEARNERS, LOW_COST, SPACES, initial_points
 from tests.api_client import api_client
 
 
@@ -213,6 +215,9 @@ def test_regression_search_logs_residual_charts(workspace) -> None:  # type: ign
     result = workspace.train.automl(frame, "target", time_budget=6, metric="rmse", learners=["linear", "lightgbm"])
     assert result.task == "regression" and result.seconds <= 6 * 1.05
     assert 40 < result.score < 70, result.score  # rmse of a sensible model on diabetes (std ≈ 77)
+    # The search starts cheap: LightGBM's low-cost point, then each learner's defaults, then the sampler.
+    first = [(t.learner, t.params.get("n_estimators")) for t in result.trials[:3]]
+    assert first == [("lightgbm", LOW_COST["lightgbm"]["n_estimators"]), ("linear", None), ("lightgbm", 100)], first
     assert {t.learner for t in result.trials} <= {"linear", "lightgbm"}
     artifacts = {a.path for a in workspace.runs.get(result.run_id).artifacts}
     assert {"charts/residuals.json", "charts/predicted_vs_actual.json"} <= artifacts
@@ -437,3 +442,37 @@ def test_refit_refuses_work_that_cannot_finish_by_the_deadline() -> None:
     fitted, note, seconds = _refit(pool, [{"learner": "linear", "params": {"C": 1.0}}], [30.0], time.monotonic() + 5)
     assert fitted is None and seconds == 0.0
     assert note.startswith("skipped (would overrun by 2") and pool.process is None
+
+
+@pytest.mark.parametrize(
+    ("rows", "columns", "budget", "expected"),
+    [
+        (1_000, 10, 30, "5-fold cross-validation"),  # small data: every row validates once
+        (15_000, 10, 30, "holdout: 10%"),  # 167k cells for a 30 s budget (FLAML's rule: 83k): dozens of trials
+        (15_000, 10, 3600, "5-fold cross-validation"),  # the same data with an hour affords the folds
+        (25_000, 2, 3600, "holdout: 10%"),  # 20,000 rows and more: always one holdout
+    ],
+)
+def test_validation_is_cross_validation_only_while_the_data_is_small_for_the_budget(
+    rows: int, columns: int, budget: float, expected: str
+) -> None:
+    rng = np.random.default_rng(0)
+    x = pd.DataFrame(rng.normal(size=(rows, columns)))
+    y = rng.normal(size=rows)
+    split, validation = _folds(x, y, "regression", 5, 0, budget)
+    assert validation.startswith(expected), validation
+    assert len(split) == (1 if expected.startswith("holdout") else 5)
+
+
+def test_the_search_starts_from_low_cost_points_and_lets_expensive_learners_in_last() -> None:
+    points = initial_points(LEARNERS, "classification")
+    learners = [p["learner"] for p in points]
+    cheap_boosting = [name for name in LEARNERS if name in LOW_COST]
+    assert learners[: len(cheap_boosting)] == cheap_boosting  # the low-cost points come first
+    assert learners[-len(EXPENSIVE) :] == list(EXPENSIVE)  # forests after every cheap learner's defaults
+    assert len(points) == len(LEARNERS) + len(LOW_COST)
+    for point in points:  # every point lies inside its learner's search space (Optuna would refuse it)
+        space = {f"{point['learner']}.{p.name}": p for p in SPACES[point["learner"]]}
+        for key, value in point.items():
+            if key != "learner":
+                assert space[key].low <= value <= space[key].high, (key, value)

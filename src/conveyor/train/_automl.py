@@ -39,7 +39,7 @@ import pandas as pd
 
 from conveyor.errors import BadInput, NotFound, ValidationFailed, did_you_mean
 from conveyor.train._guardrails import Guardrail, check_data
-from conveyor.train._learners import LEARNERS, check_learners, default_params, suggest
+from conveyor.train._learners import LEARNERS, check_learners, initial_points, suggest
 from conveyor.train._metrics import MetricSpec, resolve_metric, score
 from conveyor.train._sweep import SweepResult, SweepSpec, SweepTrial
 
@@ -53,6 +53,9 @@ if TYPE_CHECKING:
 __all__ = ["AutoMLResult", "Training", "TrialRecord", "automl"]
 
 HOLDOUT_ABOVE = 20_000
+# Cross-validation only while the data is small for the budget (FLAML's rule): rows × columns / 0.9 under
+# 10M cells per hour of budget; above, one 10% holdout, so a 30 s search on 10k+ rows runs dozens of trials.
+_CV_CELLS_PER_HOUR = 10_000_000
 TASKS = ("classification", "regression", "forecasting")
 FORECAST_LEARNERS = ("lightgbm", "hist_gb", "xgboost")  # gradient boosting over lag/rolling/calendar features
 _TOP_K = 5
@@ -277,7 +280,7 @@ def automl(
             )
         dev, test = _test_split(len(x), y_codes, task, test_size, seed)
         x_dev, y_dev = x.iloc[dev].reset_index(drop=True), y_codes[dev]
-        split, validation = _folds(x_dev, y_dev, task, folds, seed)
+        split, validation = _folds(x_dev, y_dev, task, folds, seed, float(time_budget))
         n_classes = len(classes)
         return _search_and_finish(
             ws,
@@ -424,12 +427,14 @@ def _test_split(
 
 
 def _folds(
-    x: pd.DataFrame, y: np.ndarray[Any, Any], task: str, folds: int, seed: int
+    x: pd.DataFrame, y: np.ndarray[Any, Any], task: str, folds: int, seed: int, budget: float = 3600.0
 ) -> tuple[list[tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]], str]:
+    """Cross-validation folds while the data is small for the budget (and under 20,000 rows), else one holdout."""
     from sklearn import model_selection as ms
 
     classification = task == "classification"
-    if len(x) >= HOLDOUT_ABOVE:
+    large = len(x) * max(x.shape[1], 1) / 0.9 >= _CV_CELLS_PER_HOUR * budget / 3600
+    if len(x) >= HOLDOUT_ABOVE or (large and len(x) >= 2_000):
         cls = ms.StratifiedShuffleSplit if classification else ms.ShuffleSplit
         split = list(cls(n_splits=1, test_size=0.1, random_state=seed).split(x, y))
         return split, f"holdout: 10% of {len(x):,} rows{' (stratified)' if classification else ''}"
@@ -665,8 +670,8 @@ def _search_and_finish(  # noqa: PLR0912, PLR0915
             sampler=optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=8),
             pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0),
         )
-        for learner in learners:
-            study.enqueue_trial(default_params(learner, task))
+        for params in initial_points(learners, task):  # cheap first, then each learner's defaults
+            study.enqueue_trial(params)
         records: list[TrialRecord] = []
         best = -math.inf
         since_best = 0
