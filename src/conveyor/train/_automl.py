@@ -621,7 +621,9 @@ def _search_and_finish(  # noqa: PLR0912, PLR0915
     kept: dict[int, dict[str, Any]] = {}  # top trials: oof predictions and fold models
 
     def search_deadline() -> float:
-        return end_deadline - _refit_reserve(kept, refit_scale, use_ensemble)
+        # With one holdout the trials' models already saw 90% of the rows: the search reserves the refit of its
+        # best trial only (the refit of an ensemble runs if time is left, else the holdout models ship).
+        return end_deadline - _refit_reserve(kept, refit_scale, use_ensemble and len(split) > 1)
 
     def refit_end(members: int) -> float:  # the refit ends in time to log the refitted model
         return end_deadline - _log_estimate(members)
