@@ -70,7 +70,14 @@ def register(app: typer.Typer) -> None:
         ] = None,
         max_trials: Annotated[int | None, typer.Option(help="Stop after this many trials.", min=1)] = None,
         patience: Annotated[int, typer.Option(help="Stop after this many trials without improvement.", min=1)] = 100,
-        folds: Annotated[int, typer.Option(help="Cross-validation folds (below 20,000 rows).", min=2, max=20)] = 5,
+        folds: Annotated[
+            int,
+            typer.Option(
+                help="Cross-validation folds (when the data is small for the budget; else one 10% holdout).",
+                min=2,
+                max=20,
+            ),
+        ] = 5,
         ensemble: Annotated[
             bool, typer.Option("--ensemble/--no-ensemble", help="Try an ensemble of the best trials.")
         ] = True,
