@@ -1,9 +1,10 @@
 """Online serving: requests per second, latency, a soak and deploy-to-live, against MLflow and a Flask app.
 
-One model for every server: scikit-learn's breast-cancer data, ``StandardScaler`` + ``LogisticRegression``,
-trained by the same code on each side (``benchmarks/peers/serving_peers.py``); every server is checked to
-score the same five rows the same way before it is measured. Every request is one row of 30 features as
-JSON. The servers run one after another in the same run, each alone on the machine while it is measured:
+The reference model for every server: scikit-learn's breast-cancer data, ``StandardScaler`` +
+``LogisticRegression``, trained by the same code on each side (``benchmarks/peers/serving_peers.py``); every
+server is checked to score the same five rows the same way before it is measured. Every request is one row of
+30 features as JSON. The servers run one after another in the same run, each alone on the machine while it is
+measured:
 
 1. ``mlflow models serve --env-manager local`` on the model logged with ``mlflow.sklearn`` (MLflow's default
    of one uvicorn worker), ``POST /invocations`` with ``{"dataframe_records": [row]}``;
@@ -12,16 +13,25 @@ JSON. The servers run one after another in the same run, each alone on the machi
 3. Conveyor: the model registered in a fresh workspace and deployed as an endpoint, ``POST /predict`` with
    ``[row]``.
 
+Then, in the same run and workspace, the models Conveyor's own AutoML makes (what ships, with the LR above as
+their reference): the quickstart's AutoML model (its call, on its churn data) and an XGBoost/LightGBM ensemble
+on 8 generated numeric columns. Each is registered by AutoML, timed in process (one-row ``predict_proba``), and
+served by a Conveyor endpoint with its defaults (engine auto: the learners' ONNX conversions), then by the
+Flask app and ``mlflow models serve`` on Conveyor's portable MLflow export of the same version (``mlflow.pyfunc``
+loads it without conveyor installed; the peers' environment has no onnxruntime, so there it scores natively).
+Every server is checked to give the same labels for a few rows of both classes, and the export's probabilities
+are compared with Conveyor's, before timing.
+
 Load comes from ``wrk`` (a Lua script sets the POST body and prints a JSON summary when done): 64
 connections on 2 threads, then one connection on one thread for the unloaded latency. Conveyor alone then
-takes a soak at 64 connections, with its workers' memory read before and after. wrk and the servers share
-the machine's cores, as they would on a small production box; wrk is closed-loop (a slow response delays
-the next request on its connection), so its percentiles understate queueing under overload.
+takes a soak at 64 connections (the LR model), with its workers' memory read before and after. wrk and the
+servers share the machine's cores, as they would on a small production box; wrk is closed-loop (a slow response
+delays the next request on its connection), so its percentiles understate queueing under overload.
 
 Durations (seconds) come from the environment so a quick run exists: ``SERVING_BENCH_QUICK=1`` (load 3,
 latency 3, soak 10, warm-up 1), or each of ``SERVING_BENCH_LOAD_S``, ``SERVING_BENCH_LATENCY_S``,
-``SERVING_BENCH_SOAK_S``, ``SERVING_BENCH_WARMUP_S``. A result measured with other than the default durations
-says so in its notes. All traffic goes to 127.0.0.1.
+``SERVING_BENCH_SOAK_S``, ``SERVING_BENCH_WARMUP_S``; the AutoML models' servers take the same durations. A
+result measured with other than the default durations says so in its notes. All traffic goes to 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -44,6 +54,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from benchmarks._harness import BENCH_DIR, Context, Result, Side, peer_versions, print_table, save, timed
+from benchmarks.peers.serving_peers import PROBA_CALLS, PROBA_WARMUP
 
 LOOPBACK = "127.0.0.1"
 CONNECTIONS, THREADS = 64, 2
@@ -381,11 +392,11 @@ def _kill_survivors(processes: list[Any]) -> None:
 
 @contextlib.contextmanager
 def _conveyor_endpoint(
-    ws: Any, endpoint: str, row: dict[str, Any], expected: Any, **idle_options: Any
+    ws: Any, endpoint: str, row: dict[str, Any], expected: Any, ref: str = f"{MODEL_NAME}:1", **idle_options: Any
 ) -> Iterator[Server]:
     pid: int | None = None
     try:
-        url, pid, started = _deploy(ws, endpoint, f"{MODEL_NAME}:1", **idle_options)
+        url, pid, started = _deploy(ws, endpoint, ref, **idle_options)
         if urlsplit(url).hostname != LOOPBACK:
             raise RuntimeError(f"Conveyor served at {url}; the benchmark expects {LOOPBACK}")
         base = url.rstrip("/")
@@ -503,6 +514,362 @@ def _cold_start(ws: Any, row: dict[str, Any], expected: Any) -> tuple[float | No
         return None, f"not measured: {type(exc).__name__}: {exc}"
 
 
+# -- the peers ---------------------------------------------------------------------------------------------
+
+
+def _mlflow_wrap(records: list[dict[str, Any]]) -> Any:
+    return {"dataframe_records": records}
+
+
+def _flask_wrap(records: list[dict[str, Any]]) -> Any:
+    return records
+
+
+def _measure_mlflow_serve(
+    ctx: Context, env: dict[str, str], model_uri: str, rows: list[dict[str, Any]], expected: list[Any],
+    durations: Durations, log: str,
+) -> Measured:  # fmt: skip
+    """``mlflow models serve`` on ``model_uri`` (a registered model's URI or a model folder), checked and measured."""
+    port = _free_port()
+    command = [str(ctx.peer_bin("mlflow")), "models", "serve", "-m", model_uri,
+               "--env-manager", "local", "-h", LOOPBACK, "-p", str(port)]  # fmt: skip
+    with _peer_process(
+        "mlflow models serve", command, env, f"http://{LOOPBACK}:{port}/invocations", _mlflow_wrap,
+        rows[0], expected[0], ctx.work / f"{log}.log", ctx.work,
+    ) as server:  # fmt: skip
+        _check_same_model(server, rows, expected)
+        return _measure(server, durations, ctx.repeat, ctx.work)
+
+
+def _measure_flask(
+    ctx: Context, env: dict[str, str], mode: list[str], rows: list[dict[str, Any]], expected: list[Any],
+    durations: Durations, log: str,
+) -> Measured:  # fmt: skip
+    """The Flask app (``serving_peers.py MODE MODEL``: a pickle, or an MLflow folder), checked and measured."""
+    port = _free_port()
+    command = [str(ctx.peer_python()), str(PEERS_SCRIPT), *mode, str(port)]
+    with _peer_process(
+        "Flask app", command, env, f"http://{LOOPBACK}:{port}/predict", _flask_wrap,
+        rows[0], expected[0], ctx.work / f"{log}.log", ctx.work,
+    ) as server:  # fmt: skip
+        _check_same_model(server, rows, expected)
+        return _measure(server, durations, ctx.repeat, ctx.work)
+
+
+# -- the models Conveyor's AutoML makes --------------------------------------------------------------------
+
+TARGET_AUTOML_SHARE = 0.5  # an AutoML model's requests/s on Conveyor over the hand-made LR's, same run
+AUTOML_CHECK_PER_CLASS = 4  # check rows per predicted class, so a server that answers one class fails
+PROBA_TOLERANCE = 1e-4  # the export scored natively in the peers' environment vs Conveyor's copy
+
+
+@dataclass(frozen=True)
+class AutoMLCase:
+    """One model Conveyor's AutoML makes, as the benchmark trains it."""
+
+    key: str  # names the endpoint, the registered model, the results
+    label: str  # in titles: "Serving {label}: …"
+    call: str  # the training call, for the notes
+    train: Callable[[Any, str], tuple[Any, Any]]  # (workspace, name to register) → (AutoML result, features)
+    proba_target_ms: float  # in-process one-row predict_proba, median
+    rps_target: float | None  # Conveyor at 64 connections, if the issue sets one
+
+
+def _train_quickstart(ws: Any, name: str) -> tuple[Any, Any]:
+    """The quickstart's AutoML call on the quickstart's data (its pipeline drops the id column by SQL)."""
+    from conveyor.quickstart._churn import ID_COLUMN, TARGET, make_churn_frame
+    from conveyor.quickstart._pipeline import AUTOML_BUDGET
+
+    frame = make_churn_frame(20_000, 7).drop(columns=[ID_COLUMN])
+    result = ws.train.automl(frame, TARGET, time_budget=AUTOML_BUDGET, seed=7, register=name)
+    return result, frame.drop(columns=[TARGET])
+
+
+def boosting_frame(rows: int = 5_000, seed: int = 0) -> Any:
+    """8 numeric columns and a binary ``y`` with interactions a linear model misses; the same every time."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, 8))
+    frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(8)])
+    signal = x[:, 0] * x[:, 1] + np.sin(2 * x[:, 2]) + x[:, 3] + 0.5 * x[:, 4] + rng.normal(0, 0.5, rows)
+    frame["y"] = (signal > 0).astype("int64")
+    return frame
+
+
+def _train_boosting(ws: Any, name: str) -> tuple[Any, Any]:
+    frame = boosting_frame()
+    result = ws.train.automl(frame, "y", time_budget=30, learners=["xgboost", "lightgbm"], seed=0, register=name)
+    return result, frame.drop(columns=["y"])
+
+
+AUTOML_CASES = [
+    AutoMLCase(
+        "automl-quickstart",
+        "the quickstart's AutoML model",
+        "ws.train.automl(make_churn_frame(20_000, 7) without customer_id, 'churned', "
+        "time_budget=AUTOML_BUDGET (from conveyor.quickstart), seed=7, register=...)",
+        _train_quickstart,
+        proba_target_ms=1.0,
+        rps_target=5000.0,
+    ),
+    AutoMLCase(
+        "automl-boosting",
+        "an AutoML XGBoost/LightGBM ensemble",
+        "ws.train.automl(8 numeric columns × 5,000 rows (benchmarks.serving.boosting_frame), 'y', time_budget=30, "
+        "learners=['xgboost', 'lightgbm'], seed=0, register=...)",
+        _train_boosting,
+        proba_target_ms=2.0,
+        rps_target=None,
+    ),
+]
+
+
+@dataclass
+class AutoMLServed:
+    """An AutoML model measured on Conveyor and on the peers (its portable MLflow export)."""
+
+    case: AutoMLCase
+    ref: str
+    model_bytes: int  # the registered version's model file
+    inference: str  # model.inference of the registered model, loaded back
+    engine: str  # what the endpoint reports for its deployment
+    trained: str
+    check_rows: int
+    proba_ms: list[float]
+    peer: dict[str, Any]  # serving_peers.py score: the export in the peers' environment
+    max_proba_diff: float
+    conveyor: Measured
+    flask: Measured
+    mlflow: Measured
+
+
+def _check_rows(model: Any, features: Any) -> Any:
+    """The first few rows of each predicted class and the first row with a missing value (if the data has
+    one), in the data's order: the first row is the data's first."""
+    head = features.head(500)
+    labels = list(model.predict(head))
+    picked = {
+        i for label in set(labels) for i in [j for j, got in enumerate(labels) if got == label][:AUTOML_CHECK_PER_CLASS]
+    }
+    missing = [i for i, gap in enumerate(head.isna().any(axis=1)) if gap]
+    return head.iloc[sorted(picked | set(missing[:1]))].reset_index(drop=True)
+
+
+def _endpoint_engine(server: Server) -> str:
+    """The engine Conveyor's endpoint reports for its deployment (``GET /``)."""
+    try:
+        described = httpx.get(f"{server.base}/", timeout=5.0).json()
+        return str(described["deployments"][0]["engine"])
+    except (httpx.HTTPError, ValueError, KeyError, IndexError) as exc:
+        return f"unknown ({type(exc).__name__})"
+
+
+def _serve_automl(ctx: Context, ws: Any, case: AutoMLCase, env: dict[str, str], durations: Durations) -> AutoMLServed:
+    import numpy as np
+
+    from benchmarks.peers.serving_peers import proba_median_ms
+
+    print(f"  {case.key}: training {case.call}", flush=True)
+    result, features = case.train(ws, case.key)
+    ref = str(result.model_ref)
+    version = ws.models.get(ref)
+    model = ws.models.load(ref)  # what serving loads: the registered file, not the object AutoML returned
+    inference = str(getattr(model, "inference", "native"))
+    trained = (
+        f"{len(result.trials)} trials in {result.seconds:.1f} s (budget {result.time_budget:g} s), best learner "
+        f"{result.best_learner}, members {', '.join(getattr(model, 'learners', None) or [result.best_learner])}, "
+        f"{sum(len(pipelines) for pipelines, _ in getattr(model, 'members', None) or [])} fitted pipelines, "
+        f"refit {result.refit}; held-out " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(result.test_metrics.items()))
+    )
+    print(f"  {ref}: {trained}; {version.size:,} bytes; inference {inference}", flush=True)
+
+    check = _check_rows(model, features)
+    rows: list[dict[str, Any]] = json.loads(check.to_json(orient="records", double_precision=15))
+    expected: list[Any] = model.predict(check).tolist()
+    probabilities = np.asarray(model.predict_proba(check))
+    proba_ms = [proba_median_ms(model, check.head(1)) for _ in range(ctx.repeat)]
+    print(f"  in-process predict_proba, one row: {', '.join(f'{ms:.3f} ms' for ms in proba_ms)}", flush=True)
+
+    export_dir = ctx.work / f"{case.key}-mlflow"
+    ws.models.export(ref, export_dir, format="mlflow")
+    check_path = ctx.work / f"{case.key}-check.parquet"
+    check.to_parquet(check_path)
+    _, out = timed(
+        [str(ctx.peer_python()), str(PEERS_SCRIPT), "score", str(export_dir), str(check_path), str(ctx.repeat)],
+        env={"MLFLOW_TRACKING_URI": ""},
+        cwd=ctx.work,
+    )
+    peer: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    if peer["conveyor_importable"]:
+        raise RuntimeError("the peers' environment can import conveyor: the export's portability is not tested")
+    if peer["predictions"] != expected:
+        raise RuntimeError(f"the MLflow export of {ref} predicted {peer['predictions']}, Conveyor {expected}")
+    max_diff = float(np.max(np.abs(np.asarray(peer["probabilities"]) - probabilities)))
+    # A learner library of another version than the export pins (the peers' environment is pinned for the other
+    # benchmarks) may score a little differently; without such a difference the export must agree.
+    excuses = [pin for pin in peer["unmet_pins"] if not pin.startswith("onnxruntime==")]
+    if max_diff > PROBA_TOLERANCE and not excuses:
+        raise RuntimeError(f"the MLflow export of {ref} gives probabilities {max_diff:.2e} away from Conveyor's")
+    print(
+        f"  the export in the peers' environment scores {peer['engine']}; probabilities within {max_diff:.1e} of "
+        f"Conveyor's; unmet pins of the export there: {', '.join(peer['unmet_pins']) or 'none'}",
+        flush=True,
+    )
+
+    with _conveyor_endpoint(ws, case.key, rows[0], expected[0], ref=ref) as server:
+        _check_same_model(server, rows, expected)
+        engine = _endpoint_engine(server)
+        conveyor = _measure(server, durations, ctx.repeat, ctx.work)
+    flask = _measure_flask(ctx, env, ["flask-mlflow", str(export_dir)], rows, expected, durations, f"{case.key}-flask")
+    mlflow = _measure_mlflow_serve(ctx, env, str(export_dir), rows, expected, durations, f"{case.key}-mlflow-serve")
+    return AutoMLServed(
+        case,
+        ref,
+        version.size,
+        inference,
+        engine,
+        trained,
+        len(rows),
+        proba_ms,
+        peer,
+        max_diff,
+        conveyor,
+        flask,
+        mlflow,
+    )
+
+
+def _automl_results(
+    ctx: Context, durations: Durations, versions: dict[str, str], served: AutoMLServed, lr: Measured
+) -> list[Result]:
+    case, conveyor = served.case, served.conveyor
+    rps = statistics.median(r.per_second for r in conveyor.loads)
+    lr_rps = statistics.median(r.per_second for r in lr.loads)
+    share = rps / lr_rps if lr_rps else 0.0
+    size = f"{served.model_bytes:,} bytes ({served.model_bytes / 2**20:.2f} MiB)"
+    peer = served.peer
+    ort = "has onnxruntime" if peer["onnxruntime_importable"] else "has no onnxruntime"
+    peer_env = (
+        "The peers serve Conveyor's portable MLflow export of the same version (`ws.models.export(ref, DIR, "
+        "format='mlflow')`: model.pkl + Conveyor's runtime as code; conveyor is not installed in their "
+        f"environment), loaded with mlflow.pyfunc.load_model. Their environment {ort}, so there the model scores "
+        f"{peer['engine']} (its learners themselves), whatever model.inference says."
+    )
+    unmet = ", ".join(peer["unmet_pins"]) or "none"
+    agreement = (
+        f"the export's probabilities in the peers' environment are within {served.max_proba_diff:.1e} of "
+        f"Conveyor's for those rows; the export's pinned requirements that environment does not meet: {unmet}"
+    )
+    if served.max_proba_diff > PROBA_TOLERANCE:
+        agreement += (
+            " (a learner library there is not the version the export pins, and scores a little differently; the "
+            "labels agree)"
+        )
+    notes = [
+        f"Model: {case.call}; {served.trained}. Registered model file: {size}.",
+        f"{served.check_rows} check rows (both predicted classes, and a row with missing values where the data "
+        f"has them) are scored the same by every server before timing; {agreement}.",
+        peer_env,
+        f"One row per request as JSON (the data's first row); wrk {THREADS} threads × {CONNECTIONS} connections "
+        f"for {durations.load:g} s, {_runs(ctx.repeat)} per server after a {durations.warmup:g} s warm-up; servers "
+        "one after another, each alone, wrk on the same 2-core machine.",
+    ]
+    if not durations.official:
+        notes.append(f"Not the official durations (quick mode): {durations}.")
+    c_detail = {
+        "model": served.ref,
+        "registered model file": size,
+        "model.inference": served.inference,
+        "endpoint engine (GET /)": served.engine,
+        "endpoint": "defaults (engine auto, default batching, one worker per core)",
+        "share of the hand-made LR's requests/s on Conveyor, same run": f"{100 * share:.0f} % "
+        f"({rps:,.0f} vs {lr_rps:,.0f} req/s)",
+        **conveyor.detail(),
+    }
+    c_side = Side("Conveyor", [r.per_second for r in conveyor.loads], "req/s", c_detail)
+    mlflow_side = Side(
+        f"MLflow {versions['mlflow']} (mlflow models serve)",
+        [r.per_second for r in served.mlflow.loads],
+        "req/s",
+        {"command": "mlflow models serve -m EXPORT_DIR --env-manager local", **served.mlflow.detail()},
+    )
+    flask_side = Side(
+        f"Flask {versions['Flask']} app (built-in server)",
+        [r.per_second for r in served.flask.loads],
+        "req/s",
+        {
+            "command": "app.run(threaded=True); mlflow.pyfunc.load_model(EXPORT_DIR) + "
+            "model.predict(pd.DataFrame(request.json))",
+            **served.flask.detail(),
+        },
+    )
+    wanted = [f"p99 ≤ {TARGET_P99_MS:g} ms", f"≥ {100 * TARGET_AUTOML_SHARE:.0f} % of the hand-made LR's req/s"]
+    met = conveyor.worst_p99_ms <= TARGET_P99_MS and share >= TARGET_AUTOML_SHARE and conveyor.errors == 0
+    if case.rps_target is not None:
+        wanted.insert(0, f"≥ {case.rps_target:,.0f} req/s")
+        met = met and rps >= case.rps_target
+    target = ", ".join([*wanted, "0 errors"])
+
+    def versus(suffix: str, other: Side) -> Result:
+        return Result(
+            name=f"serving-{case.key}{suffix}",
+            title=f"Serving {case.label}: requests/s at {CONNECTIONS} connections vs {other.name.split()[0]}",
+            conveyor=c_side,
+            peer=other,
+            better="higher",
+            target=target,
+            met=met,
+            notes=notes,
+        )
+
+    latency = Result(
+        name=f"serving-{case.key}-latency",
+        title=f"Serving {case.label}: median latency at one connection",
+        conveyor=Side("Conveyor", [r.p50_ms for r in conveyor.singles], "ms"),
+        peer=Side(mlflow_side.name, [r.p50_ms for r in served.mlflow.singles], "ms"),
+        better="lower",
+        target=f"≤ {TARGET_LATENCY_MS:g} ms",
+        met=statistics.median(r.p50_ms for r in conveyor.singles) <= TARGET_LATENCY_MS,
+        notes=[
+            f"wrk -t1 -c1 for {durations.latency:g} s, {_runs(ctx.repeat)} per server; each sample is a run's p50.",
+            f"{flask_side.name}: median p50 {statistics.median(r.p50_ms for r in served.flask.singles):.2f} ms.",
+            *notes,
+        ],
+    )
+    in_process = Result(
+        name=f"serving-{case.key}-predict",
+        title=f"{case.label[0].upper()}{case.label[1:]}: in-process predict_proba of one row",
+        conveyor=Side(
+            "Conveyor",
+            served.proba_ms,
+            "ms",
+            {"model": served.ref, "model.inference": served.inference, "registered model file": size},
+        ),
+        peer=Side(
+            "its MLflow export, mlflow.pyfunc in the peers' environment",
+            list(served.peer["proba_ms"]),
+            "ms",
+            {
+                "how it scores there": f"{peer['engine']} (the environment {ort})",
+                "unmet pins of the export there": unmet,
+            },
+        ),
+        better="lower",
+        target=f"≤ {case.proba_target_ms:g} ms",
+        met=statistics.median(served.proba_ms) <= case.proba_target_ms,
+        notes=[
+            "Conveyor: `ws.models.load(ref).predict_proba(row)` on a one-row DataFrame (the data's first row), "
+            "in the benchmark's own process; the peer: `mlflow.pyfunc.load_model(EXPORT_DIR).get_raw_model()"
+            f".predict_proba(row)` on the same row. Each sample is the median of {PROBA_CALLS:,} calls after "
+            f"{PROBA_WARMUP} uncounted ones.",
+            *notes[:1],
+        ],
+    )
+    return [versus("", mlflow_side), versus("-flask", flask_side), latency, in_process]
+
+
 # -- the benchmark -----------------------------------------------------------------------------------------
 
 
@@ -545,30 +912,8 @@ def run(ctx: Context) -> Result:
     env = _peer_env(prep, ctx)
     versions = peer_versions(["mlflow", "Flask", "Werkzeug", "uvicorn", "scikit-learn", "pandas"])
 
-    def mlflow_wrap(records: list[dict[str, Any]]) -> Any:
-        return {"dataframe_records": records}
-
-    def flask_wrap(records: list[dict[str, Any]]) -> Any:
-        return records
-
-    port = _free_port()
-    mlflow_cmd = [str(ctx.peer_bin("mlflow")), "models", "serve", "-m", str(prep["model_uri"]),
-                  "--env-manager", "local", "-h", LOOPBACK, "-p", str(port)]  # fmt: skip
-    with _peer_process(
-        "mlflow models serve", mlflow_cmd, env, f"http://{LOOPBACK}:{port}/invocations", mlflow_wrap,
-        row, first, ctx.work / "mlflow-serve.log", ctx.work,
-    ) as server:  # fmt: skip
-        _check_same_model(server, rows, expected)
-        mlflow = _measure(server, durations, ctx.repeat, ctx.work)
-
-    port = _free_port()
-    flask_cmd = [str(ctx.peer_python()), str(PEERS_SCRIPT), "flask", str(prep["pickle"]), str(port)]
-    with _peer_process(
-        "Flask app", flask_cmd, env, f"http://{LOOPBACK}:{port}/predict", flask_wrap,
-        row, first, ctx.work / "flask.log", ctx.work,
-    ) as server:  # fmt: skip
-        _check_same_model(server, rows, expected)
-        flask = _measure(server, durations, ctx.repeat, ctx.work)
+    mlflow = _measure_mlflow_serve(ctx, env, str(prep["model_uri"]), rows, expected, durations, "mlflow-serve")
+    flask = _measure_flask(ctx, env, ["flask", str(prep["pickle"])], rows, expected, durations, "flask")
 
     ws = _register(ctx, rows, expected)
     try:
@@ -586,11 +931,16 @@ def run(ctx: Context) -> Result:
             soak = _soak(server, durations, ctx.work)
             workers = len(_workers(server.pid))
         cold_seconds, cold_note = _cold_start(ws, row, first)
+        # The models Conveyor's own AutoML makes, served the same ways in the same run; the LR above is their
+        # reference.
+        served = [_serve_automl(ctx, ws, case, env, durations) for case in AUTOML_CASES]
     finally:
         ws.close()
 
     results = _results(ctx, durations, versions, __version__, mlflow, flask, conveyor, soak, workers)
     results += [_deploy_result(ctx, deploy_seconds, mlflow, flask, cold_seconds, cold_note)]
+    for automl in served:
+        results += _automl_results(ctx, durations, versions, automl, conveyor)
     headline, others = results[0], results[1:]
     for result in others:
         save(result)  # the harness saves the returned headline; the rest are stored here

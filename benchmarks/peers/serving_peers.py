@@ -8,17 +8,32 @@ for the first rows (so the benchmark can check every server scores the same mode
 
 ``python serving_peers.py flask PICKLE PORT``: the plain Flask app of the seeds' example, on 127.0.0.1 with
 Flask's built-in server (threaded, its default), as such tutorials run it.
+
+For the models Conveyor's AutoML makes, the peers serve Conveyor's portable MLflow export
+(``conveyor models export REF DIR --format mlflow``), which bundles Conveyor's small runtime as code: this
+environment has no ``conveyor`` (and no ``onnxruntime``, so the models' learners score natively here).
+
+``python serving_peers.py flask-mlflow EXPORT_DIR PORT``: the same Flask app, the model loaded from the export
+with ``mlflow.pyfunc.load_model``.
+
+``python serving_peers.py score EXPORT_DIR ROWS_PARQUET REPEAT``: load the export the same way and print one
+JSON line: its predictions and probabilities for the rows, how the model scores here, whether ``conveyor``
+and ``onnxruntime`` are importable here, which of the export's pinned requirements this environment does not
+meet, and REPEAT medians of a one-row ``predict_proba`` (milliseconds).
 """
 
 from __future__ import annotations
 
 import json
 import pickle
+import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 CHECK_ROWS = 5
+PROBA_CALLS, PROBA_WARMUP = 1000, 50  # one-row predict_proba timings: calls per sample, and not counted first
 
 
 def train() -> tuple[Any, Any]:
@@ -32,6 +47,19 @@ def train() -> tuple[Any, Any]:
     model = Pipeline([("scale", StandardScaler()), ("classify", LogisticRegression(max_iter=1000))])
     model.fit(data.data, data.target)
     return model, data.data
+
+
+def proba_median_ms(model: Any, row: Any) -> float:
+    """The median of ``PROBA_CALLS`` one-row ``model.predict_proba(row)`` calls, in milliseconds (after
+    ``PROBA_WARMUP`` calls that are not counted); the same code times Conveyor's copy of a model."""
+    for _ in range(PROBA_WARMUP):
+        model.predict_proba(row)
+    times = []
+    for _ in range(PROBA_CALLS):
+        started = time.perf_counter()
+        model.predict_proba(row)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
 
 
 def prepare(work: Path) -> None:
@@ -88,10 +116,83 @@ def serve_flask(pickle_path: Path, port: int) -> None:
     app.run(host="127.0.0.1", port=port, threaded=True)
 
 
+def serve_flask_mlflow(model_dir: Path, port: int) -> None:
+    """The same Flask app on an MLflow model folder: ``mlflow.pyfunc.load_model``, predict on ``request.json``."""
+    import mlflow
+    import pandas as pd
+    from flask import Flask, jsonify, request
+
+    model = mlflow.pyfunc.load_model(str(model_dir))
+
+    app = Flask(__name__)
+
+    @app.route("/predict", methods=["POST"])
+    def predict() -> Any:
+        data = request.json  # a JSON list of records, like Conveyor's /predict
+        prediction = model.predict(pd.DataFrame(data))
+        return jsonify({"predictions": prediction.tolist()})
+
+    app.run(host="127.0.0.1", port=port, threaded=True)
+
+
+def _unmet_pins(model_dir: Path) -> list[str]:
+    """The export's ``requirements.txt`` pins this environment does not meet (``--env-manager local`` ignores
+    them): ``name==wanted (here: installed or missing)``."""
+    from importlib import metadata
+
+    unmet = []
+    for line in (model_dir / "requirements.txt").read_text().splitlines():
+        name, _, wanted = line.strip().partition("==")
+        if not wanted:
+            continue
+        try:
+            here = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            here = "missing"
+        if here != wanted:
+            unmet.append(f"{name}=={wanted} (here: {here})")
+    return unmet
+
+
+def score(model_dir: Path, rows_path: Path, repeat: int) -> None:
+    """How the export scores here: predictions, probabilities and one-row ``predict_proba`` timings."""
+    import importlib.util
+
+    import mlflow
+    import pandas as pd
+
+    model = mlflow.pyfunc.load_model(str(model_dir))
+    raw = model.get_raw_model()  # the fitted model itself, as the sklearn flavor unpickled it
+    rows = pd.read_parquet(rows_path)
+    onnxruntime = importlib.util.find_spec("onnxruntime") is not None
+    print(
+        json.dumps(
+            {
+                "predictions": model.predict(rows).tolist(),
+                "probabilities": raw.predict_proba(rows).tolist(),
+                "inference": str(getattr(raw, "inference", "")),
+                # A Conveyor AutoML model runs its learners' ONNX graphs only where onnxruntime imports.
+                "engine": "onnx" if onnxruntime and getattr(raw, "compiled", None) else "native",
+                "conveyor_importable": importlib.util.find_spec("conveyor") is not None,
+                "onnxruntime_importable": onnxruntime,
+                "unmet_pins": _unmet_pins(model_dir),
+                "proba_ms": [proba_median_ms(raw, rows.head(1)) for _ in range(repeat)],
+            }
+        )
+    )
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "prepare":
         prepare(Path(sys.argv[2]))
     elif sys.argv[1] == "flask":
         serve_flask(Path(sys.argv[2]), int(sys.argv[3]))
+    elif sys.argv[1] == "flask-mlflow":
+        serve_flask_mlflow(Path(sys.argv[2]), int(sys.argv[3]))
+    elif sys.argv[1] == "score":
+        score(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))
     else:
-        raise SystemExit(f"unknown command {sys.argv[1]!r}: use 'prepare WORK' or 'flask PICKLE PORT'")
+        raise SystemExit(
+            f"unknown command {sys.argv[1]!r}: use 'prepare WORK', 'flask PICKLE PORT', "
+            "'flask-mlflow EXPORT_DIR PORT' or 'score EXPORT_DIR ROWS_PARQUET REPEAT'"
+        )
