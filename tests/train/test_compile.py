@@ -97,6 +97,7 @@ def test_a_compiled_model_survives_the_model_store_and_keeps_scoring_through_onn
     loaded = load_model(stored.format, stored.data, stored.trusted_types, what="test")
     assert loaded.inference == model.inference
     assert loaded._sessions() is not None  # sessions are made again after loading (never stored)
+    assert loaded.scoring == "onnx"
     _agree(_scores(loaded, frame), expected)
 
 
@@ -123,7 +124,7 @@ def test_no_time_left_leaves_the_model_native() -> None:
     model = _model(["hist_gb"], "classification", frame)
     note = compile_automl(model, frame.head(50), deadline=0.0)
     assert note == "native (no time left in the budget to convert)"
-    assert model.compiled is None and model._sessions() is None
+    assert model.compiled is None and model._sessions() is None and model.scoring == "native"
     assert _scores(model, frame).shape == (len(frame), 3)
 
 
@@ -147,3 +148,16 @@ def test_a_forest_too_large_to_convert_in_the_time_left_stays_native(monkeypatch
     note = compile_automl(model, frame.head(50), deadline=time.monotonic() + 60)
     assert "converting RandomForestClassifier would take about" in note and "past the time budget" in note, note
     assert model.compiled is not None and model.compiled[0] == [None] and model.compiled[1][0] is not None
+
+
+def test_without_onnxruntime_a_compiled_model_scores_natively_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    frame = _frame()
+    model = _model(["lightgbm"], "classification", frame)
+    expected = _scores(model, frame)
+    compile_automl(model, frame.head(50))
+    loaded = pickle.loads(pickle.dumps(model))  # as an MLflow export is loaded where onnxruntime is missing
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now raises ImportError
+    assert loaded.inference.startswith("onnx (") and loaded.scoring == "native (onnxruntime is not installed here)"
+    _agree(_scores(loaded, frame), expected)

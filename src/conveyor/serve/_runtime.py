@@ -124,7 +124,7 @@ class LoadedDeployment:
     def engine(self) -> str:
         """``onnx`` when ONNX Runtime scores this deployment (for an AutoML model: its learners, after NumPy
         featurisation), else ``native``."""
-        if self.session is not None or str(getattr(self.model, "inference", "")).startswith("onnx"):
+        if self.session is not None or getattr(self.model, "scoring", "") == "onnx":
             return "onnx"
         return "native"
 

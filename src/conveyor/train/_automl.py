@@ -1052,7 +1052,9 @@ def _final_model(
     val_score = kept[top]["score"]
     info: dict[str, Any] | None = None
     if use_ensemble and len(ranked) > 1:
-        candidates = [(n, kept[n]["oof"].astype(float)) for n in ranked]
+        # The best three only: the search reserved the refit of exactly those (a fourth member made the refit
+        # overrun and the model ship 5 fold models per member: 5x the file, 5x the scoring time).
+        candidates = [(n, kept[n]["oof"].astype(float)) for n in ranked[:_REFIT_RESERVED]]
         chosen, ens_score = select_ensemble(candidates, y_val, lambda y, p: score(spec, y, p))
         if len(chosen) > 1 and ens_score > val_score + 1e-9:
             weights, info = (

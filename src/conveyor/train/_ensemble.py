@@ -62,6 +62,16 @@ class AutoMLModel(BaseEstimator):  # type: ignore[misc]
         state.pop("_runtime", None)  # ONNX Runtime sessions: made again on first use after loading
         return state
 
+    @property
+    def scoring(self) -> str:
+        """How this model scores here: ``onnx`` (its compiled learners through ONNX Runtime), or ``native`` and
+        why (``inference`` records what was converted when AutoML made it, wherever it is loaded later)."""
+        if self._sessions() is not None:
+            return "onnx"
+        if getattr(self, "compiled", None) is not None:
+            return "native (onnxruntime is not installed here)"
+        return "native"
+
     #: Serving may hand ``predict`` a dict of column arrays instead of a DataFrame (see ``_columns``).
     takes_columns = True
 
