@@ -18,7 +18,13 @@ def register(app: typer.Typer) -> None:
     @app.command("drift")
     def drift(
         ctx: typer.Context,
-        reference: Annotated[str, typer.Argument(help="Data version (name, name:3, name@latest) or CSV/Parquet file.")],
+        reference: Annotated[
+            str,
+            typer.Argument(
+                help="Data version (name, name:3, name@latest), CSV/Parquet file, or a model version's reference "
+                "profile (model:churn@champion)."
+            ),
+        ],
         current: Annotated[str, typer.Argument(help="Data version or CSV/Parquet file to compare with the reference.")],
         metric: Annotated[
             str | None,
@@ -47,6 +53,8 @@ def register(app: typer.Typer) -> None:
           conveyor drift churn:1 churn@latest
 
           conveyor drift train.parquet today.csv --metric psi --json --html drift.html
+
+          conveyor drift model:churn@champion today.parquet
         """
         out = Output(json_output)
         ws = open_workspace(ctx)

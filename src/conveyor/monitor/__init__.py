@@ -1,7 +1,8 @@
-"""Monitoring: drift metrics behind one contract, and drift between two data sets.
+"""Monitoring: drift metrics behind one contract, drift between two data sets, and reference profiles computed
+once out of core and stored with model versions.
 
-Reached as ``ws.monitors``. Later: reference profiles stored with model versions, data quality and performance
-signals, monitors of endpoints with schedules, alerts and retraining actions.
+Reached as ``ws.monitors``. Later: data quality and performance signals, monitors of endpoints with schedules,
+alerts and retraining actions.
 """
 
 from conveyor.monitor._columns import Column
@@ -15,6 +16,7 @@ from conveyor.monitor._metrics import (
     drift_metrics,
     get_metric,
 )
+from conveyor.monitor._profile import Profile, build_profile
 from conveyor.monitor._service import Monitors
 
 __all__ = [
@@ -25,8 +27,10 @@ __all__ = [
     "DriftReport",
     "Monitors",
     "NumericSketch",
+    "Profile",
     "Score",
     "Table",
+    "build_profile",
     "compute_drift",
     "default_metric",
     "drift_metrics",

@@ -5,10 +5,9 @@ the whole table), sketched on the reference side, scored on the current side, an
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import BadInput, did_you_mean
@@ -30,6 +29,8 @@ from conveyor.monitor._metrics import (
     default_metric,
     get_metric,
 )
+from conveyor.monitor._profile import Profile
+from conveyor.monitor._table import Table
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -38,54 +39,6 @@ __all__ = ["ColumnDrift", "DriftReport", "Table", "compute_drift"]
 
 DEFAULT_DRIFT_SHARE = 0.5
 """The data set drifted when at least this share of its compared columns drifted (Evidently's default)."""
-
-
-class Table:
-    """One side of a comparison: Parquet files read a column at a time, or an Arrow table in memory."""
-
-    def __init__(
-        self,
-        label: str,
-        *,
-        parquet: Sequence[Path] = (),
-        table: pa.Table | None = None,
-        notes: Mapping[str, str] | None = None,
-    ) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        self.label = label
-        self.notes = dict(notes or {})
-        self._table = table
-        self._files = []
-        for path in parquet:  # text columns are read as dictionaries: counting categories is then cheap
-            schema = pq.read_schema(path)
-            text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
-            self._files.append(pq.ParquetFile(path, read_dictionary=text))
-        if table is not None:
-            self.schema = table.schema
-            self.rows = table.num_rows
-        elif self._files:
-            self.schema = self._files[0].schema_arrow
-            self.rows = sum(f.metadata.num_rows for f in self._files)
-        else:
-            raise BadInput(f"{label} has no data files.")
-
-    @property
-    def columns(self) -> list[str]:
-        return list(self.schema.names)
-
-    def column(self, name: str) -> pa.ChunkedArray:
-        import pyarrow as pa
-
-        if self._table is not None:
-            return self._table.column(name)
-        chunks: list[pa.Array] = []
-        for f in self._files:
-            if name not in f.schema_arrow.names:
-                continue
-            chunks.extend(f.read(columns=[name]).column(0).chunks)
-        return pa.chunked_array(chunks) if chunks else pa.chunked_array([], type=self.schema.field(name).type)
 
 
 @dataclass(frozen=True)
@@ -199,39 +152,55 @@ def _chart(kind: Kind, current: Column, sketch: Any) -> dict[str, Any]:
     }
 
 
+def _profile_kind(reference: Table | Profile, name: str) -> Kind | None:
+    if isinstance(reference, Profile):
+        sketch = reference.sketches.get(name)
+        return sketch.kind if sketch is not None else None
+    return _reference_kind(reference, name)
+
+
 def _skipped(name: str, kind: str, message: str, metric: str | None = None) -> ColumnDrift:
     return ColumnDrift(name, kind, metric, None, None, None, message=message)
 
 
 def _compare_column(
     name: str,
-    reference: Table,
+    reference: Table | Profile,
     current: Table,
-    read: Future[tuple[pa.ChunkedArray, pa.ChunkedArray]],
+    read: Future[tuple[pa.ChunkedArray | None, pa.ChunkedArray]],
     metric: DriftMetric | None,
     threshold: float | None,
     exact_limit: int,
     chart: bool,
 ) -> ColumnDrift:
-    kind = _reference_kind(reference, name)
-    if kind is None:
-        return _skipped(name, str(reference.schema.field(name).type), "this type is not compared for drift")
-    ref_data, cur_data = read.result()
-    ref_col = prepare_column(name, ref_data, kind)
-    del ref_data
-    if kind == NUMERIC and distinct_at_most(ref_col.values, FEW_DISTINCT) and ref_col.count:  # type: ignore[arg-type]
-        kind = CATEGORICAL
-        ref_col = as_categorical(ref_col)
-    if ref_col.count == 0:
-        return _skipped(name, kind, f"every reference value is null ({ref_col.rows:,} rows); nothing to compare with")
-    chosen = metric if metric is not None and metric.applies_to(kind) else None
-    if chosen is None:
-        chosen = default_metric(kind, ref_col.count, exact_limit=exact_limit)
-        if threshold is not None:
-            chosen = type(chosen)(threshold, exact_limit=exact_limit)
-    sketch = chosen.sketch(ref_col)
-    ref_notes = ref_col.notes
-    del ref_col
+    if isinstance(reference, Profile):  # the sketch was computed once, when the profile was
+        if name in reference.skipped:
+            return _skipped(name, "unknown", reference.skipped[name])
+        sketch = reference.sketches[name]
+        kind: Kind | None = sketch.kind
+        chosen = _metric_for(sketch.kind, sketch.count, metric, threshold, exact_limit)
+        ref_notes: tuple[str, ...] = reference.notes.get(name, ())
+        cur_data = read.result()[1]
+    else:
+        kind = _reference_kind(reference, name)
+        if kind is None:
+            return _skipped(name, str(reference.schema.field(name).type), "this type is not compared for drift")
+        ref_data, cur_data = read.result()
+        assert ref_data is not None
+        ref_col = prepare_column(name, ref_data, kind)
+        del ref_data
+        if kind == NUMERIC and distinct_at_most(ref_col.values, FEW_DISTINCT) and ref_col.count:  # type: ignore[arg-type]
+            kind = CATEGORICAL
+            ref_col = as_categorical(ref_col)
+        if ref_col.count == 0:
+            return _skipped(
+                name, kind, f"every reference value is null ({ref_col.rows:,} rows); nothing to compare with"
+            )
+        chosen = _metric_for(kind, ref_col.count, metric, threshold, exact_limit)
+        sketch = chosen.sketch(ref_col)
+        ref_notes = ref_col.notes
+        del ref_col
+    assert kind is not None
     cur_col = prepare_column(name, cur_data, kind)
     del cur_data
     metric_name = chosen.name
@@ -275,8 +244,18 @@ def _compare_column(
     )
 
 
+def _metric_for(
+    kind: Kind, count: int, metric: DriftMetric | None, threshold: float | None, exact_limit: int
+) -> DriftMetric:
+    """``metric`` where it applies to the column's kind, else the kind's default (with ``threshold``, if any)."""
+    if metric is not None and metric.applies_to(kind):
+        return metric
+    chosen = default_metric(kind, count, exact_limit=exact_limit)
+    return type(chosen)(threshold, exact_limit=exact_limit) if threshold is not None else chosen
+
+
 def compute_drift(
-    reference: Table,
+    reference: Table | Profile,
     current: Table,
     *,
     metric: str | DriftMetric | None = None,
@@ -288,7 +267,7 @@ def compute_drift(
     exact_limit: int = DEFAULT_EXACT_LIMIT,
     chart: bool = False,
 ) -> DriftReport:
-    """Compare ``current`` with ``reference`` column by column.
+    """Compare ``current`` with ``reference`` column by column (``reference``: a table, or a stored profile of one).
 
     Args:
         metric: one metric (name or instance) for every column it applies to; other columns get their default.
@@ -359,7 +338,7 @@ def compute_drift(
 
 
 def _compare_columns(
-    reference: Table,
+    reference: Table | Profile,
     current: Table,
     wanted: list[str],
     chosen: DriftMetric | None,
@@ -374,23 +353,24 @@ def _compare_columns(
     compared = [n for n in wanted if n in ref_names and n in cur_names] if reference.rows else []
     # One column ahead is read in a thread while this one is scored (Parquet decoding releases the GIL).
     with ThreadPoolExecutor(1, thread_name_prefix="conveyor-drift-read") as pool:
-        reads: dict[str, Future[tuple[pa.ChunkedArray, pa.ChunkedArray]]] = {}
+        reads: dict[str, Future[tuple[pa.ChunkedArray | None, pa.ChunkedArray]]] = {}
 
         def read_ahead(index: int) -> None:
             if index < len(compared):
                 name = compared[index]
-                reads[name] = pool.submit(lambda: (reference.column(name), current.column(name)))
+                ref = None if isinstance(reference, Profile) else reference
+                reads[name] = pool.submit(lambda: (ref.column(name) if ref else None, current.column(name)))
 
         read_ahead(0)
         position = 0  # of ``name`` in ``compared``
         for name in wanted:
             if name not in ref_names or name not in cur_names:
                 side = "current data" if name in ref_names else "reference"
-                kind = _reference_kind(reference if name in ref_names else current, name)
+                kind = _reference_kind(current, name) if name not in ref_names else _profile_kind(reference, name)
                 results.append(_skipped(name, kind or "unknown", f"missing from the {side}"))
                 continue
             if not reference.rows:
-                results.append(_skipped(name, _reference_kind(reference, name) or "unknown", "the reference is empty"))
+                results.append(_skipped(name, _profile_kind(reference, name) or "unknown", "the reference is empty"))
                 continue
             position += 1
             read_ahead(position)

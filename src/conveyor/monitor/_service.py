@@ -6,13 +6,18 @@ Later: monitors of endpoints (reference profiles, windows, schedules, alerts, re
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from conveyor.errors import BadInput
-from conveyor.monitor._drift import DEFAULT_DRIFT_SHARE, DriftReport, Table, compute_drift
+from conveyor.monitor._drift import DEFAULT_DRIFT_SHARE, DriftReport, compute_drift
 from conveyor.monitor._metrics import DEFAULT_EXACT_LIMIT, DriftMetric
+from conveyor.monitor._profile import Profile, build_profile
+from conveyor.monitor._table import Table
 
 if TYPE_CHECKING:
     from conveyor.data import DataVersion
@@ -25,6 +30,12 @@ DataSide = Any
 CSV or Parquet path, an Arrow table, or a pandas or Polars data frame."""
 
 _FILE_SUFFIXES = {".csv", ".tsv", ".txt", ".parquet", ".pq"}
+PROFILE_FILE = "reference_profile.npz"
+"""The file of a model version holding its reference profile."""
+PREDICTION = "prediction"
+"""The column of a reference profile holding the model's predictions on its training data."""
+MODEL_PREFIX = "model:"
+"""A drift side naming a model version's reference profile (``model:churn@champion``)."""
 
 
 def looks_like_path(text: str) -> bool:
@@ -61,7 +72,13 @@ class Monitors:
             BadInput: a file that is missing or not CSV/Parquet, an unknown metric or column, a bad threshold.
         """
         with contextlib.ExitStack() as stack:
-            ref = stack.enter_context(self._side(reference, "reference"))
+            ref: Table | Profile
+            if isinstance(reference, Profile):
+                ref = reference
+            elif isinstance(reference, str) and reference.startswith(MODEL_PREFIX):
+                ref = self.reference(reference.removeprefix(MODEL_PREFIX))
+            else:
+                ref = stack.enter_context(self._side(reference, "reference"))
             cur = stack.enter_context(self._side(current, "current"))
             return compute_drift(
                 ref,
@@ -75,6 +92,64 @@ class Monitors:
                 exact_limit=exact_limit,
                 chart=chart,
             )
+
+    def profile(
+        self, data: DataSide, columns: Iterable[str] | None = None, *, exact_limit: int = DEFAULT_EXACT_LIMIT
+    ) -> Profile:
+        """The drift profile of a data set (every column, or ``columns``), computed out of core.
+
+        Raises:
+            NotFound: a data reference names no version.
+            BadInput: a file that is missing or not CSV/Parquet, an unknown column.
+        """
+        with self._side(data, "data") as table:
+            return build_profile(table, columns=None if columns is None else list(columns), exact_limit=exact_limit)
+
+    def reference(self, model: str, data: DataSide | None = None, *, refresh: bool = False) -> Profile:
+        """The reference profile of a model version: its input columns and its predictions on its training data.
+
+        Computed once and stored with the version (file ``reference_profile.npz``); later calls read it. ``data``
+        (or ``refresh``) computes it again, from ``data`` or from the data version the training run read.
+
+        Raises:
+            NotFound: no such model version.
+            BadInput: the training run read no data version and no ``data`` is given; the data lacks the model's
+                input columns.
+        """
+        registry = self._ws.models
+        version = registry.get(model)
+        if PROFILE_FILE in version.files and data is None and not refresh:
+            return Profile.from_bytes(registry.file_bytes(version, PROFILE_FILE), f"the profile of {version.ref}")
+        if data is None:
+            inputs = self._ws.runs.get(version.run_id).inputs if version.run_id else []
+            if not inputs:
+                raise BadInput(
+                    f"Model {version.ref} has no training data version on record (its run read none). Give the "
+                    f"reference data: conveyor monitor profile {version.ref} --data DATA.",
+                    model=version.ref,
+                )
+            data = inputs[0]
+        columns = [str(c["name"]) for c in version.signature.get("inputs", [])]
+        with self._side(data, "reference") as table:
+            absent = [c for c in columns if c not in table.columns]
+            if absent:
+                raise BadInput(
+                    f"The reference data {table.label} lacks columns model {version.ref} takes: {', '.join(absent)}.",
+                    model=version.ref,
+                )
+            profile = build_profile(table, columns=columns or None, source=table.label)
+            predicted = _predictions(registry.load(version), table, columns or table.columns)
+        if predicted is not None:
+            extra = build_profile(predicted, source=profile.source)
+            profile = dataclasses.replace(
+                profile,
+                sketches={**profile.sketches, **extra.sketches},
+                skipped={**profile.skipped, **extra.skipped},
+                seconds=round(profile.seconds + extra.seconds, 4),
+            )
+        blob = self._ws.artifacts.put_bytes(profile.to_bytes())
+        registry._add_file(version, PROFILE_FILE, {"digest": blob.digest, "size": blob.size, "source": profile.source})
+        return profile
 
     @contextlib.contextmanager
     def _side(self, side: DataSide, role: str) -> Iterator[Table]:
@@ -99,6 +174,23 @@ class Monitors:
         with contextlib.ExitStack() as stack:
             paths = [stack.enter_context(self._ws.artifacts.local_file(f["digest"])) for f in version.files]
             yield Table(version.ref, parquet=paths)
+
+
+def _predictions(model: Any, table: Table, columns: list[str]) -> Table | None:
+    """The model's predictions on every row of ``table`` (column ``prediction``), scored a batch at a time; None
+    for a model that scores something else than rows of these columns (a forecaster)."""
+    import pyarrow as pa
+
+    arrays = []
+    for batch in table.row_batches(columns, 100_000):
+        try:
+            predicted = np.asarray(model.predict(batch.to_pandas()))
+        except (ValueError, TypeError, KeyError):
+            return None
+        arrays.append(pa.array(predicted.tolist() if predicted.dtype == object else predicted))
+    if not arrays:
+        return None
+    return Table("predictions", table=pa.table({PREDICTION: pa.chunked_array(arrays)}))
 
 
 def _file_table(path: Path, role: str) -> Table:
