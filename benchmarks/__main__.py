@@ -22,12 +22,13 @@ BENCHMARKS["automl"] = automl.run
 BENCHMARKS["batch-scoring"] = batch.run
 BENCHMARKS["serving"] = serving.run
 BENCHMARKS["drift"] = drift.run
+BENCHMARKS["drift-profile"] = drift.run_profile
 BENCHMARKS["governance-auth"] = governance.run_auth
 BENCHMARKS["governance-audit-append"] = governance.run_audit_append
 BENCHMARKS["governance-audit-verify"] = governance.run_audit_verify
 #: Benchmarks that need no shared peer environment: they compare Conveyor with itself (with and without a
 #: feature), or set up their peer's own environment (drift: Evidently needs pandas 2).
-WITHOUT_PEERS = {"governance-auth", "governance-audit-append", "governance-audit-verify", "drift"}
+WITHOUT_PEERS = {"governance-auth", "governance-audit-append", "governance-audit-verify", "drift", "drift-profile"}
 
 
 def main(argv: list[str] | None = None) -> int:

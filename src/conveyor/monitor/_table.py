@@ -72,7 +72,7 @@ class Table:
             return
         for f in self._files:
             if name in f.schema_arrow.names:
-                for batch in f.iter_batches(batch_size=rows, columns=[name]):
+                for batch in f.iter_batches(batch_size=rows, columns=[name], use_threads=False):
                     yield pa.chunked_array([batch.column(0)])
 
     def row_batches(self, names: Sequence[str], rows: int) -> Iterator[pa.Table]:
