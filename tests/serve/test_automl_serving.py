@@ -59,7 +59,7 @@ def test_an_automl_model_of_each_task_deploys_serves_batch_scores_and_exports(  
     # AutoML converted the learners to ONNX (checked against them): the model scores through ONNX Runtime.
     inner = getattr(loaded, "model", loaded)
     assert inner.inference.startswith("onnx"), inner.inference
-    assert ws.runs.get(version.run_id).tags["inference"] == inner.inference
+    assert ws.runs.get(version.run_id).tags["inference"] == inner.inference == version.tags["inference"]
 
     ws.endpoints.deploy(f"ep-{model}", model)
     endpoint = ws.endpoints.get(f"ep-{model}")

@@ -48,6 +48,8 @@ __all__ = ["LoggedModel", "ModelCorrupted", "ModelVersion", "RegisteredModel", "
 #: The file inside a logged model's folder that describes it.
 DESCRIPTOR = "conveyor-model.json"
 EXAMPLE = "input_example.parquet"
+#: Run tags a version registered from the run carries (unless the caller gives its own).
+_CARRIED_TAGS = ("refit", "inference")
 _EXAMPLE_ROWS = 200
 _TAG_KEY_LENGTH = 250
 _TAG_VALUE_LENGTH = 5000
@@ -244,8 +246,8 @@ class Registry:
         """Register the model a run logged under ``artifact/`` as the next version of ``name``.
 
         The version carries the logged signature, requirements and files, the run's metrics (overridden by
-        metrics logged with the model), and the lineage edge run → model version; the data versions the run
-        read are its inputs.
+        metrics logged with the model), its ``refit`` and ``inference`` tags (AutoML's), and the lineage edge
+        run → model version; the data versions the run read are its inputs.
 
         Raises:
             InvalidReference: ``name`` is not a valid model name.
@@ -278,7 +280,11 @@ class Registry:
         files: dict[str, Any] = dict(descriptor["files"])
         for filename, entry in files.items():
             self._verified(entry["digest"], f"{artifact}/{filename} of run {run_id}")
-        metrics = {**self._ws.runs.get(run_id).metrics, **descriptor.get("metrics", {})}
+        logged_by = self._ws.runs.get(run_id)
+        metrics = {**logged_by.metrics, **descriptor.get("metrics", {})}
+        # How AutoML shipped the model (refit or fold models; ONNX or native learners, and why) stays visible on
+        # the version, however it is registered.
+        clean_tags = {**{k: logged_by.tags[k] for k in _CARRIED_TAGS if k in logged_by.tags}, **clean_tags}
         main = files[descriptor["model_file"]]
         with self._ws.store.write() as session:
             run = _check_run(session, run_id, "register a model from")
