@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmarks._harness import BENCH_DIR, ROOT, Context, Result, Side, timed
+from benchmarks._harness import BENCH_DIR, ROOT, Context, Result, Side, print_table, save, timed
 
 DATASETS = {  # name: (task, metric, greater is better)
     "breast_cancer": ("classification", "roc_auc", True),
@@ -34,18 +34,24 @@ DATASETS = {  # name: (task, metric, greater is better)
     "digits": ("classification", "log_loss", False),
     "diabetes": ("regression", "r2", True),
     "synthetic": ("classification", "roc_auc", True),
+    # Medium sets (10k-100k rows), generated here: no download at run time.
+    "friedman": ("regression", "r2", True),
+    "classify30k": ("classification", "roc_auc", True),
+    "churn20k": ("classification", "roc_auc", True),
 }
+MEDIUM = ("friedman", "classify30k", "churn20k")
+MEDIUM_SPLITS = 2  # outer splits of a medium set (25% test each): its folds are big, its searches long
 TARGET = "target"
 
 
-def _settings() -> tuple[float, int, list[str]]:
-    budget = float(os.environ.get("CONVEYOR_BENCH_AUTOML_BUDGET", "60"))
+def _settings() -> tuple[list[float], int, list[str]]:
+    budgets = [float(b) for b in os.environ.get("CONVEYOR_BENCH_AUTOML_BUDGET", "30,60").split(",")]
     folds = int(os.environ.get("CONVEYOR_BENCH_AUTOML_FOLDS", "5"))
     names = os.environ.get("CONVEYOR_BENCH_AUTOML_DATASETS", ",".join(DATASETS)).split(",")
     unknown = [n for n in names if n not in DATASETS]
     if unknown:
         raise SystemExit(f"Unknown data sets {unknown}; choose from {', '.join(DATASETS)}.")
-    return budget, folds, names
+    return budgets, folds, names
 
 
 def synthetic(rows: int = 3000, seed: int = 0) -> pd.DataFrame:
@@ -86,9 +92,25 @@ def synthetic(rows: int = 3000, seed: int = 0) -> pd.DataFrame:
 
 
 def load(name: str) -> pd.DataFrame:
+    from sklearn import datasets
+
     if name == "synthetic":
         return synthetic()
-    from sklearn import datasets
+    if name == "friedman":  # Friedman #1: 5 informative columns (interaction, sine, square), 5 noise; 20,000 rows
+        x, y = datasets.make_friedman1(n_samples=20_000, n_features=10, noise=1.0, random_state=0)
+        return pd.DataFrame(x, columns=[f"x{i}" for i in range(10)]).assign(**{TARGET: y})
+    if name == "classify30k":  # 30,000 rows, 20 columns (8 informative, 4 redundant), 3% flipped labels
+        x, y = datasets.make_classification(
+            n_samples=30_000, n_features=20, n_informative=8, n_redundant=4, flip_y=0.03, class_sep=0.8,
+            random_state=0,
+        )  # fmt: skip
+        return pd.DataFrame(x, columns=[f"x{i}" for i in range(20)]).assign(**{TARGET: y})
+    if name == "churn20k":  # the quickstart's churn data: numbers, categories, booleans, dates, missing values
+        from conveyor.quickstart import TARGET as CHURNED
+        from conveyor.quickstart import make_churn_frame
+
+        frame = make_churn_frame(20_000, 7).drop(columns=["customer_id"])
+        return frame.rename(columns={CHURNED: TARGET}).assign(**{TARGET: lambda f: f[TARGET].astype(int)})
 
     frame = getattr(datasets, f"load_{name}")(as_frame=True).frame
     frame.columns = [str(c) for c in frame.columns]
@@ -96,12 +118,16 @@ def load(name: str) -> pd.DataFrame:
 
 
 def _splits(name: str, frame: pd.DataFrame, folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    from sklearn.model_selection import KFold, StratifiedKFold
+    from sklearn.model_selection import KFold, ShuffleSplit, StratifiedKFold, StratifiedShuffleSplit
 
     task = DATASETS[name][0]
+    classification = task == "classification"
+    if name in MEDIUM:
+        shuffled = StratifiedShuffleSplit if classification else ShuffleSplit
+        return list(shuffled(MEDIUM_SPLITS, test_size=0.25, random_state=0).split(frame, frame[TARGET]))
     splitter = (
         StratifiedKFold(folds, shuffle=True, random_state=0)
-        if task == "classification"
+        if classification
         else KFold(folds, shuffle=True, random_state=0)
     )
     return list(splitter.split(frame, frame[TARGET]))
@@ -128,7 +154,16 @@ def _flaml(ctx: Context, train: Path, test: Path, task: str, metric: str, budget
 
 
 def run(ctx: Context) -> Result:
-    budget, folds, names = _settings()
+    """One comparison per budget (30 s and 60 s by default); the last is the headline, the others are saved."""
+    budgets, folds, names = _settings()
+    results = [_compare(ctx, budget, folds, names, last=budget == budgets[-1]) for budget in budgets]
+    for result in results[:-1]:
+        save(result)
+    print_table(results[:-1])
+    return results[-1]
+
+
+def _compare(ctx: Context, budget: float, folds: int, names: list[str], *, last: bool) -> Result:
     per_dataset: dict[str, dict[str, Any]] = {}
     overrun = {"Conveyor": [], "FLAML": []}  # type: dict[str, list[float]]
     version = ""
@@ -193,9 +228,12 @@ def run(ctx: Context) -> Result:
         {**detail("FLAML"), "rank per data set": ", ".join(f"{r:g}" for r in per_set_f)},
     )
     worst_overrun = max(overrun["Conveyor"])
+    splits = f"{folds} outer folds" + (
+        f" ({MEDIUM_SPLITS} shuffled 75/25 splits for the medium sets)" if set(names) & set(MEDIUM) else ""
+    )
     return Result(
-        name="automl",
-        title=f"AutoML quality at a {budget:g} s budget, {len(names)} data sets × {folds} outer folds (rank: 1 best)",
+        name="automl" if last else f"automl-{budget:g}s",
+        title=f"AutoML quality at a {budget:g} s budget, {len(names)} data sets × {splits} (rank: 1 best)",
         conveyor=conveyor,
         peer=peer,
         better="lower",
