@@ -152,3 +152,38 @@ def test_parquet_files_are_read_column_by_column(tmp_path: Path) -> None:
     html = from_files.to_html()
     assert not re.search(r"<script[^>]*\ssrc=", html)  # plotly.js is embedded: nothing fetched, works offline
     assert html.count("Plotly.newPlot") == 4 and html.count("<tr>") == 5
+
+
+def test_each_column_reports_its_data_quality_against_the_reference(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    n = 2_000
+    reference = pa.table(
+        {
+            "age": np.linspace(18, 90, n),
+            "plan": np.array(["basic", "plus", "pro"])[np.arange(n) % 3],
+            "score": np.arange(n, dtype=float),
+        }
+    )
+    age = np.linspace(10, 100, n)  # 18 → 90 in the reference: values below and above its range
+    age[:200] = np.nan
+    plan = np.array(["basic", "plus", "pro", "enterprise", "trial"], dtype=object)[np.arange(n) % 5]
+    score = np.arange(n).astype(str).astype(object)
+    score[:50] = "n/a"  # text where the reference had numbers
+    current = pa.table({"age": age, "plan": plan, "score": score})
+    report = _drift(reference, current)
+    age_q = report.column("age").detail["quality"]
+    assert age_q["null_share"] == pytest.approx(0.1) and age_q["reference_null_share"] == 0.0
+    inside = (age[200:] >= 18) & (age[200:] <= 90)
+    assert age_q["below_range"] + age_q["above_range"] == int((~inside).sum()) > 0
+    assert age_q["out_of_range_share"] == pytest.approx((~inside).sum() / n)
+    plan_q = report.column("plan").detail["quality"]
+    assert plan_q["unseen_categories"] == 2 and plan_q["unseen_share"] == pytest.approx(0.4)
+    assert plan_q["unseen_examples"] == ["enterprise", "trial"] and plan_q["unseen_exact"] is True
+    assert report.column("score").detail["quality"]["type_errors"] == 50
+
+    pq.write_table(reference, tmp_path / "ref.parquet")
+    pq.write_table(current, tmp_path / "cur.parquet")
+    shown = cli("drift", str(tmp_path / "ref.parquet"), str(tmp_path / "cur.parquet"))
+    assert shown.code == 0, shown.err
+    text = " ".join(shown.out.split())
+    assert "10.0% null (reference 0.0%)" in text and "outside the reference's range" in text
+    assert "2 unseen categories (40.0% of rows: 'enterprise', 'trial')" in text and "50 values of the wrong type" in text

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -81,6 +81,9 @@ def register(app: typer.Typer) -> None:
             for c in report.columns:
                 if c.message:
                     console.print(f"[dim]{c.column}: {c.message}[/]")
+            for c in report.columns:
+                if problems := _quality_problems(c.detail.get("quality")):
+                    console.print(f"[yellow]{c.column}[/]: {problems}")
             for message in report.messages:
                 console.print(f"[yellow]{message}[/]")
             mark = "[red]✗ drifted[/]" if report.drifted else "[green]✓ no drift[/]"
@@ -91,3 +94,23 @@ def register(app: typer.Typer) -> None:
             )
 
         out.emit(report.to_dict(), human)
+
+
+def _quality_problems(quality: dict[str, Any] | None) -> str:
+    """One line on what is wrong with a current column's values (empty when nothing is)."""
+    if not quality:
+        return ""
+    parts = []
+    null_share, before = float(quality["null_share"]), float(quality["reference_null_share"])
+    if null_share > before + 0.01:
+        parts.append(f"{null_share:.1%} null (reference {before:.1%})")
+    if quality.get("type_errors"):
+        parts.append(f"{quality['type_errors']:,} values of the wrong type")
+    if quality.get("out_of_range_share"):
+        parts.append(f"{float(quality['out_of_range_share']):.1%} outside the reference's range")
+    if quality.get("unseen_categories"):
+        examples = ", ".join(repr(e) for e in quality["unseen_examples"])
+        what = "unseen categories" if quality.get("unseen_exact") else "categories outside the reference's top 1,000"
+        share = float(quality["unseen_share"])
+        parts.append(f"{quality['unseen_categories']:,} {what} ({share:.1%} of rows: {examples})")
+    return "; ".join(parts)

@@ -24,6 +24,7 @@ from conveyor.monitor._columns import (
 )
 from conveyor.monitor._metrics import (
     DEFAULT_EXACT_LIMIT,
+    OTHER,
     DriftMetric,
     PredictionDrift,
     default_metric,
@@ -152,6 +153,39 @@ def _chart(kind: Kind, current: Column, sketch: Any) -> dict[str, Any]:
     }
 
 
+UNSEEN_SHOWN = 10
+"""Unseen categories named in a column's quality detail (the most frequent first)."""
+
+
+def quality(sketch: Any, current: Column) -> dict[str, Any]:
+    """Data quality of a current column against the reference sketch: null share, values unreadable as the
+    reference's type, numbers outside the reference's range, categories the reference never had."""
+    import numpy as np
+
+    rows = current.rows or 1
+    found: dict[str, Any] = {
+        "null_share": current.nulls / rows,
+        "reference_null_share": sketch.nulls / max(sketch.count + sketch.nulls, 1),
+        "type_errors": current.dropped,
+    }
+    if current.kind == NUMERIC and current.values is not None:
+        below = int(np.searchsorted(current.values, sketch.minimum, side="left"))
+        above = int(current.values.size - np.searchsorted(current.values, sketch.maximum, side="right"))
+        found.update(below_range=below, above_range=above, out_of_range_share=(below + above) / rows)
+    elif current.counts is not None:
+        known = sketch.counts
+        unseen = sorted(((k, c) for k, c in current.counts.items() if k not in known), key=lambda kc: (-kc[1], kc[0]))
+        # A reference with more than TOP_K categories counted its rarest together: "unseen" then means "not among
+        # the reference's most frequent", and says so.
+        found.update(
+            unseen_categories=len(unseen),
+            unseen_share=sum(c for _, c in unseen) / rows,
+            unseen_examples=[k for k, _ in unseen[:UNSEEN_SHOWN]],
+            unseen_exact=OTHER not in known,
+        )
+    return found
+
+
 def _profile_kind(reference: Table | Profile, name: str) -> Kind | None:
     if isinstance(reference, Profile):
         sketch = reference.sketches.get(name)
@@ -216,6 +250,7 @@ def _compare_column(
     }
     if cur_col.rows == 0:
         return _skipped(name, kind, "the current data has no rows", metric_name)
+    detail["quality"] = quality(sketch, cur_col)
     if cur_col.count == 0:
         what = "null" if not cur_col.dropped else "null or unreadable as numbers"
         return ColumnDrift(
