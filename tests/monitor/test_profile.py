@@ -129,6 +129,11 @@ def test_a_model_versions_reference_profile_is_computed_once_from_its_training_d
     with pytest.raises(BadInput, match="lacks columns model bare:1 takes: z"):
         workspace.monitors.reference("bare", frame[["x"]])
     assert set(workspace.monitors.reference("bare", frame).sketches) == {"x", "z", "prediction"}
+    # Rows the model cannot score: the inputs are profiled, the predictions skipped with the reason.
+    texts = frame.assign(z="high")
+    unscored = workspace.monitors.reference("bare", texts)
+    assert set(unscored.sketches) == {"x", "z"}
+    assert unscored.skipped["prediction"].startswith("the model did not score the reference rows: ValueError")
 
 
 def test_cli_shows_a_models_profile_and_drift_compares_with_it(workspace, cli, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -138,8 +138,10 @@ class Monitors:
                     model=version.ref,
                 )
             profile = build_profile(table, columns=columns or None, source=table.label)
-            predicted = _predictions(registry.load(version), table, columns or table.columns)
-        if predicted is not None:
+            predicted, why = _predictions(registry.load(version), table, columns or table.columns)
+        if predicted is None:
+            profile = dataclasses.replace(profile, skipped={**profile.skipped, PREDICTION: why})
+        else:
             extra = build_profile(predicted, source=profile.source)
             profile = dataclasses.replace(
                 profile,
@@ -176,21 +178,21 @@ class Monitors:
             yield Table(version.ref, parquet=paths)
 
 
-def _predictions(model: Any, table: Table, columns: list[str]) -> Table | None:
-    """The model's predictions on every row of ``table`` (column ``prediction``), scored a batch at a time; None
-    for a model that scores something else than rows of these columns (a forecaster)."""
+def _predictions(model: Any, table: Table, columns: list[str]) -> tuple[Table | None, str]:
+    """The model's predictions on every row of ``table`` (column ``prediction``), scored a batch at a time; or
+    None and why (a model that does not score these rows one by one: a forecaster)."""
     import pyarrow as pa
 
     arrays = []
     for batch in table.row_batches(columns, 100_000):
         try:
             predicted = np.asarray(model.predict(batch.to_pandas()))
-        except (ValueError, TypeError, KeyError):
-            return None
-        arrays.append(pa.array(predicted.tolist() if predicted.dtype == object else predicted))
+            arrays.append(pa.array(predicted.tolist() if predicted.dtype == object else predicted.reshape(-1)))
+        except Exception as exc:  # noqa: BLE001 - the profile of the inputs stands without the predictions
+            return None, f"the model did not score the reference rows: {type(exc).__name__}: {str(exc)[:300]}"
     if not arrays:
-        return None
-    return Table("predictions", table=pa.table({PREDICTION: pa.chunked_array(arrays)}))
+        return None, "the reference has no rows to score"
+    return Table("predictions", table=pa.table({PREDICTION: pa.chunked_array(arrays)})), ""
 
 
 def _file_table(path: Path, role: str) -> Table:
