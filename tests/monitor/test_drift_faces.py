@@ -91,3 +91,27 @@ def test_rest_drift_takes_data_references_only(versions: Workspace, tmp_path: Pa
     assert bad.status_code in (400, 422)
     anonymous = api_client(versions, None).post("/api/v1/drift", json={"reference": "sales:1", "current": "sales:2"})
     assert anonymous.status_code == 401
+
+
+def test_rest_computes_a_models_profile_with_write_rights_and_drift_reads_it(versions: Workspace) -> None:
+    from sklearn.linear_model import LinearRegression
+
+    frame = _table(3000, 0.0).to_pandas()
+    model = LinearRegression().fit(frame[["amount", "tenure"]], frame["amount"])
+    versions.models.register("spend", model, input_example=frame[["amount", "tenure"]].head(10))
+    reader, writer = api_client(versions, "reader"), api_client(versions, "data-scientist")
+
+    none_yet = reader.get("/api/v1/models/spend:1/profile")
+    assert none_yet.status_code == 404 and "no reference profile yet" in none_yet.json()["error"]["message"]
+    from_drift = reader.post("/api/v1/drift", json={"reference": "model:spend", "current": "sales:2"})
+    assert from_drift.status_code == 404  # a read never computes (computing writes a file to the version)
+    assert reader.post("/api/v1/models/spend/profile", json={"data": "sales:1"}).status_code == 403
+    path = writer.post("/api/v1/models/spend/profile", json={"data": "/etc/passwd"})
+    assert path.status_code == 400 and path.json()["error"]["code"] == "invalid_reference"  # never a path
+    made = writer.post("/api/v1/models/spend/profile", json={"data": "sales:1"})
+    assert made.status_code == 200, made.text
+    assert {c["column"] for c in made.json()["columns"]} == {"amount", "tenure", "prediction"}
+    assert reader.get("/api/v1/models/spend@latest/profile").json()["source"] == "sales:1"
+    drift = reader.post("/api/v1/drift", json={"reference": "model:spend", "current": "sales:2"})
+    assert drift.status_code == 200, drift.text
+    assert drift.json()["reference"] == "profile of sales:1" and drift.json()["drifted"] is True

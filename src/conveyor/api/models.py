@@ -24,6 +24,15 @@ class AliasRequest(BaseModel):
     version: int = Field(ge=1, description="The version number the alias points at.")
 
 
+class ProfileRequest(BaseModel):
+    data: str | None = Field(
+        default=None,
+        max_length=200,
+        description="A data version (`name`, `name:3`, `name@latest`) to profile; default: the data the training "
+        "run read. Never a path.",
+    )
+
+
 class TagsRequest(BaseModel):
     tags: dict[str, Any] = Field(description="Tags to set; other tags stay.")
 
@@ -62,6 +71,20 @@ def set_tags(ref: str, body: TagsRequest, ws: WorkspaceDep) -> ModelVersion:
 @router.delete("/{ref}/tags/{key}", summary="Remove a tag from a version")
 def delete_tag(ref: str, key: str, ws: WorkspaceDep) -> ModelVersion:
     return ws.models.delete_tags(ref, [key])
+
+
+@router.get("/{ref}/profile", summary="A version's stored reference profile (what drift compares new data with)")
+def get_profile(ref: str, ws: WorkspaceDep) -> dict[str, Any]:
+    return ws.monitors.reference(ref, compute=False).summary()
+
+
+@router.post(
+    "/{ref}/profile", summary="Compute and store a version's reference profile (training data and predictions)"
+)
+def compute_profile(ref: str, ws: WorkspaceDep, body: ProfileRequest | None = None) -> dict[str, Any]:
+    # A data version, resolved here: nothing a caller sends is read as a path on this machine.
+    data = ws.data.get(body.data) if body is not None and body.data else None
+    return ws.monitors.reference(ref, data, refresh=True).summary()
 
 
 @router.get("/{ref}", summary="A model version: `name`, `name:3` or `name@alias`")

@@ -17,7 +17,11 @@ router = APIRouter(tags=["monitoring"])
 class DriftRequest(BaseModel):
     """Two data versions to compare, and optionally one metric, its threshold and the columns."""
 
-    reference: str = Field(description="A data version: `name`, `name:3` or `name@latest`.", max_length=200)
+    reference: str = Field(
+        description="A data version (`name`, `name:3`, `name@latest`) or a model version's stored reference profile "
+        "(`model:churn@champion`).",
+        max_length=200,
+    )
     current: str = Field(description="The data version compared with the reference.", max_length=200)
     metric: str | None = Field(default=None, description="psi, js, wasserstein, ks or chi2 (default: per column).")
     threshold: float | None = Field(default=None, gt=0, le=1e6, description="Threshold of `metric`.")
@@ -52,8 +56,12 @@ class DriftResult(BaseModel):
 
 @router.post("/drift", summary="Drift of a data version against a reference version, column by column")
 def drift(body: DriftRequest, ws: WorkspaceDep) -> DriftResult:
-    # Resolved here as data versions, so nothing a caller sends is ever read as a path on this machine.
-    reference = ws.data.get(body.reference)
+    # Resolved here as data versions (or a stored profile), so nothing a caller sends is ever read as a path.
+    reference: Any = (
+        ws.monitors.reference(body.reference.removeprefix("model:"), compute=False)
+        if body.reference.startswith("model:")
+        else ws.data.get(body.reference)
+    )
     current = ws.data.get(body.current)
     report = ws.monitors.drift(
         reference,

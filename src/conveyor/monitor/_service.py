@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from conveyor.errors import BadInput
+from conveyor.errors import BadInput, NotFound
 from conveyor.monitor._drift import DEFAULT_DRIFT_SHARE, DriftReport, compute_drift
 from conveyor.monitor._metrics import DEFAULT_EXACT_LIMIT, DriftMetric
 from conveyor.monitor._profile import Profile, build_profile
@@ -105,14 +105,17 @@ class Monitors:
         with self._side(data, "data") as table:
             return build_profile(table, columns=None if columns is None else list(columns), exact_limit=exact_limit)
 
-    def reference(self, model: str, data: DataSide | None = None, *, refresh: bool = False) -> Profile:
+    def reference(
+        self, model: str, data: DataSide | None = None, *, refresh: bool = False, compute: bool = True
+    ) -> Profile:
         """The reference profile of a model version: its input columns and its predictions on its training data.
 
         Computed once and stored with the version (file ``reference_profile.npz``); later calls read it. ``data``
         (or ``refresh``) computes it again, from ``data`` or from the data version the training run read.
+        ``compute=False`` only reads a stored one.
 
         Raises:
-            NotFound: no such model version.
+            NotFound: no such model version, or (``compute=False``) it has no stored profile.
             BadInput: the training run read no data version and no ``data`` is given; the data lacks the model's
                 input columns.
         """
@@ -120,6 +123,12 @@ class Monitors:
         version = registry.get(model)
         if PROFILE_FILE in version.files and data is None and not refresh:
             return Profile.from_bytes(registry.file_bytes(version, PROFILE_FILE), f"the profile of {version.ref}")
+        if not compute:
+            raise NotFound(
+                f"Model {version.ref} has no reference profile yet. Compute it once: conveyor monitor profile "
+                f"{version.ref} (or POST /api/v1/models/{version.ref}/profile).",
+                model=version.ref,
+            )
         if data is None:
             inputs = self._ws.runs.get(version.run_id).inputs if version.run_id else []
             if not inputs:
