@@ -186,4 +186,6 @@ def test_each_column_reports_its_data_quality_against_the_reference(cli, tmp_pat
     assert shown.code == 0, shown.err
     text = " ".join(shown.out.split())
     assert "10.0% null (reference 0.0%)" in text and "outside the reference's range" in text
-    assert "2 unseen categories (40.0% of rows: 'enterprise', 'trial')" in text and "50 values of the wrong type" in text
+    assert (
+        "2 unseen categories (40.0% of rows: 'enterprise', 'trial')" in text and "50 values of the wrong type" in text
+    )
