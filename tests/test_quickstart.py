@@ -57,6 +57,10 @@ def check_lifecycle(result: dict[str, object], home: Path, ws: Workspace) -> Non
     model = ws.models.get("churn@champion")
     assert model.run_id == run.id
     assert "tenure_months" in [c["name"] for c in model.signature["inputs"]]
+    assert model.tags["inference"] == run.tags["inference"] and model.tags["inference"].startswith("onnx")
+    # The registered model's reference profile: its inputs and predictions on the data the run read.
+    profile = ws.monitors.reference("churn@champion")
+    assert profile.source == "churn-quickstart.prepare:1" and {"signup_date", "prediction"} <= set(profile.sketches)
     endpoint = ws.endpoints.get("churn")
     assert endpoint.status == "stopped", "--no-serve stops the endpoint"
     assert [(d.name, d.model, d.traffic) for d in endpoint.deployments] == [("blue", model.ref, 100)]

@@ -162,3 +162,15 @@ def test_cli_shows_a_models_profile_and_drift_compares_with_it(workspace, cli, t
     assert verdicts["size"] is True and drifted.json["reference"] == f"profile of {tmp_path / 'train.parquet'}"
     nope = cli("--home", home, "drift", "model:nope", str(tmp_path / "today.parquet"))
     assert nope.code != 0 and "nope" in nope.err
+
+
+def test_dates_and_timestamps_are_profiled_and_compared_as_their_ticks() -> None:
+    days = pa.array(np.arange(19_000, 19_000 + 3_000, dtype=np.int32), pa.date32())
+    stamps = pa.array(np.arange(3_000, dtype=np.int64) * 60_000_000, pa.timestamp("us"))
+    table = pa.table({"signup": days, "seen": stamps})
+    profile = build_profile(Table("t", table=table), batch_rows=1_000)
+    assert {name: s.kind for name, s in profile.sketches.items()} == {"signup": "numeric", "seen": "numeric"}
+    later = pa.table({"signup": pa.array(np.arange(19_500, 22_500, dtype=np.int32), pa.date32()), "seen": stamps})
+    report = compute_drift(profile, Table("c", table=later))
+    assert report.column("signup").drifted and not report.column("seen").drifted
+    assert compute_drift(Table("t", table=table), Table("c", table=later)).column("signup").drifted

@@ -94,7 +94,7 @@ def _numbers(chunked: pa.ChunkedArray) -> tuple[np.ndarray[Any, np.dtype[np.floa
         chunked = chunked.cast(dtype.value_type)
         dtype = chunked.type
     if pa.types.is_temporal(dtype):
-        chunked = chunked.cast(pa.int64()) if pa.types.bit_width(dtype) == 64 else chunked.cast(pa.int32())
+        chunked = chunked.cast(pa.int64()) if dtype.bit_width == 64 else chunked.cast(pa.int32())
     elif pa.types.is_boolean(dtype):
         chunked = chunked.cast(pa.int8())
     elif pa.types.is_string(dtype) or pa.types.is_large_string(dtype):

@@ -332,6 +332,8 @@ class Registry:
         if run_id is not None:
             with self._ws.store.read() as session:
                 _check_run(session, run_id, "register a model from")
+            run_tags = self._ws.runs.get(run_id).tags
+            clean_tags = {**{k: run_tags[k] for k in _CARRIED_TAGS if k in run_tags}, **clean_tags}
         serialized = dump_model(model)
         if signature is None and input_example is not None:
             signature = _infer(model, input_example)
