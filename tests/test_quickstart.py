@@ -57,7 +57,10 @@ def check_lifecycle(result: dict[str, object], home: Path, ws: Workspace) -> Non
     model = ws.models.get("churn@champion")
     assert model.run_id == run.id
     assert "tenure_months" in [c["name"] for c in model.signature["inputs"]]
-    assert model.tags["inference"] == run.tags["inference"] and model.tags["inference"].startswith("onnx")
+    # How the model scores is on the version (ONNX learners, or native and why: a slow store may leave no time
+    # in the 10 s budget to convert).
+    assert model.tags["inference"] == run.tags["inference"]
+    assert model.tags["inference"].startswith(("onnx (", "native (")), model.tags["inference"]
     # The registered model's reference profile: its inputs and predictions on the data the run read.
     profile = ws.monitors.reference("churn@champion")
     assert profile.source == "churn-quickstart.prepare:1" and {"signup_date", "prediction"} <= set(profile.sketches)
