@@ -16,7 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -115,6 +115,25 @@ def timed(
     if completed.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({completed.returncode}):\n{completed.stderr[-3000:]}")
     return seconds, completed.stdout
+
+
+def write_parquet(path: Path, tables: Iterable[Any], row_group_size: int | None = None) -> Path:
+    """Write Arrow tables one after another into one Parquet file (lz4), through a temporary file, so a big data
+    set is made a block at a time and an interrupted run leaves no half-written file."""
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".writing")
+    writer = None
+    try:
+        for table in tables:
+            writer = writer or pq.ParquetWriter(tmp, table.schema, compression="lz4")
+            writer.write_table(table, row_group_size=row_group_size)
+    finally:
+        if writer is not None:
+            writer.close()
+    tmp.replace(path)
+    return path
 
 
 def ensure_peer_environment() -> None:

@@ -22,8 +22,9 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from benchmarks._harness import BENCH_DIR, Context, Result, Side, timed
+from benchmarks._harness import BENCH_DIR, Context, Result, Side, timed, write_parquet
 
 ROWS = int(os.environ.get("CONVEYOR_BENCH_BATCH_ROWS", "10000000"))
 TARGET = 0.80
@@ -46,30 +47,20 @@ def make_data(path: Path, rows: int = ROWS) -> Path:
         return path
     import numpy as np
     import pyarrow as pa
-    import pyarrow.parquet as pq
     from sklearn.datasets import load_breast_cancer
 
     data = load_breast_cancer(as_frame=True).frame.drop(columns=["target"])
     data.columns = [c.replace(" ", "_") for c in data.columns]
     rng = np.random.default_rng(0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
     block = 1_000_000
-    writer = None
-    try:
+
+    def blocks() -> Any:
         for start in range(0, rows, block):
-            n = min(block, rows - start)
-            picked = data.to_numpy()[rng.integers(0, len(data), n)]
+            picked = data.to_numpy()[rng.integers(0, len(data), min(block, rows - start))]
             picked = picked + rng.normal(size=picked.shape) * data.std().to_numpy() * 0.05
-            table = pa.table({name: picked[:, i] for i, name in enumerate(data.columns)})
-            if writer is None:
-                writer = pq.ParquetWriter(tmp, table.schema, compression="lz4")
-            writer.write_table(table, row_group_size=250_000)
-    finally:
-        if writer is not None:
-            writer.close()
-    tmp.replace(path)
-    return path
+            yield pa.table({name: picked[:, i] for i, name in enumerate(data.columns)})
+
+    return write_parquet(path, blocks(), row_group_size=250_000)
 
 
 def make_model(path: Path) -> Path:

@@ -14,8 +14,9 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-from benchmarks._harness import BENCH_DIR, ROOT, Context, Result, Side, timed
+from benchmarks._harness import BENCH_DIR, ROOT, Context, Result, Side, timed, write_parquet
 
 ROWS = 1_000_000
 TARGET_SECONDS = 2.0
@@ -44,9 +45,12 @@ def make_parquet(path: Path, shift: float, seed: int, rows: int = ROWS) -> Path:
     categorical ones (8 to 200 levels; the first skewed in the current data). Written once and reused."""
     if path.exists():
         return path
+    return write_parquet(path, [_drift_table(shift, seed, rows)])
+
+
+def _drift_table(shift: float, seed: int, rows: int) -> Any:
     import numpy as np
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     rng = np.random.default_rng(seed)
     columns: dict[str, object] = {}
@@ -64,11 +68,7 @@ def make_parquet(path: Path, shift: float, seed: int, rows: int = ROWS) -> Path:
         if shift and i == 0:
             p[0] = levels
         columns[f"cat_{i}"] = pa.array(names[rng.choice(levels, rows, p=p / p.sum())])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    pq.write_table(pa.table(columns), tmp, compression="lz4")
-    tmp.replace(path)
-    return path
+    return pa.table(columns)
 
 
 def ensure_evidently() -> Path:
@@ -160,29 +160,13 @@ print(json.dumps({
 
 
 def make_large_parquet(path: Path, rows: int) -> Path:
-    """The drift benchmark's reference columns, ``rows`` of them, written a million rows (one row group) at a time
-    so making the file takes no more memory than a million rows. Written once and reused."""
+    """The drift benchmark's reference columns, ``rows`` of them, made and written a million rows (one row group)
+    at a time, so making the file takes no more memory than a million rows. Written once and reused."""
     if path.exists():
         return path
-    import pyarrow.parquet as pq
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".writing")  # not make_parquet's own ".tmp" for the parts
-    writer = None
-    try:
-        for part in range(0, rows, 1_000_000):
-            chunk = make_parquet(
-                path.with_suffix(f".part{part}"), 0.0, 100 + part // 1_000_000, min(1_000_000, rows - part)
-            )
-            table = pq.read_table(chunk)
-            writer = writer or pq.ParquetWriter(tmp, table.schema, compression="lz4")
-            writer.write_table(table)
-            chunk.unlink()
-    finally:
-        if writer is not None:
-            writer.close()
-    tmp.replace(path)
-    return path
+    block = 1_000_000
+    parts = (_drift_table(0.0, 100 + start // block, min(block, rows - start)) for start in range(0, rows, block))
+    return write_parquet(path, parts)
 
 
 def run_profile(ctx: Context) -> Result:

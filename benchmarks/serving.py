@@ -533,12 +533,8 @@ def _measure_mlflow_serve(
     port = _free_port()
     command = [str(ctx.peer_bin("mlflow")), "models", "serve", "-m", model_uri,
                "--env-manager", "local", "-h", LOOPBACK, "-p", str(port)]  # fmt: skip
-    with _peer_process(
-        "mlflow models serve", command, env, f"http://{LOOPBACK}:{port}/invocations", _mlflow_wrap,
-        rows[0], expected[0], ctx.work / f"{log}.log", ctx.work,
-    ) as server:  # fmt: skip
-        _check_same_model(server, rows, expected)
-        return _measure(server, durations, ctx.repeat, ctx.work)
+    url = f"http://{LOOPBACK}:{port}/invocations"
+    return _measure_peer(ctx, env, "mlflow models serve", command, url, _mlflow_wrap, rows, expected, durations, log)
 
 
 def _measure_flask(
@@ -548,9 +544,17 @@ def _measure_flask(
     """The Flask app (``serving_peers.py MODE MODEL``: a pickle, or an MLflow folder), checked and measured."""
     port = _free_port()
     command = [str(ctx.peer_python()), str(PEERS_SCRIPT), *mode, str(port)]
+    url = f"http://{LOOPBACK}:{port}/predict"
+    return _measure_peer(ctx, env, "Flask app", command, url, _flask_wrap, rows, expected, durations, log)
+
+
+def _measure_peer(
+    ctx: Context, env: dict[str, str], name: str, command: list[str], url: str,
+    wrap: Callable[[list[dict[str, Any]]], Any], rows: list[dict[str, Any]], expected: list[Any],
+    durations: Durations, log: str,
+) -> Measured:  # fmt: skip
     with _peer_process(
-        "Flask app", command, env, f"http://{LOOPBACK}:{port}/predict", _flask_wrap,
-        rows[0], expected[0], ctx.work / f"{log}.log", ctx.work,
+        name, command, env, url, wrap, rows[0], expected[0], ctx.work / f"{log}.log", ctx.work
     ) as server:  # fmt: skip
         _check_same_model(server, rows, expected)
         return _measure(server, durations, ctx.repeat, ctx.work)

@@ -98,38 +98,28 @@ def prepare(work: Path) -> None:
 
 def serve_flask(pickle_path: Path, port: int) -> None:
     """The seeds' Flask example, kept as plain as the tutorial: load a pickle, predict on ``request.json``."""
-    import pandas as pd
-    from flask import Flask, jsonify, request
-
     with pickle_path.open("rb") as file:
-        model = pickle.load(file)  # our own pickle, written by ``prepare`` above
-
-    app = Flask(__name__)
-
-    @app.route("/predict", methods=["POST"])
-    def predict() -> Any:
-        data = request.json  # a JSON list of records, like Conveyor's /predict
-        prediction = model.predict(pd.DataFrame(data))
-        return jsonify({"predictions": prediction.tolist()})
-
-    # Flask's built-in (Werkzeug) server, threaded as it is by default: what the tutorials ship.
-    app.run(host="127.0.0.1", port=port, threaded=True)
+        _flask_app(pickle.load(file), port)  # our own pickle, written by ``prepare`` above
 
 
 def serve_flask_mlflow(model_dir: Path, port: int) -> None:
     """The same Flask app on an MLflow model folder: ``mlflow.pyfunc.load_model``, predict on ``request.json``."""
     import mlflow
+
+    _flask_app(mlflow.pyfunc.load_model(str(model_dir)), port)
+
+
+def _flask_app(model: Any, port: int) -> None:
+    """``POST /predict`` with a JSON list of records (like Conveyor's /predict) on Flask's built-in (Werkzeug)
+    server, threaded as it is by default: what the tutorials ship."""
     import pandas as pd
     from flask import Flask, jsonify, request
-
-    model = mlflow.pyfunc.load_model(str(model_dir))
 
     app = Flask(__name__)
 
     @app.route("/predict", methods=["POST"])
     def predict() -> Any:
-        data = request.json  # a JSON list of records, like Conveyor's /predict
-        prediction = model.predict(pd.DataFrame(data))
+        prediction = model.predict(pd.DataFrame(request.json))
         return jsonify({"predictions": prediction.tolist()})
 
     app.run(host="127.0.0.1", port=port, threaded=True)
