@@ -284,7 +284,7 @@ class Registry:
         metrics = {**logged_by.metrics, **descriptor.get("metrics", {})}
         # How AutoML shipped the model (refit or fold models; ONNX or native learners, and why) stays visible on
         # the version, however it is registered.
-        clean_tags = {**{k: logged_by.tags[k] for k in _CARRIED_TAGS if k in logged_by.tags}, **clean_tags}
+        clean_tags = {**_carried(logged_by.tags), **clean_tags}
         main = files[descriptor["model_file"]]
         with self._ws.store.write() as session:
             run = _check_run(session, run_id, "register a model from")
@@ -332,8 +332,7 @@ class Registry:
         if run_id is not None:
             with self._ws.store.read() as session:
                 _check_run(session, run_id, "register a model from")
-            run_tags = self._ws.runs.get(run_id).tags
-            clean_tags = {**{k: run_tags[k] for k in _CARRIED_TAGS if k in run_tags}, **clean_tags}
+            clean_tags = {**_carried(self._ws.runs.get(run_id).tags), **clean_tags}
         serialized = dump_model(model)
         if signature is None and input_example is not None:
             signature = _infer(model, input_example)
@@ -728,6 +727,11 @@ def _check_run(session: Session, run_id: str, action: str) -> RunRow:
             status=run.status,
         )
     return run
+
+
+def _carried(run_tags: dict[str, str]) -> dict[str, str]:
+    """The run tags a version registered from the run carries (how AutoML shipped the model)."""
+    return {k: run_tags[k] for k in _CARRIED_TAGS if k in run_tags}
 
 
 def _check_tags(tags: dict[str, Any]) -> dict[str, str]:

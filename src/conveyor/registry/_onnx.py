@@ -547,7 +547,7 @@ class _Compiling:
 
     def __init__(self, deadline: float | None) -> None:
         self.deadline = deadline
-        self.keys: list[bytes] = []
+        self.groups: dict[bytes, int] = {}  # a fitted featuriser's pickle → its index in ``features``
         self.features: list[Any] = []
         self.reasons: list[str] = []
         self.worst = 0.0
@@ -564,17 +564,15 @@ class _Compiling:
             self.reasons.append("a member is not a featuriser + learner pipeline")
             return -1, None
         key = pickle.dumps(featurizer)  # identically fitted featurisers share one feature matrix
-        if key not in self.keys:
-            self.keys.append(key)
+        group = self.groups.setdefault(key, len(self.features))
+        if group == len(self.features):
             self.features.append(featurizer.transform(columns))
-        group = self.keys.index(key)
-        if self.deadline is not None and time.monotonic() > self.deadline:
-            self.reasons.append("no time left in the budget to convert")
-            return group, None
         needed = _conversion_seconds(learner)
-        if self.deadline is not None and time.monotonic() + needed > self.deadline:
+        if self.deadline is not None and (now := time.monotonic()) + needed > self.deadline:
             self.reasons.append(
-                f"converting {type(learner).__name__} would take about {needed:.1f} s, past the time budget"
+                "no time left in the budget to convert"
+                if now > self.deadline
+                else f"converting {type(learner).__name__} would take about {needed:.1f} s, past the time budget"
             )
             return group, None
         try:

@@ -110,8 +110,8 @@ class AutoMLModel(BaseEstimator):  # type: ignore[misc]
         return np.asarray(np.mean(outputs, axis=0))
 
     def _sessions(self) -> list[list[Any]] | None:
-        """The compiled learners' ONNX Runtime sessions (None where a learner answers itself), made once; None
-        when the model is not compiled or onnxruntime is missing."""
+        """The compiled learners' ONNX Runtime sessions with their input's name and whether it takes float32 (None
+        where a learner answers itself), made once; None when the model is not compiled or onnxruntime is missing."""
         runtime: tuple[list[list[Any]] | None] | None = self.__dict__.get("_runtime")
         if runtime is not None:
             return runtime[0]
@@ -127,13 +127,7 @@ class AutoMLModel(BaseEstimator):  # type: ignore[misc]
                 options.intra_op_num_threads = 1  # serving runs one worker per core already
                 options.inter_op_num_threads = 1
                 sessions = [
-                    [
-                        None
-                        if data is None
-                        else ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-                        for data in row
-                    ]
-                    for row in compiled
+                    [None if data is None else _session(ort, data, options) for data in row] for row in compiled
                 ]
         self.__dict__["_runtime"] = (sessions,)
         return sessions
@@ -155,9 +149,8 @@ class AutoMLModel(BaseEstimator):  # type: ignore[misc]
                 if session is None:
                     out = learner.predict_proba(matrix) if self.task == "classification" else learner.predict(matrix)
                 else:
-                    feed = session.get_inputs()[0]
-                    typed = matrix if feed.type == "tensor(double)" else matrix.astype(np.float32)
-                    results = session.run(None, {feed.name: typed})
+                    runner, name, single = session
+                    results = runner.run(None, {name: matrix.astype(np.float32) if single else matrix})
                     out = results[1] if self.task == "classification" else results[0]
                 out = np.asarray(out, dtype=float)
                 if self.task == "classification":
@@ -202,6 +195,13 @@ class AutoMLModel(BaseEstimator):  # type: ignore[misc]
         if self.task == "classification":
             return np.asarray(self.classes_[combined.argmax(axis=1)])
         return combined
+
+
+def _session(ort: Any, data: bytes, options: Any) -> tuple[Any, str, bool]:
+    """An ONNX Runtime session of one learner's graph, its input's name, and whether that input is float32."""
+    session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    feed = session.get_inputs()[0]
+    return session, feed.name, feed.type != "tensor(double)"
 
 
 def _columns(x: Any, names: list[str] | None) -> dict[str, np.ndarray[Any, Any]]:
