@@ -1,8 +1,9 @@
 """Monitoring: drift metrics behind one contract, drift between two data sets, and reference profiles computed
 once out of core and stored with model versions.
 
-Reached as ``ws.monitors``. Later: data quality and performance signals, monitors of endpoints with schedules,
-alerts and retraining actions.
+Reached as ``ws.monitors``: monitors of endpoints compute drift, data-quality, prediction and performance signals
+over windows of collected requests, on demand or on a schedule, store each result, send alerts (log, webhook,
+email) and start retraining pipelines.
 """
 
 from conveyor.monitor._columns import Column
@@ -16,15 +17,24 @@ from conveyor.monitor._metrics import (
     drift_metrics,
     get_metric,
 )
+from conveyor.monitor._monitors import Alert, Monitor, MonitorResult, MonitorScheduler, parse_window
 from conveyor.monitor._profile import Profile, build_profile
 from conveyor.monitor._service import Monitors
+from conveyor.monitor._signals import DEFAULT_THRESHOLDS, PERFORMANCE_METRICS, SIGNALS
 
 __all__ = [
+    "DEFAULT_THRESHOLDS",
+    "PERFORMANCE_METRICS",
+    "SIGNALS",
+    "Alert",
     "CategoricalSketch",
     "Column",
     "ColumnDrift",
     "DriftMetric",
     "DriftReport",
+    "Monitor",
+    "MonitorResult",
+    "MonitorScheduler",
     "Monitors",
     "NumericSketch",
     "Profile",
@@ -35,4 +45,5 @@ __all__ = [
     "default_metric",
     "drift_metrics",
     "get_metric",
+    "parse_window",
 ]

@@ -1,21 +1,25 @@
-"""``ws.monitors``: ad-hoc drift between two data sets (data versions, files or tables in memory).
-
-Later: monitors of endpoints (reference profiles, windows, schedules, alerts, retraining actions).
+"""``ws.monitors``: ad-hoc drift between two data sets (data versions, files or tables in memory), reference
+profiles of model versions, and monitors of endpoints (signals over windows of collected requests, schedules,
+alerts, retraining actions, feedback).
 """
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import dataclasses
 from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from conveyor.errors import BadInput, NotFound
+from conveyor.monitor import _monitors
 from conveyor.monitor._drift import DEFAULT_DRIFT_SHARE, DriftReport, compute_drift
 from conveyor.monitor._metrics import DEFAULT_EXACT_LIMIT, DriftMetric
+from conveyor.monitor._monitors import Alert, Monitor, MonitorResult, MonitorScheduler
 from conveyor.monitor._profile import Profile, build_profile
 from conveyor.monitor._table import Table
 
@@ -46,7 +50,7 @@ def looks_like_path(text: str) -> bool:
 
 
 class Monitors:
-    """Drift and (later) monitors of deployed models. Reached as ``ws.monitors``."""
+    """Drift, reference profiles and monitors of deployed models. Reached as ``ws.monitors``."""
 
     def __init__(self, ws: Workspace) -> None:
         self._ws = ws
@@ -161,6 +165,108 @@ class Monitors:
         blob = self._ws.artifacts.put_bytes(profile.to_bytes())
         registry._add_file(version, PROFILE_FILE, {"digest": blob.digest, "size": blob.size, "source": profile.source})
         return profile
+
+    # -- monitors of endpoints -------------------------------------------------------------------------
+
+    def create(
+        self,
+        name: str,
+        endpoint: str,
+        *,
+        signals: Iterable[str] = ("drift", "quality", "prediction"),
+        window: str | int = "1h",
+        reference: str | None = None,
+        schedule: str | None = None,
+        timezone: str = "UTC",
+        alerts: Iterable[str] = ("log",),
+        action: str | Mapping[str, Any] | None = None,
+        thresholds: Mapping[str, Any] | None = None,
+        replace: bool = False,
+    ) -> Monitor:
+        """Watch an endpoint's collected requests.
+
+        Args:
+            name: the monitor's name.
+            endpoint: an endpoint that collects requests (``--collect``).
+            signals: any of ``drift``, ``quality``, ``prediction``, ``performance``.
+            window: how far back each run looks (``15m``, ``1h``, ``1d``, or seconds).
+            reference: a data version to compare with; default the reference profile of the model the endpoint
+                serves (computed once from its training data and stored with the version).
+            schedule: a cron expression (in ``timezone``) the scheduler of ``conveyor server`` runs it at.
+            alerts: channels, each ``log``, ``webhook:URL`` or ``email:ADDRESS``.
+            action: ``retrain:PIPELINE``, run on every alert (not while the previous one still runs).
+            thresholds: overrides of :data:`DEFAULT_THRESHOLDS`, plus ``metric`` (one drift metric for every
+                column) and ``min``/``max`` bounds of performance metrics.
+            replace: redefine an existing monitor of that name (its history stays).
+
+        Raises:
+            NotFound: no such endpoint, reference data or pipeline.
+            BadInput: the endpoint does not collect; a bad signal, window, schedule, channel or threshold;
+                email alerts without an SMTP server.
+            Conflict: a monitor of that name exists (without ``replace``).
+        """
+        return _monitors.create(
+            self._ws,
+            name,
+            endpoint,
+            signals=signals,
+            window=window,
+            reference=reference,
+            schedule=schedule,
+            timezone=timezone,
+            alerts=alerts,
+            action=action,
+            thresholds=thresholds,
+            replace=replace,
+        )
+
+    def get(self, name: str) -> Monitor:
+        """Raises: NotFound."""
+        return _monitors.get(self._ws, name)
+
+    def list(self, endpoint: str | None = None) -> builtins.list[Monitor]:
+        return _monitors.list_all(self._ws, endpoint)
+
+    def delete(self, name: str) -> Monitor:
+        """Delete a monitor with its results and alerts. Raises: NotFound."""
+        return _monitors.delete(self._ws, name)
+
+    def run(self, name: str, *, now: datetime | None = None) -> MonitorResult:
+        """Run a monitor now over its last window; the result is stored (and alerts sent, actions started)."""
+        return _monitors.run(self._ws, name, now=now)
+
+    def history(self, name: str, limit: int = 100) -> builtins.list[MonitorResult]:
+        """A monitor's results, newest first."""
+        return _monitors.history(self._ws, name, limit)
+
+    def alerts(self, name: str, limit: int = 100) -> builtins.list[Alert]:
+        """A monitor's alerts with their deliveries, newest first."""
+        return _monitors.alerts(self._ws, name, limit)
+
+    def feedback(
+        self,
+        name: str,
+        data: DataSide,
+        *,
+        label: str | None = None,
+        id_column: str = "request_id",
+        row_column: str = "row",
+    ) -> dict[str, Any]:
+        """Store ground truth for the monitored endpoint's requests: rows of request id (the endpoint's
+        ``x-request-id`` answer, or the id the caller sent), optional row index in the request (default 0) and
+        label. Appended to ``<endpoint>_feedback``; the performance signal joins them to collected requests.
+
+        Returns ``{"asset", "rows", "matched", "unmatched"}`` (labels whose request was / was not collected).
+
+        Raises:
+            BadInput: no id or label column, empty labels, a row index that is not a whole number, labels of
+                another type than those sent before.
+        """
+        return _monitors.feedback(self._ws, name, data, label=label, id_column=id_column, row_column=row_column)
+
+    def scheduler(self) -> MonitorScheduler:
+        """The runner of due scheduled monitors (``conveyor server`` and ``conveyor scheduler`` start one)."""
+        return MonitorScheduler(self._ws)
 
     @contextlib.contextmanager
     def _side(self, side: DataSide, role: str) -> Iterator[Table]:

@@ -201,14 +201,17 @@ class EndpointApp:
         name = deployment.spec.name
         try:
             columns, rows, want_proba, v2_id, outputs = self._decode(protocol, body, headers, deployment, ignored)
-            scored = await deployment.batcher.submit(columns, rows, want_proba)
+            # A request kept for monitoring also keeps the positive class's probability (for AUC), even if
+            # the caller did not ask for probabilities; the answer still carries only what was asked.
+            collect = self.collector is not None and self.collector.takes()
+            scored = await deployment.batcher.submit(columns, rows, want_proba or (collect and deployment.has_proba))
             if protocol == "v2":
                 answer: Any = protocols.v2_response(
                     self.spec.name,
                     str(deployment.spec.model_version),
                     v2_id if v2_id is not None else request_id,
                     scored.predictions,
-                    scored.probabilities,
+                    scored.probabilities if want_proba else None,
                     outputs,
                 )
             elif protocol == "mlflow":
@@ -225,7 +228,7 @@ class EndpointApp:
         if ignored:
             extra.append((_IGNORED_HEADER, _ignored_header(ignored)))
         body_out = orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
-        self._after(deployment, columns, rows, scored, request_id)
+        self._after(deployment, columns, rows, scored, request_id, collect)
         return protocol, name, 200, body_out, extra
 
     @staticmethod
@@ -258,13 +261,15 @@ class EndpointApp:
             raise InvalidSpec("The request holds no rows; send at least one.")
         return columns, rows, want_proba, v2_id, outputs
 
-    def _after(self, deployment: LoadedDeployment, columns: Rows, rows: int, scored: Scored, request_id: str) -> None:
-        """Mirror to shadow deployments and sample for collection, never delaying the live answer."""
+    def _after(
+        self, deployment: LoadedDeployment, columns: Rows, rows: int, scored: Scored, request_id: str, collect: bool
+    ) -> None:
+        """Mirror to shadow deployments and keep a sampled request for collection, never delaying the answer."""
         for i, shadow in enumerate(self.deployments):
             share = self.shared.mirror[i]
             if share and shadow is not deployment and self._rng.random() * 100 < share:
                 self._spawn(self._mirror(shadow, columns, rows))
-        if self.collector is not None:
+        if collect and self.collector is not None:
             self.collector.offer(deployment.spec, deployment.as_columns(columns), rows, scored, request_id)
 
     def _spawn(self, work: Awaitable[None]) -> None:

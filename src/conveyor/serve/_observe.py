@@ -176,20 +176,35 @@ class Collector:
         self._thread = threading.Thread(target=self._loop, name="conveyor-collector", daemon=True)
         self._thread.start()
 
+    def takes(self) -> bool:
+        """Whether to keep the next request (drawn before it is scored, so a kept request can be scored with
+        its probabilities)."""
+        return self.sample >= 1.0 or self._rng.random() < self.sample
+
     def offer(self, deployment: DeploymentSpec, columns: dict[str, Any], rows: int, scored: Scored, rid: str) -> None:
-        if self.sample < 1.0 and self._rng.random() >= self.sample:
-            return
+        """Keep a request's rows: each with the request id and its index in the request (``row``; feedback joins
+        on both), the time, the deployment, the model, the prediction and, for a binary classifier, ``score``:
+        the probability of its second class (the positive one, as scikit-learn orders them)."""
         ts = time.time()
         predictions = scored.predictions
+        probabilities = scored.probabilities
+        positive = (
+            np.asarray(probabilities)[:, 1]
+            if probabilities is not None and np.ndim(probabilities) == 2 and np.shape(probabilities)[1] == 2
+            else None
+        )
         kept = []
         for i in range(rows):
             row: dict[str, Any] = {
                 "request_id": rid,
+                "row": i,
                 "ts": ts,
                 "deployment": deployment.name,
                 "model": deployment.model,
                 "prediction": _plain(predictions[i]),
             }
+            if positive is not None:
+                row["score"] = float(positive[i])
             for name, values in columns.items():
                 row[name] = _plain(values[i])
             kept.append(row)

@@ -43,7 +43,7 @@ from typing import Any
 import orjson
 import uvicorn
 
-from conveyor.errors import ConveyorError, InvalidSpec
+from conveyor.errors import ConveyorError, InvalidSpec, ValidationFailed
 from conveyor.serve._spec import BUNDLE_SPEC, BundleBlobs, EndpointSpec, bundle_keys, is_loopback, status_path
 
 __all__ = ["main"]
@@ -106,14 +106,23 @@ class WorkspaceSource:
             if not opened:
                 opened.append(Workspace.open())
             ws = opened[0]
-            ws.data.commit_table(
-                pa.table(columns),
-                name=asset,
-                source={"kind": "endpoint", "endpoint": spec.name},
-                description=f"Requests scored by endpoint {spec.name} (sampled).",
-                mode="append",
-                edges=[("deployment", deployment_id, "collected") for deployment_id in deployments],
-            )
+            kwargs: dict[str, Any] = {
+                "name": asset,
+                "source": {"kind": "endpoint", "endpoint": spec.name},
+                "description": f"Requests scored by endpoint {spec.name} (sampled).",
+                "edges": [("deployment", deployment_id, "collected") for deployment_id in deployments],
+            }
+            table = pa.table(columns)
+            try:
+                ws.data.commit_table(table, mode="append", **kwargs)
+            except ValidationFailed as exc:
+                # The rows changed shape (a new model with other inputs, or collection from an older Conveyor
+                # without ``row``/``score``): start a new version rather than drop them; older ones keep theirs.
+                sys.stderr.write(
+                    orjson.dumps({"event": "collected_schema_changed", "asset": asset, "why": exc.message}).decode()
+                    + "\n"
+                )
+                ws.data.commit_table(table, mode="new", **kwargs)
 
         return commit
 

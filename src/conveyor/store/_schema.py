@@ -34,7 +34,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from ulid import ULID
 
 #: The Alembic revision these models correspond to (checked against the migration scripts by a test).
-SCHEMA_REVISION = "0007"
+SCHEMA_REVISION = "0008"
 
 NAME_LENGTH = 128
 
@@ -433,3 +433,76 @@ class SecretRow(Entity, Base):
     ciphertext: Mapped[str] = mapped_column(Text)
     description: Mapped[str] = mapped_column(Text, default="")
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MonitorRow(Entity, Base):
+    """A monitor of an endpoint: which signals it computes over which window of collected requests, against
+    which reference, when it runs, whom it alerts and what it does on an alert."""
+
+    __tablename__ = "monitors"
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
+    endpoint: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    #: a data version reference; ``None``: the reference profile of the model the endpoint serves.
+    reference: Mapped[str | None] = mapped_column(String(255), default=None)
+    signals: Mapped[list[Any]] = mapped_column()
+    window_seconds: Mapped[int] = mapped_column(Integer)
+    schedule: Mapped[str | None] = mapped_column(String(255), default=None)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    #: ``[{"kind": "log" | "webhook" | "email", "target": ...}]``
+    alerts: Mapped[list[Any]] = mapped_column(default=list)
+    #: ``{"kind": "retrain", "pipeline": NAME}`` or ``None``.
+    action: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    thresholds: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    enabled: Mapped[bool] = mapped_column(default=True)
+    last_run_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_status: Mapped[str | None] = mapped_column(String(16), default=None)
+
+
+class MonitorResultRow(Base):
+    """One run of a monitor over one window: the time series ``conveyor monitor history`` shows."""
+
+    __tablename__ = "monitor_results"
+    __table_args__ = (Index(None, "monitor_id", "at"),)
+    id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
+    monitor_id: Mapped[str] = mapped_column(ForeignKey("monitors.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    window_start: Mapped[datetime] = mapped_column()
+    window_end: Mapped[datetime] = mapped_column()
+    rows: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: ``ok``, ``alert``, ``empty`` (no rows in the window) or ``error``.
+    status: Mapped[str] = mapped_column(String(16))
+    #: per signal: its summary (share drifted, null shares, metrics) and whether it alerted.
+    signals: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    message: Mapped[str] = mapped_column(Text, default="")
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    trigger: Mapped[str] = mapped_column(String(32), default="manual")
+
+
+class AlertRow(Base):
+    """An alert a monitor raised: why, where it was sent, and the action it started."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index(None, "monitor_id", "at"),)
+    id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
+    monitor_id: Mapped[str] = mapped_column(ForeignKey("monitors.id", ondelete="CASCADE"))
+    result_id: Mapped[str] = mapped_column(ForeignKey("monitor_results.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    message: Mapped[str] = mapped_column(Text)
+    signals: Mapped[list[Any]] = mapped_column(default=list)
+    #: what the action did: ``{"kind": "retrain", "pipeline": ..., "run_id": ...}`` or ``{"error": ...}``.
+    action: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+
+
+class AlertDeliveryRow(Base):
+    """One attempt to deliver an alert on one channel (webhooks are retried: one row per attempt)."""
+
+    __tablename__ = "alert_deliveries"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(String(512))
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    ok: Mapped[bool] = mapped_column(default=False)
+    status_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
