@@ -197,10 +197,12 @@ def test_a_run_computes_each_signal_over_its_window_and_alerts_when_the_data_mov
     )
     result = ws.monitors.run("w", now=later)  # the window holds only the moved rows
     assert result.status == "alert" and result.rows == 400
-    assert set(result.signals["drift"]["drifted_columns"]) == {"x", "z", "plan"}
+    # z only lost values (a quality problem); its values that are there did not move.
+    assert set(result.signals["drift"]["drifted_columns"]) == {"x", "plan"}
+    assert result.signals["note"] == "400 rows in the window (at most 1000): numeric columns by KS"
     problems = " ".join(result.signals["quality"]["problems"])
     assert "z: null share 0.50" in problems and "plan: 100% of values are categories" in problems
-    assert "drift in 3 of 3 columns" in result.message
+    assert "drift in 2 of 3 columns" in result.message
     alert = result.alert
     assert alert is not None and alert.signals == ["drift", "quality"]
     webhook = [d for d in alert.deliveries if d["channel"] == "webhook"]
@@ -220,6 +222,8 @@ def test_a_run_computes_each_signal_over_its_window_and_alerts_when_the_data_mov
     assert [a.id for a in ws.monitors.alerts("w")] == [alert.id]
     edges = ws.lineage.edges("alert", alert.id, direction="upstream")
     assert [(e.from_kind, e.relation) for e in edges] == [("monitor", "raised")]
+    graph = ws.lineage.show("monitor:w", direction="down")
+    assert {n.ref for n in graph.nodes} == {"monitor:w", f"alert:{alert.id}"}
 
     # A window with a single row: drift is not judged on it, and says so.
     single = later + timedelta(hours=2)
@@ -424,3 +428,92 @@ def test_a_served_model_is_watched_against_its_own_profile_end_to_end(workspace,
     assert result.signals["performance"]["baseline"] == {"accuracy": pytest.approx(trained)}
     assert f"accuracy {expected:.4g}, down from {trained:.4g} at training" in result.message
     assert result.status == "alert" and hook.bodies and hook.bodies[-1]["monitor"] == "w"
+
+
+def test_the_cli_creates_runs_shows_and_deletes_a_monitor(watched, cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ws, _ = watched
+    home = str(ws.settings.home)
+    made = cli(
+        "--home", home, "monitor", "create", "w", "--endpoint", "e", "--reference", "train", "--window", "1h",
+        "--signals", "drift,quality,performance", "--threshold", "drift_share=0.3", "--min", "accuracy=0.9",
+        "--schedule", "0 * * * *", "--json",
+    )  # fmt: skip
+    assert made.code == 0, made.err
+    body = made.json
+    assert body["thresholds"]["drift_share"] == 0.3 and body["thresholds"]["min"] == {"accuracy": 0.9}
+    assert body["schedule"] == "0 * * * *" and body["next_at"] is not None
+    bad = cli("--home", home, "monitor", "create", "v", "-e", "e", "--threshold", "drift_share")
+    assert bad.code == 2 and "KEY=VALUE" in bad.err
+    unknown = cli("--home", home, "monitor", "create", "v", "-e", "e", "--signals", "drfit")
+    assert unknown.code == 2 and "Did you mean 'drift'" in unknown.err
+
+    now = datetime.now(UTC)
+    moved = _training(300, seed=12).assign(x=lambda f: f["x"] + 4)
+    ws.data.commit_table(_collected(moved, start=now.timestamp() - 60), name="e_requests", source={"kind": "t"})
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame({"request_id": [f"r{i}" for i in range(300)], "y": 1 - moved["y"]}).to_csv(labels, index=False)
+    sent = cli("--home", home, "monitor", "feedback", "w", str(labels), "--json")
+    assert sent.code == 0, sent.err
+    assert sent.json["matched"] == 300
+    ran = cli("--home", home, "monitor", "run", "w", "--fail-on-alert")
+    assert ran.code == 1 and "drift" in ran.out and "accuracy 0" in ran.out
+    listed = cli("--home", home, "monitor", "list", "--json").json["monitors"]
+    assert [(m["name"], m["last_status"]) for m in listed] == [("w", "alert")]
+    shown = cli("--home", home, "monitor", "show", "w")
+    assert shown.code == 0 and "last run" in shown.out and "alert" in shown.out
+    page = tmp_path / "history.html"
+    history = cli("--home", home, "monitor", "history", "w", "--html", str(page), "--json")
+    assert [r["status"] for r in history.json["results"]] == ["alert"]
+    text = page.read_text()
+    assert "Drift over time" in text and "Performance over time" in text
+    assert "<script src=" not in text and "Plotly.newPlot" in text  # Plotly's code is embedded: works offline
+    alerts = cli("--home", home, "monitor", "alerts", "w", "--json").json["alerts"]
+    assert len(alerts) == 1 and alerts[0]["deliveries"][0]["channel"] == "log"
+    lineage = cli("--home", home, "lineage", "show", "monitor:w", "--json")
+    assert lineage.code == 0, lineage.err
+    assert cli("--home", home, "monitor", "delete", "w").code == 0
+    gone = cli("--home", home, "monitor", "show", "w")
+    assert gone.code != 0 and "No monitor 'w'" in gone.err
+
+
+def test_rest_monitors_follow_the_permission_matrix_and_guard_webhooks(watched) -> None:  # type: ignore[no-untyped-def]
+    from tests.api_client import api_client
+
+    ws, _ = watched
+    reader, operator, admin = api_client(ws, "reader"), api_client(ws, "operator"), api_client(ws, "admin")
+    spec = {"name": "w", "endpoint": "e", "reference": "train", "window": "1h"}
+    assert reader.post("/api/v1/monitors", json=spec).status_code == 403
+    private = operator.post("/api/v1/monitors", json={**spec, "alerts": ["webhook:http://127.0.0.1:9/hook"]})
+    assert (
+        private.status_code == 403 and "Only an admin may point a webhook there" in private.json()["error"]["message"]
+    )
+    assert (
+        admin.post("/api/v1/monitors", json={**spec, "alerts": ["webhook:http://127.0.0.1:9/hook"]}).status_code == 201
+    )
+    made = operator.post("/api/v1/monitors", json={**spec, "replace": True})
+    assert made.status_code == 201, made.text
+    assert made.json()["alerts"] == ["log"]
+    bad = operator.post("/api/v1/monitors", json={**spec, "name": "v", "window": "forever"})
+    assert bad.status_code == 400 and "not a duration" in bad.json()["error"]["message"]
+
+    now = datetime.now(UTC)
+    ws.data.commit_table(
+        _collected(_training(100, seed=13), start=now.timestamp() - 60), name="e_requests", source={"kind": "t"}
+    )
+    assert reader.post("/api/v1/monitors/w/run").status_code == 403
+    ran = operator.post("/api/v1/monitors/w/run")
+    assert ran.status_code == 200 and ran.json()["rows"] == 100
+    labels = {"labels": [{"request_id": f"r{i}", "y": 1} for i in range(100)]}
+    assert reader.post("/api/v1/monitors/w/feedback", json=labels).status_code == 403
+    fed = operator.post("/api/v1/monitors/w/feedback", json=labels)
+    assert fed.status_code == 200 and fed.json()["matched"] == 100
+    empty = operator.post("/api/v1/monitors/w/feedback", json={"labels": []})
+    assert empty.status_code == 400
+    assert [r["status"] for r in reader.get("/api/v1/monitors/w/history").json()["results"]] == ["ok"]
+    assert reader.get("/api/v1/monitors/w/alerts").json()["alerts"] == []
+    assert reader.get("/api/v1/monitors/w").json()["last_result"]["rows"] == 100
+    assert [m["name"] for m in reader.get("/api/v1/monitors").json()] == ["w"]
+    assert reader.get("/api/v1/monitors/nope").status_code == 404
+    assert reader.delete("/api/v1/monitors/w").status_code == 403
+    assert operator.delete("/api/v1/monitors/w").status_code == 204
+    assert api_client(ws, None).get("/api/v1/monitors").status_code == 401

@@ -139,6 +139,7 @@ def create_app(
     # Health answers without a token (load balancers, probes); everything else goes through authorize.
     app.include_router(health.router, prefix=API_PREFIX, responses={503: ERROR_RESPONSES[503]})
     routers = [m.router for m in (data, datastores, runs, models, endpoints, pipelines, train, batch, monitor, lineage)]
+    routers.append(monitor.monitors)
     for router in (health.workspace_router, *routers, governance.router):
         app.include_router(router, prefix=API_PREFIX, dependencies=[Depends(authorize)], responses=ERROR_RESPONSES)
     _errors_are_json(app)

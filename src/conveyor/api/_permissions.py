@@ -85,6 +85,14 @@ ROUTE_PERMISSIONS: MappingProxyType[tuple[str, str], str] = MappingProxyType(
         ("POST", "/api/v1/train"): "train.run",
         # monitoring
         ("POST", "/api/v1/drift"): "read",
+        ("GET", "/api/v1/monitors"): "read",
+        ("POST", "/api/v1/monitors"): "monitors.write",
+        ("GET", "/api/v1/monitors/{name}"): "read",
+        ("DELETE", "/api/v1/monitors/{name}"): "monitors.write",
+        ("POST", "/api/v1/monitors/{name}/run"): "monitors.write",
+        ("GET", "/api/v1/monitors/{name}/history"): "read",
+        ("GET", "/api/v1/monitors/{name}/alerts"): "read",
+        ("POST", "/api/v1/monitors/{name}/feedback"): "monitors.feedback",
         # governance
         ("GET", "/api/v1/lineage"): "read",
         ("GET", "/api/v1/me"): "self",

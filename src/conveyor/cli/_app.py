@@ -148,7 +148,9 @@ def _register_commands() -> None:
     app.add_typer(pipeline.app, name="pipeline", help="Pipelines: run, resume, runs, logs, register, schedule.")
     app.add_typer(runs.app, name="runs", help="Tracked runs: list, search, show, compare, history, experiments.")
     app.add_typer(models.app, name="models", help="The model registry: register, show, alias, tag, export.")
-    app.add_typer(monitor.app, name="monitor", help="Monitoring: reference profiles of model versions.")
+    app.add_typer(
+        monitor.app, name="monitor", help="Monitoring: monitors of endpoints, alerts, feedback, reference profiles."
+    )
     app.add_typer(
         endpoints.app, name="endpoints", help="Online endpoints: create, deploy, traffic, mirror, rollback, keys, logs."
     )

@@ -14,6 +14,7 @@ from conveyor.cli._output import JsonFlag, Output, fmt_time
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from conveyor.monitor import MonitorResult
     from conveyor.pipelines import Fired
 
 
@@ -30,6 +31,13 @@ def describe(fired: Fired) -> str:
     return f"[green]▶[/] {fired.pipeline} ({why}): run {fired.run_id}"
 
 
+def describe_result(result: MonitorResult) -> str:
+    """One line about a scheduled monitor run, for the console."""
+    style = {"ok": "green", "alert": "red", "empty": "yellow", "error": "red"}.get(result.status, "white")
+    about = result.message or f"{result.rows:,} rows, no alert"
+    return f"[{style}]●[/] monitor {result.monitor}: {result.status}: {about}"
+
+
 def register(app: typer.Typer) -> None:
     @app.command("scheduler")
     def scheduler(
@@ -40,25 +48,31 @@ def register(app: typer.Typer) -> None:
         once: Annotated[bool, typer.Option("--once", help="Check the schedules once, fire what is due, exit.")] = False,
         json_output: JsonFlag = False,
     ) -> None:
-        """Fire pipeline schedules (cron times, new data versions) until Ctrl+C or SIGTERM.
+        """Fire pipeline schedules (cron times, new data versions) and run scheduled monitors until Ctrl+C or
+        SIGTERM.
 
-        'conveyor server' runs the same scheduler; running both is safe (each schedule fires once).
+        'conveyor server' runs the same scheduler; running both is safe (each schedule fires once, each monitor
+        runs once per cron time).
         """
         from conveyor.pipelines import Scheduler
 
         out = Output(json_output)
         ws = open_workspace(ctx)
         runner = Scheduler(ws)
+        monitors = ws.monitors.scheduler()
         if once:
             fired = runner.tick()
+            ran = monitors.tick()
 
             def human(console: Console) -> None:
                 for f in fired:
                     console.print(describe(f))
-                if not fired:
+                for r in ran:
+                    console.print(describe_result(r))
+                if not fired and not ran:
                     console.print("Nothing was due.")
 
-            out.emit({"fired": fired}, human)
+            out.emit({"fired": fired, "monitors": [r.to_dict() for r in ran]}, human)
             return
         count = len(ws.pipelines.schedules())
         out.note(
@@ -72,7 +86,14 @@ def register(app: typer.Typer) -> None:
             else:
                 out.console.print(f"{fmt_time(datetime.now(UTC))} {describe(fired)}")
 
+        def reported(result: MonitorResult) -> None:
+            if out.json_mode:
+                out.emit({"monitor": result.to_dict()}, lambda _: None)
+            else:
+                out.console.print(f"{fmt_time(datetime.now(UTC))} {describe_result(result)}")
+
         thread, stop = runner.start(interval, report)
+        monitor_thread, monitor_stop = monitors.start(interval, reported)
 
         def on_sigterm(_signum: int, _frame: Any) -> None:
             stop.set()
@@ -86,4 +107,6 @@ def register(app: typer.Typer) -> None:
             thread.join(30)
         finally:
             signal.signal(signal.SIGTERM, previous)
+            monitor_stop.set()
+            monitor_thread.join(30)
         out.note("Scheduler stopped.")

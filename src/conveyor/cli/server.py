@@ -65,9 +65,9 @@ def serve_api(
     uvicorn drains in-flight requests and then re-raises the signal it caught; turning that into a normal
     return lets callers run their clean-up (the quickstart stops its endpoint) and exit 0.
 
-    With ``scheduler_interval`` (seconds), the pipeline scheduler runs in a background thread meanwhile and
-    each schedule it fires is passed to ``on_fire``. ``auth="none"`` is for loopback only (the caller checks);
-    ``extra_hosts`` are Host names to answer besides loopback and the bound address.
+    With ``scheduler_interval`` (seconds), the pipeline scheduler and the runner of scheduled monitors run in
+    background threads meanwhile; each schedule fired is passed to ``on_fire``. ``auth="none"`` is for loopback
+    only (the caller checks); ``extra_hosts`` are Host names to answer besides loopback and the bound address.
     """
     import signal
 
@@ -79,11 +79,12 @@ def serve_api(
     hosts = allowed_hosts(str(sock.getsockname()[0]), list(extra_hosts))
     app = create_app(ws, auth=auth, hosts=hosts)
     config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=5)
-    background = None
+    background = []
     if scheduler_interval is not None:
         from conveyor.pipelines import Scheduler
 
-        background = Scheduler(ws).start(scheduler_interval, on_fire)
+        background.append(Scheduler(ws).start(scheduler_interval, on_fire))
+        background.append(ws.monitors.scheduler().start(scheduler_interval))  # scheduled monitors
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         uvicorn.Server(config).run(sockets=[sock])
@@ -91,9 +92,9 @@ def serve_api(
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
-        if background is not None:
-            thread, stop = background
+        for _, stop in background:
             stop.set()
+        for thread, _ in background:
             thread.join(10)
 
 
@@ -119,7 +120,10 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         no_scheduler: Annotated[
-            bool, typer.Option("--no-scheduler", help="Do not fire pipeline schedules in this server.")
+            bool,
+            typer.Option(
+                "--no-scheduler", help="Do not fire pipeline schedules nor run scheduled monitors in this server."
+            ),
         ] = False,
         scheduler_interval: Annotated[
             float, typer.Option("--scheduler-interval", help="Seconds between two checks of the schedules.", min=0.05)
@@ -172,9 +176,11 @@ def register(app: typer.Typer) -> None:
         elif not no_auth:
             out.console.print("  auth    send 'Authorization: Bearer <token>'; `conveyor tokens create` makes one")
         if no_scheduler:
-            out.console.print("  schedules are not fired here (--no-scheduler)")
+            out.console.print("  schedules and monitors are not run here (--no-scheduler)")
         else:
-            out.console.print(f"  schedules checked every {scheduler_interval:g} s (--no-scheduler to turn off)")
+            out.console.print(
+                f"  schedules and monitors checked every {scheduler_interval:g} s (--no-scheduler to turn off)"
+            )
         out.console.print("Press Ctrl+C to stop.")
 
         def on_fire(fired: Fired) -> None:

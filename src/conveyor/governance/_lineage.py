@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from conveyor.errors import BadInput, InvalidReference, NotFound, did_you_mean
 from conveyor.refs import LATEST, parse_ref, validate_name
 from conveyor.store._schema import (
+    AlertRow,
     DataAssetRow,
     DataVersionRow,
     DeploymentRow,
@@ -45,6 +46,7 @@ from conveyor.store._schema import (
     ModelAliasRow,
     ModelRow,
     ModelVersionRow,
+    MonitorRow,
     PipelineRunRow,
     RunRow,
     StepRunRow,
@@ -191,6 +193,8 @@ _KINDS = {
     "deployment": "deployment",
     "pipeline-run": "pipeline_run",
     "step-run": "step_run",
+    "monitor": "monitor",
+    "alert": "alert",
 }
 _PREFIX = {kind: prefix for prefix, kind in _KINDS.items()}
 _ID = re.compile(r"[0-9A-Za-z]{1,64}")
@@ -199,7 +203,8 @@ _DIRECTIONS = {"up": ("upstream",), "down": ("downstream",), "both": ("upstream"
 #: The reference forms, as help texts and errors show them.
 REF_FORMS = (
     "data:NAME:N, data:NAME@latest, model:NAME:N, model:NAME@ALIAS, run:ID, endpoint:NAME, "
-    "deployment:ENDPOINT/NAME, pipeline-run:ID, step-run:ID (a bare NAME:N or NAME@latest is a data version)"
+    "deployment:ENDPOINT/NAME, pipeline-run:ID, step-run:ID, monitor:NAME, alert:ID (a bare NAME:N or NAME@latest "
+    "is a data version)"
 )
 
 
@@ -250,8 +255,8 @@ def parse_lineage_ref(text: str) -> LineageRef:
     if prefix in ("data", "model"):
         parsed = parse_ref(rest, "data asset" if prefix == "data" else "model")
         return LineageRef(prefix, name=parsed.name, version=parsed.version, alias=parsed.alias)
-    if prefix == "endpoint":
-        return LineageRef(prefix, name=validate_name(rest, "endpoint"))
+    if prefix in ("endpoint", "monitor"):
+        return LineageRef(prefix, name=validate_name(rest, prefix))
     if prefix == "deployment":
         endpoint, slash, deployment = rest.partition("/")
         if not slash:
@@ -404,10 +409,21 @@ def _resolve(session: Session, ref: LineageRef) -> tuple[Key, list[Key]]:
                 ref=str(ref),
             )
         return ("deployment", found), []
+    if ref.kind == "monitor":
+        monitor = session.scalars(sa.select(MonitorRow.id).filter_by(name=ref.name)).first()
+        if monitor is None:
+            names = session.scalars(sa.select(MonitorRow.name)).all()
+            raise NotFound(
+                f"No monitor named {ref.name!r}.{did_you_mean(str(ref.name), names)} List them with "
+                "'conveyor monitor list'.",
+                ref=str(ref),
+            )
+        return ("monitor", monitor), []
     table, kind, hint = {
         "run": (RunRow, "run", "conveyor runs list"),
         "pipeline-run": (PipelineRunRow, "pipeline_run", "conveyor pipeline runs"),
         "step-run": (StepRunRow, "step_run", "conveyor pipeline show RUN --json"),
+        "alert": (AlertRow, "alert", "conveyor monitor alerts MONITOR"),
     }[ref.kind]
     if session.get(table, ref.id) is None:
         raise NotFound(f"No {ref.kind} with id {ref.id!r}. Find ids with '{hint}'.", ref=str(ref))
@@ -667,5 +683,13 @@ _DESCRIBE: dict[str, tuple[Callable[[list[str]], Any], Callable[..., tuple[str, 
             PipelineRunRow.id.in_(ids)
         ),
         lambda i, pipeline, status: (i, f"{pipeline} ({status})", f"pipeline-run:{i}"),
+    ),
+    "monitor": (
+        lambda ids: sa.select(MonitorRow.id, MonitorRow.name).where(MonitorRow.id.in_(ids)),
+        lambda i, name: (i, f"monitor {name}", f"monitor:{name}"),
+    ),
+    "alert": (
+        lambda ids: sa.select(AlertRow.id, AlertRow.signals).where(AlertRow.id.in_(ids)),
+        lambda i, signals: (i, f"alert ({', '.join(signals)})", f"alert:{i}"),
     ),
 }

@@ -54,6 +54,14 @@ PERMISSIONS: MappingProxyType[str, tuple[str, frozenset[str]]] = MappingProxyTyp
         "endpoints.keys": ("read and regenerate endpoint keys", frozenset({"admin", "operator"})),
         "endpoints.logs": ("read endpoints' access logs", frozenset({"admin", "operator", "data-scientist"})),
         "batch.run": ("score a data version in bulk", frozenset({"admin", "data-scientist", "operator"})),
+        "monitors.write": (
+            "create, run and delete monitors (webhooks to private addresses need datastores.admin)",
+            frozenset({"admin", "data-scientist", "operator"}),
+        ),
+        "monitors.feedback": (
+            "send labels (ground truth) for an endpoint's requests",
+            frozenset({"admin", "data-scientist", "operator"}),
+        ),
         "audit.read": ("read and verify the audit log", frozenset({"admin", "operator"})),
         "secrets.write": ("set, list and delete secrets (values are never returned)", frozenset({"admin"})),
         "users.admin": ("add, disable and list users; manage anyone's tokens", frozenset({"admin"})),

@@ -552,6 +552,7 @@ def _compute(
     ws: Workspace, monitor: Monitor, start: datetime, end: datetime, thresholds: dict[str, Any]
 ) -> tuple[int, dict[str, sig.SignalResult], dict[str, Any]]:
     from conveyor.monitor._drift import compute_drift
+    from conveyor.monitor._metrics import SMALL_REFERENCE
     from conveyor.monitor._service import PREDICTION
     from conveyor.monitor._table import Table
 
@@ -578,12 +579,14 @@ def _compute(
         wants_inputs = {"drift", "quality"} & set(monitor.signals)
         if wants_inputs:
             present = [c for c in columns if c in reference.columns]
+            metric = thresholds.get("metric")
+            if metric is None and rows <= SMALL_REFERENCE:
+                # Normalised Wasserstein's own sampling noise exceeds its 0.1 threshold below a few hundred rows:
+                # small windows compare numbers with KS, whose p-value accounts for the sample's size.
+                metric = "ks"
+                details["note"] = f"{rows} rows in the window (at most {SMALL_REFERENCE}): numeric columns by KS"
             report = compute_drift(
-                reference,
-                current,
-                columns=present,
-                metric=thresholds.get("metric"),
-                drift_share=thresholds["drift_share"],
+                reference, current, columns=present, metric=metric, drift_share=thresholds["drift_share"]
             )
             if "drift" in monitor.signals:
                 outcomes["drift"] = sig.drift_signal(report, rows, thresholds)
