@@ -364,7 +364,7 @@ def test_the_scheduler_runs_a_due_monitor_once_however_many_schedulers_look(watc
     ws.monitors.create("w", "e", reference="train", schedule="*/5 * * * *", window="1h")
     ws.monitors.create("manual", "e", reference="train", window="1h")
     made = ws.monitors.get("w").created_at
-    due = made.replace(second=0, microsecond=0) + timedelta(minutes=10)
+    due = made.replace(minute=made.minute - made.minute % 5, second=0, microsecond=0) + timedelta(minutes=10)
     first, second = MonitorScheduler(ws), MonitorScheduler(ws)
     assert [r.monitor for r in first.tick(due)] == ["w"]
     assert second.tick(due) == []  # already run for this time

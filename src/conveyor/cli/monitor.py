@@ -143,6 +143,19 @@ def create(
     maximum: Annotated[
         list[str] | None, typer.Option("--max", help="Performance ceiling METRIC=VALUE, e.g. rmse=3.5 (repeat).")
     ] = None,
+    margin: Annotated[
+        float | None,
+        typer.Option("--promote-margin", help="How much the challenger must beat the champion by (default 0)."),
+    ] = None,
+    require_approval: Annotated[
+        bool, typer.Option("--require-approval", help="Wait for 'conveyor monitor approve' before the canary.")
+    ] = False,
+    canary: Annotated[
+        int | None, typer.Option("--canary", help="The challenger's share of traffic while on trial (default 10).")
+    ] = None,
+    canary_window: Annotated[
+        str | None, typer.Option("--canary-window", help="How long the canary runs before it is judged (default 60s).")
+    ] = None,
     replace: Annotated[
         bool, typer.Option("--replace", help="Redefine an existing monitor (its history stays).")
     ] = False,
@@ -165,6 +178,17 @@ def create(
         thresholds["min"] = _pairs(minimum, "--min")
     if maximum:
         thresholds["max"] = _pairs(maximum, "--max")
+    retrain: dict[str, Any] = {}
+    if margin is not None:
+        retrain["margin"] = margin
+    if require_approval:
+        retrain["require_approval"] = True
+    if canary is not None:
+        retrain["canary"] = canary
+    if canary_window is not None:
+        from conveyor.monitor import parse_window
+
+        retrain["canary_seconds"] = parse_window(canary_window)
     made = ws.monitors.create(
         name,
         endpoint,
@@ -176,6 +200,7 @@ def create(
         alerts=alert or ["log"],
         action=action,
         thresholds=thresholds,
+        retrain=retrain,
         replace=replace,
     )
 
@@ -271,9 +296,15 @@ def _print_result(console: Console, result: MonitorResult) -> None:
             if not d["ok"]:
                 console.print(f"    [dim]{d['channel']} {d['target']} attempt {d['attempt']}: {d['error']}[/]")
         if result.alert.action:
-            action = result.alert.action
-            what = action.get("run_id") or action.get("error") or action.get("skipped")
-            console.print(f"  action retrain:{action.get('pipeline')}: {what}")
+            _print_action(console, result.alert.action)
+
+
+def _print_action(console: Console, action: dict[str, Any]) -> None:
+    """The retraining an alert started, step by step."""
+    what = action.get("error") or action.get("skipped") or f"run {action.get('run_id')}"
+    console.print(f"  action retrain:{action.get('pipeline')}: {what}")
+    for step in action.get("timeline", []):
+        console.print(f"    {step['at'][11:19]} {step['stage']:<17} {step['message']}")
 
 
 @app.command("run")
@@ -355,8 +386,7 @@ def alerts(
                 why = "" if d["ok"] else f" {d['error']}"
                 console.print(f"  {mark} {d['channel']} {d['target']} attempt {d['attempt']}{why}")
             if a.action:
-                what = a.action.get("run_id") or a.action.get("error") or a.action.get("skipped")
-                console.print(f"  action retrain:{a.action.get('pipeline')}: {what}")
+                _print_action(console, a.action)
 
     out.emit({"monitor": name, "alerts": [a.to_dict() for a in found]}, human)
 
@@ -399,3 +429,33 @@ def delete(ctx: typer.Context, name: MonitorName, json_output: JsonFlag = False)
     out = Output(json_output)
     open_workspace(ctx).monitors.delete(name)
     out.emit({"deleted": name}, lambda console: console.print(f"[green]✓[/] deleted monitor {name}"))
+
+
+@app.command("advance")
+def advance(ctx: typer.Context, json_output: JsonFlag = False) -> None:
+    """Move open promotions on now (retraining done? gates, canary start, canary verdict). The scheduler of
+    'conveyor server' does this at every check."""
+    out = Output(json_output)
+    changed = open_workspace(ctx).monitors.advance()
+
+    def human(console: Console) -> None:
+        if not changed:
+            console.print("No promotion moved.")
+        for p in changed:
+            last = p.get("timeline", [{}])[-1]
+            console.print(f"{p['monitor']} alert {p['alert_id']}: {p.get('stage')}: {last.get('message', '')}")
+
+    out.emit({"changed": changed}, human)
+
+
+@app.command("approve")
+def approve(
+    ctx: typer.Context,
+    alert_id: Annotated[str, typer.Argument(help="The alert whose challenger waits for approval.", show_default=False)],
+    json_output: JsonFlag = False,
+) -> None:
+    """Approve a challenger that passed the gates of a monitor made with --require-approval: its canary starts
+    at the next check (or 'conveyor monitor advance')."""
+    out = Output(json_output)
+    found = open_workspace(ctx).monitors.approve(alert_id)
+    out.emit(found, lambda console: console.print(f"[green]✓[/] approved: {found.get('challenger')} goes to canary"))

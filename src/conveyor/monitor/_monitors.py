@@ -36,7 +36,6 @@ from conveyor.store._schema import (
     AlertRow,
     MonitorResultRow,
     MonitorRow,
-    PipelineRunRow,
     new_id,
     utcnow,
 )
@@ -54,7 +53,6 @@ log = logging.getLogger("conveyor.monitor")
 MAX_WINDOW = 90 * 24 * 3600
 _WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_ACTIVE_RUN = ("pending", "running")
 
 
 def parse_window(text: str | int | float) -> int:
@@ -267,17 +265,25 @@ def _check_signals(signals: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(chosen))
 
 
-def _check_action(ws: Workspace, action: str | Mapping[str, Any] | None) -> dict[str, Any] | None:
+def _check_action(
+    ws: Workspace, action: str | Mapping[str, Any] | None, options: Mapping[str, Any] | None = None
+) -> dict[str, Any] | None:
+    from conveyor.monitor._loop import check_loop_options
+
     if action is None or action == "":
+        if options:
+            raise BadInput("Retraining options (margin, canary, approval) need --action retrain:PIPELINE.")
         return None
+    given = dict(options or {})
     if isinstance(action, Mapping):
         kind, target = str(action.get("kind", "")), str(action.get("pipeline", ""))
+        given = {**dict(action.get("options", {})), **given}
     else:
         kind, _, target = str(action).partition(":")
     if kind != "retrain" or not target:
         raise BadInput(f"Unknown action {action!r}; use retrain:PIPELINE (a registered pipeline).")
     ws.pipelines.get(target)  # NotFound names the registered ones
-    return {"kind": "retrain", "pipeline": target}
+    return {"kind": "retrain", "pipeline": target, "options": check_loop_options(given)}
 
 
 def create(
@@ -293,6 +299,7 @@ def create(
     alerts: Iterable[str] = ("log",),
     action: str | Mapping[str, Any] | None = None,
     thresholds: Mapping[str, Any] | None = None,
+    retrain: Mapping[str, Any] | None = None,
     replace: bool = False,
 ) -> Monitor:
     """Create (or with ``replace``, redefine) a monitor; see :meth:`Monitors.create`."""
@@ -328,7 +335,7 @@ def create(
                 "Email alerts need an SMTP server: set [smtp] host (and port, from) in conveyor.toml, or "
                 "CONVEYOR_SMTP_HOST."
             )
-    checked_action = _check_action(ws, action)
+    checked_action = _check_action(ws, action, retrain)
     checked = sig.check_thresholds(dict(thresholds or {}))
     values = {
         "endpoint": endpoint,
@@ -532,7 +539,8 @@ def run(
             row.last_run_at = end  # a scheduled run claimed its time already
     alert = None
     if status == "alert":
-        alert = _raise_alert(ws, monitor, result_id, message, outcomes, start, end, rows, sleep)
+        model = details.get("model")
+        alert = _raise_alert(ws, monitor, result_id, message, outcomes, start, end, rows, sleep, model)
     with ws.store.read() as session:
         stored = session.get(MonitorResultRow, result_id)
         assert stored is not None
@@ -619,13 +627,14 @@ def _raise_alert(
     end: datetime,
     rows: int,
     sleep: Callable[[float], None],
+    model: str | None,
 ) -> Alert:
     from conveyor.governance import add_edge
 
     alert_id = new_id()
     alerting = [n for n, o in outcomes.items() if o.alert]
     at = utcnow()
-    action = _act(ws, monitor, alert_id, alerting)
+    action = _act(ws, monitor, alert_id, alerting, model)
     payload = {
         "alert_id": alert_id,
         "monitor": monitor.name,
@@ -671,34 +680,36 @@ def _raise_alert(
         return _alerts_of(session, monitor.name, [result_id])[result_id]
 
 
-def _act(ws: Workspace, monitor: Monitor, alert_id: str, alerting: list[str]) -> dict[str, Any] | None:
-    """Start the monitor's action; what it did (or why it did not) is recorded on the alert."""
+def _act(
+    ws: Workspace, monitor: Monitor, alert_id: str, alerting: list[str], model: str | None
+) -> dict[str, Any] | None:
+    """Start the monitor's action; what it did (or why it did not) is recorded on the alert. A started retraining
+    is a promotion in the stage ``training`` that :func:`conveyor.monitor._loop.advance` carries on."""
     if not monitor.action:
         return None
+    from conveyor.monitor._loop import ACTIVE_STAGES
     from conveyor.pipelines._schedule import trigger_run
 
     pipeline = str(monitor.action["pipeline"])
-    found: dict[str, Any] = {"kind": "retrain", "pipeline": pipeline}
+    found: dict[str, Any] = {
+        "kind": "retrain",
+        "pipeline": pipeline,
+        "champion": model,
+        "options": dict(monitor.action.get("options", {})),
+    }
     with ws.store.read() as session:
-        previous = [
-            a
-            for a in session.execute(
-                sa.select(AlertRow.action)
-                .where(AlertRow.monitor_id == monitor.id)
-                .order_by(AlertRow.at.desc())
-                .limit(20)
-            ).scalars()
-            if a and a.get("run_id")
-        ]
-        if previous:
-            active = session.execute(
-                sa.select(PipelineRunRow.id).where(
-                    PipelineRunRow.id == previous[0]["run_id"], PipelineRunRow.status.in_(_ACTIVE_RUN)
-                )
-            ).scalar_one_or_none()
-            if active is not None:
-                found["skipped"] = f"run {active} that an earlier alert started is still going"
+        for earlier in session.execute(
+            sa.select(AlertRow.id, AlertRow.action)
+            .where(AlertRow.monitor_id == monitor.id)
+            .order_by(AlertRow.at.desc())
+            .limit(50)
+        ).all():
+            if earlier.action and earlier.action.get("stage") in ACTIVE_STAGES:
+                found["skipped"] = f"alert {earlier.id}'s retraining is still {earlier.action['stage']}"
                 return found
+    if model is None:
+        found["error"] = f"endpoint {monitor.endpoint} serves no model to retrain"
+        return found
     reason = {
         "kind": "alert",
         "monitor": monitor.name,
@@ -707,12 +718,64 @@ def _act(ws: Workspace, monitor: Monitor, alert_id: str, alerting: list[str]) ->
         "signals": alerting,
     }
     try:
-        found["run_id"] = trigger_run(ws, pipeline, reason=reason)
+        params = _training_params(ws, monitor, pipeline, model)
+        found["run_id"] = trigger_run(ws, pipeline, reason=reason, params=params)
     except ConveyorError as exc:
         found["error"] = exc.message
+        return found
     except Exception as exc:  # noqa: BLE001 - the alert says why the retraining did not start
         found["error"] = f"{type(exc).__name__}: {exc}"
+        return found
+    if params.get("data"):
+        found["data"] = params["data"]
+    found["stage"] = "training"
+    found["timeline"] = [
+        {
+            "at": utcnow().isoformat(),
+            "stage": "training",
+            "message": f"pipeline {pipeline} run {found['run_id']} started",
+        }
+    ]
     return found
+
+
+def _training_params(ws: Workspace, monitor: Monitor, pipeline: str, model: str) -> dict[str, Any]:
+    """What the retraining pipeline is given: when it declares a ``data`` parameter, a new version of
+    ``<endpoint>_labelled`` (the collected requests with their labels, under the training target's name, less the
+    held-out slice); ``target`` too when declared."""
+    import pyarrow as pa
+
+    from conveyor.monitor._loop import holdout, labelled_rows
+
+    declared = ws.pipelines.definition(pipeline).params
+    if "data" not in declared:
+        return {}
+    table = labelled_rows(ws, monitor.endpoint)
+    if table is None or table.num_rows == 0:
+        return {}
+    version = ws.models.get(model)
+    target = "label"
+    if version.run_id:
+        with contextlib.suppress(NotFound):
+            target = ws.runs.get(version.run_id).params.get("target", "label") or "label"
+    inputs = [str(c["name"]) for c in version.signature.get("inputs", [])]
+    rows = table.column("row").to_pylist() if "row" in table.column_names else [0] * table.num_rows
+    keep = pa.array(
+        [not holdout(str(i), int(r or 0)) for i, r in zip(table.column("request_id").to_pylist(), rows, strict=True)]
+    )
+    kept = table.filter(keep)
+    columns = {c: kept.column(c) for c in inputs if c in kept.column_names}
+    columns[target] = kept.column("label")
+    stored, _ = ws.data.commit_table(
+        pa.table(columns),
+        name=f"{monitor.endpoint}_labelled",
+        source={"kind": "monitor", "monitor": monitor.name, "endpoint": monitor.endpoint},
+        description=f"Requests of endpoint {monitor.endpoint} with their labels ({target}), less the held-out slice.",
+    )
+    params: dict[str, Any] = {"data": stored.ref}
+    if "target" in declared:
+        params["target"] = target
+    return params
 
 
 def _plain(value: Any) -> Any:
@@ -849,6 +912,8 @@ class MonitorScheduler:
     def __init__(self, ws: Workspace, *, clock: Callable[[], datetime] = utcnow) -> None:
         self._ws = ws
         self._clock = clock
+        #: the promotions (retrain → gates → canary) the last tick moved on
+        self.advanced: list[dict[str, Any]] = []
 
     def tick(self, now: datetime | None = None) -> list[MonitorResult]:
         at = (now or self._clock()).astimezone(UTC)
@@ -863,6 +928,9 @@ class MonitorScheduler:
                 done.append(run(self._ws, monitor.name, now=at, trigger="schedule"))
             except NotFound:
                 continue  # deleted meanwhile
+        from conveyor.monitor._loop import advance
+
+        self.advanced = advance(self._ws, now=at)
         return done
 
     def _claim(self, monitor: Monitor, at: datetime) -> bool:

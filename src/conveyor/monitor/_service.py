@@ -181,6 +181,7 @@ class Monitors:
         alerts: Iterable[str] = ("log",),
         action: str | Mapping[str, Any] | None = None,
         thresholds: Mapping[str, Any] | None = None,
+        retrain: Mapping[str, Any] | None = None,
         replace: bool = False,
     ) -> Monitor:
         """Watch an endpoint's collected requests.
@@ -194,7 +195,10 @@ class Monitors:
                 serves (computed once from its training data and stored with the version).
             schedule: a cron expression (in ``timezone``) the scheduler of ``conveyor server`` runs it at.
             alerts: channels, each ``log``, ``webhook:URL`` or ``email:ADDRESS``.
-            action: ``retrain:PIPELINE``, run on every alert (not while the previous one still runs).
+            action: ``retrain:PIPELINE``, run on every alert (not while an earlier alert's retraining is still
+                open); its challenger goes through gates and a canary (:mod:`conveyor.monitor._loop`).
+            retrain: the loop's options: ``margin``, ``require_approval``, ``canary`` (%), ``canary_seconds``,
+                ``canary_min_requests``, ``max_error_increase``, ``max_latency_ratio``, ``retrain_timeout``.
             thresholds: overrides of :data:`DEFAULT_THRESHOLDS`, plus ``metric`` (one drift metric for every
                 column) and ``min``/``max`` bounds of performance metrics.
             replace: redefine an existing monitor of that name (its history stays).
@@ -217,8 +221,22 @@ class Monitors:
             alerts=alerts,
             action=action,
             thresholds=thresholds,
+            retrain=retrain,
             replace=replace,
         )
+
+    def advance(self) -> builtins.list[dict[str, Any]]:
+        """Move every open promotion (retraining → gates → canary → promotion or rollback) on as far as it can
+        go now; the scheduler does this at every check. Returns the promotions that changed."""
+        from conveyor.monitor._loop import advance
+
+        return advance(self._ws)
+
+    def approve(self, alert_id: str) -> dict[str, Any]:
+        """Let a promotion waiting for approval (``require_approval``) go on to its canary."""
+        from conveyor.monitor._loop import approve
+
+        return approve(self._ws, alert_id)
 
     def get(self, name: str) -> Monitor:
         """Raises: NotFound."""
