@@ -5,18 +5,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from sklearn.linear_model import LogisticRegression
+
 from conveyor.pipelines import current_step, pipeline, step
+from tests.monitor.sluggish import Sluggish
 
 
-def _fit(data: str, target: str, invert: bool) -> Any:
-    from sklearn.linear_model import LogisticRegression
-
+def _fit(data: str, target: str, invert: bool = False, slow: bool = False) -> Any:
     ws = current_step().workspace
     version = ws.data.get(data)
     frame = ws.data.to_pandas(data)
     inputs = frame[["x", "z"]]
     labels = 1 - frame[target] if invert else frame[target]  # a bug in the training code
-    model = LogisticRegression().fit(inputs, labels)
+    model = (Sluggish() if slow else LogisticRegression()).fit(inputs, labels)
     with ws.runs.start("retrain") as run:
         run.log_input(version)
         run.log_params({"target": target})
@@ -32,6 +33,11 @@ def retrain(data: str, target: str) -> str:
 @step(cache=False)
 def retrain_inverted(data: str, target: str) -> str:
     return str(_fit(data, target, invert=True))
+
+
+@step(cache=False)
+def retrain_slow(data: str, target: str) -> str:
+    return str(_fit(data, target, slow=True))
 
 
 @step(cache=False)
@@ -52,3 +58,8 @@ def worse(data: str = "", target: str = "y"):
 @pipeline
 def broken(data: str = "", target: str = "y"):
     fail(data, target)
+
+
+@pipeline
+def slow(data: str = "", target: str = "y"):
+    retrain_slow(data, target)

@@ -88,7 +88,7 @@ def test_an_alert_retrains_and_the_challenger_is_promoted_through_a_canary(works
         run.log_metrics({"test_accuracy": float(champion.score(old[["x", "z"]], old["y"]))})
     ws.models.register_from_run(run.id, "m")
     ws.models.set_alias("m", "champion", 1)
-    for name in ("better", "worse", "broken"):
+    for name in ("better", "worse", "broken", "slow"):
         ws.pipelines.register(f"tests.monitor.retrain_steps:{name}")
     ws.endpoints.create("e", collect=1.0)
     try:
@@ -154,5 +154,33 @@ def test_an_alert_retrains_and_the_challenger_is_promoted_through_a_canary(works
         assert {"monitor", "alert", "pipeline_run", "model_version", "deployment"} <= kinds
         with pytest.raises(Conflict):
             ws.monitors.approve(alert.id)
+
+        # 4. A challenger as accurate but far slower: its canary is rolled back by itself.
+        more = _frame(300, 2, "z")
+        _send(client, more, "b")
+        ws.endpoints.stop("e")
+        ws.monitors.feedback("w", _labels(more, "b"))
+        ws.monitors.create(
+            "w", "e", signals=["performance"], action="retrain:slow", window="1h", replace=True,
+            thresholds={"min": {"accuracy": 0.999}},
+            retrain={"canary": 50, "canary_seconds": 1, "canary_min_requests": 10, "margin": -0.05},
+        )  # fmt: skip
+        slow_alert = ws.monitors.run("w").alert
+        assert slow_alert is not None, ws.monitors.history("w")[0]
+        trial = _settled(ws, slow_alert.id)
+        assert trial["stage"] == "canary" and trial["challenger"] == "m:4", trial["timeline"]
+        client = httpx.Client(base_url=str(ws.endpoints.get("e").url), headers={"authorization": f"Bearer {key}"})
+        served = set()
+        for i in range(40):
+            answer = client.post("/predict", json=[{"x": 0.1, "z": -0.3}], headers={"x-request-id": f"s-{i}"})
+            assert answer.status_code == 200
+            served.add(answer.headers["conveyor-deployment"])
+        assert served == {"m-v3", "m-v4"}
+        ws.monitors.advance()
+        back = ws.monitors.alerts("w")[0].action
+        assert back["stage"] == "rolled_back" and "p95 latency" in back["timeline"][-1]["message"], back["timeline"]
+        assert ws.models.get("m@champion").version == 3
+        restored = ws.endpoints.get("e")
+        assert [d.name for d in restored.deployments] == ["m-v3"] and restored.traffic == {"m-v3": 100}
     finally:
         ws.endpoints.delete("e")

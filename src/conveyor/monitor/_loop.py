@@ -278,11 +278,20 @@ def _evaluate(ws: Workspace, alert_id: str, endpoint: str, promotion: dict[str, 
         return
     champion = ws.models.get(str(promotion["champion"]))
     challenger = ws.models.get(str(promotion["challenger"]))
-    inputs = [str(c["name"]) for c in champion.signature.get("inputs", [])]
-    frame = rows.select([c for c in inputs if c in rows.column_names]).to_pandas()
     labels = rows.column("label")
     scores: dict[str, dict[str, Any]] = {}
     for role, version in (("champion", champion), ("challenger", challenger)):
+        inputs = [str(c["name"]) for c in version.signature.get("inputs", [])]
+        lacking = [c for c in inputs if c not in rows.column_names]
+        if lacking:
+            _step(
+                promotion,
+                "rejected",
+                f"{version.ref} takes columns the endpoint's requests do not carry ({', '.join(lacking[:10])}): "
+                "it could not serve them; not promoted",
+            )
+            return
+        frame = rows.select(inputs).to_pandas() if inputs else rows.to_pandas()
         model = ws.models.load(version)
         predicted = np.asarray(model.predict(frame))
         columns: dict[str, Any] = {"prediction": predicted.tolist(), "label": labels}
