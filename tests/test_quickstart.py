@@ -177,3 +177,27 @@ def test_quickstart_serves_until_interrupted(tmp_path: Path) -> None:
     assert process.returncode == 0, process.stderr.read() if process.stderr else ""
     with Workspace.open(home) as ws:
         assert ws.endpoints.get("churn").status == "stopped"
+
+
+@pytest.mark.slow
+def test_quickstart_loop_closes_the_loop_by_itself(tmp_path: Path) -> None:
+    """``--loop``: normal traffic passes, drifted traffic alerts, the retrained challenger beats the champion on
+    held-out requests, its canary is healthy and it is promoted; the JSON says so and the workspace agrees."""
+    home = tmp_path / "ws"
+    result = run_quickstart(home, None, "--loop")
+    loop = result["loop"]
+    assert isinstance(loop, dict)
+    assert loop["stage"] == "promoted", loop["timeline"]
+    assert (loop["champion_before"], loop["champion_after"], loop["challenger"]) == ("churn:1", "churn:2", "churn:2")
+    assert loop["traffic"] == {"churn-v2": 100}
+    assert "performance" in loop["alert"]["signals"] and loop["retraining_run"]
+    steps = [s["step"] for s in loop["timeline"]]
+    assert steps[:3] == ["live", "normal", "drift"] and steps[-1] == "promoted"
+    assert 0 < loop["alert_to_promotion_seconds"] < loop["seconds"]
+    with Workspace.open(home) as ws:
+        assert ws.models.get("churn@champion").version == 2
+        history = ws.monitors.history("churn-live-watch")
+        assert [r.status for r in history] == ["alert", "ok"]  # the normal period was quiet
+        assert ws.endpoints.get("churn-live").status == "stopped"  # --no-serve stops both endpoints
+        graph = ws.lineage.show("monitor:churn-live-watch", direction="down", depth=6)
+        assert {"alert", "pipeline_run", "model_version", "deployment"} <= {n.kind for n in graph.nodes}

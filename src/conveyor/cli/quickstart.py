@@ -27,12 +27,22 @@ def register(app: typer.Typer) -> None:
             int | None,
             typer.Option(help="API port when serving; default: 8420, else a free one.", min=0, max=65535),
         ] = None,
+        loop: Annotated[
+            bool,
+            typer.Option(
+                "--loop",
+                help="Then close the loop on a live endpoint: normal traffic, drift, an alert, retraining, gates, "
+                "a canary, promotion.",
+            ),
+        ] = False,
         json_output: JsonFlag = False,
     ) -> None:
         """Generate churn data, ingest it, train in a tracked run, register, deploy and score over HTTP.
 
         Everything lands in the workspace (embedded SQLite and local files unless configured otherwise).
-        With --no-serve the endpoint is stopped after scoring and the command exits.
+        With --no-serve the endpoint is stopped after scoring and the command exits. With --loop a monitored
+        endpoint (churn-live) then sees its data drift, retrains, and promotes the challenger through a canary;
+        a timeline is printed (and a 'loop' key in --json).
         """
         from conveyor.quickstart import Stage, run_quickstart
         from conveyor.quickstart._lifecycle import ENDPOINT
@@ -61,9 +71,12 @@ def register(app: typer.Typer) -> None:
                 ws.endpoints.stop(ENDPOINT)
             raise
 
+        payload: dict[str, Any] = result.to_json()
+        if loop:
+            payload["loop"] = _loop(ws, seed, timeline if show_timeline else None)
         if not serve:
-            ws.endpoints.stop(ENDPOINT)
-            out.emit(result.to_json(), lambda console: _summary(console, result.to_json(), None))
+            _stop(ws, loop)
+            out.emit(payload, lambda console: _summary(console, payload, None))
             return
 
         from conveyor.cli.server import base_url, bind_socket, serve_api
@@ -77,8 +90,8 @@ def register(app: typer.Typer) -> None:
         issued = ws.identities.bootstrap()
         try:
             out.emit(
-                {**result.to_json(), "api": api, "api_token": None if issued is None else issued.secret},
-                lambda console: _summary(console, result.to_json(), api),
+                {**payload, "api": api, "api_token": None if issued is None else issued.secret},
+                lambda console: _summary(console, payload, api),
             )
             if show_timeline:
                 if issued is not None:
@@ -89,9 +102,46 @@ def register(app: typer.Typer) -> None:
                 timeline.print("Serving until Ctrl+C.")
             serve_api(ws, sock)
         finally:
-            ws.endpoints.stop(ENDPOINT)
+            _stop(ws, loop)
             if show_timeline:
                 timeline.print("Stopped the endpoint.")
+
+
+def _stop(ws: Any, loop: bool) -> None:
+    """Stop the quickstart's endpoint (and the loop's live one)."""
+    from conveyor.quickstart._lifecycle import ENDPOINT
+    from conveyor.quickstart._loop import LIVE_ENDPOINT
+
+    ws.endpoints.stop(ENDPOINT)
+    if loop:
+        ws.endpoints.stop(LIVE_ENDPOINT)
+
+
+def _loop(ws: Any, seed: int, timeline: Console | None) -> dict[str, Any]:
+    """The closed loop after the lifecycle, its steps printed as they happen."""
+    from conveyor.quickstart._loop import LIVE_ENDPOINT, run_loop
+
+    def on_step(name: str, seconds: float, summary: str) -> None:
+        if timeline is not None:
+            mark = "[red]✗[/]" if name in ("failed", "rejected", "rolled_back") else "[green]✓[/]"
+            timeline.print(f"{mark} {name:<12} {seconds:6.2f}s  {summary}")
+
+    if timeline is not None:
+        timeline.print("\n[bold]The loop[/] (monitor → alert → retrain → gates → canary → promotion)")
+    try:
+        found = run_loop(ws, seed=seed, on_step=on_step)
+    except BaseException:
+        with contextlib.suppress(ConveyorError):
+            ws.endpoints.stop(LIVE_ENDPOINT)
+        raise
+    if timeline is not None:
+        fast = found.alert_to_promotion_seconds
+        timeline.print(
+            f"Loop {found.stage} in {found.seconds:.1f}s"
+            + (f" ({fast:.1f}s from the alert to 100 % traffic)" if fast is not None else "")
+            + f": champion {found.champion_before} → {found.champion_after}, traffic {found.traffic}"
+        )
+    return found.to_json()
 
 
 def _summary(console: Console, data: dict[str, Any], api: str | None) -> None:

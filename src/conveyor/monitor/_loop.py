@@ -18,8 +18,9 @@ by ``conveyor monitor advance`` and by the quickstart's loop) moves each open pr
 ``canary``
     the challenger is deployed beside the champion with ``canary`` % of the traffic (default 10). After
     ``canary_seconds`` (default 60) the endpoint's own metrics over that time decide: the canary's 5xx share may
-    exceed neither the stable deployment's by more than ``max_error_increase`` (0.02) nor its p95 latency
-    ``max_latency_ratio`` (2×) times the stable one's plus 50 ms. Healthy: the canary takes 100 %, the alias
+    not exceed the stable deployment's by more than ``max_error_increase`` (0.02), nor its latency
+    ``max_latency_ratio`` (2×) times the stable one's plus 50 ms (p95 when both saw 100 requests, else the
+    median: a p95 of twenty requests is one slow request). Healthy: the canary takes 100 %, the alias
     ``champion`` moves to it and the old deployment is deleted (``promoted``). Unhealthy: traffic goes back,
     the canary is deleted (``rolled_back``). A canary that saw fewer than ``canary_min_requests`` (20) requests
     waits, up to ten windows, then rolls back.
@@ -59,6 +60,8 @@ LOOP_DEFAULTS: dict[str, Any] = {
     "max_latency_ratio": 2.0,
     "retrain_timeout": 3600.0,
 }
+TAIL_REQUESTS = 100
+"""Requests each side of a canary needs before p95 latencies are compared (medians below that)."""
 HOLDOUT_SLICE = 5
 """One labelled request in this many is held out of retraining and kept for comparing the models."""
 
@@ -426,7 +429,9 @@ def _judge_canary(
         _rollback(ws, endpoint, promotion, f"only {new['requests']} requests reached the canary in {waited:.0f} s")
         return
     error_rise = new["error_rate"] - old["error_rate"]
-    latency_cap = float(options["max_latency_ratio"]) * old["p95"] + 0.05 if old["requests"] else float("inf")
+    # p95 needs enough requests to mean anything: below 100 on either side, the medians are compared.
+    quantile = "p95" if min(new["requests"], old["requests"]) >= TAIL_REQUESTS else "p50"
+    latency_cap = float(options["max_latency_ratio"]) * old[quantile] + 0.05 if old["requests"] else float("inf")
     if error_rise > float(options["max_error_increase"]):
         _rollback(
             ws,
@@ -434,12 +439,13 @@ def _judge_canary(
             promotion,
             f"the canary's error rate {new['error_rate']:.1%} vs {old['error_rate']:.1%} on the stable deployment",
         )
-    elif new["p95"] > latency_cap:
+    elif new[quantile] > latency_cap:
         _rollback(
             ws,
             endpoint,
             promotion,
-            f"the canary's p95 latency {new['p95'] * 1000:.0f} ms above {latency_cap * 1000:.0f} ms",
+            f"the canary's {quantile} latency {new[quantile] * 1000:.0f} ms above {latency_cap * 1000:.0f} ms "
+            f"({options['max_latency_ratio']:g}× the stable deployment's + 50 ms)",
         )
     else:
         _promote(ws, endpoint, promotion, new)
@@ -516,6 +522,7 @@ def _delta(now: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
     return {
         "requests": int(requests),
         "error_rate": errors / requests if requests else 0.0,
+        "p50": _quantile(buckets, 0.5),
         "p95": _quantile(buckets, 0.95),
     }
 

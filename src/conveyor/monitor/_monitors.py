@@ -547,6 +547,55 @@ def run(
         return _result(stored, name, alert)
 
 
+def _reference_types(ws: Workspace, reference: Any) -> dict[str, Any]:
+    """The Arrow type of each reference column: from a table's schema, or for a stored profile, from the data
+    version it was computed from (when it still resolves)."""
+    from conveyor.monitor._profile import Profile
+
+    if not isinstance(reference, Profile):
+        return {f.name: f.type for f in reference.schema}
+    with contextlib.suppress(ConveyorError):
+        import pyarrow as pa
+
+        version = ws.data.get(reference.source)
+        return {
+            str(c["name"]): pa.type_for_alias(str(c["type"]).replace("[day]", ""))
+            for c in version.schema
+            if _alias_ok(c)
+        }
+    return {}
+
+
+def _alias_ok(column: dict[str, Any]) -> bool:
+    import pyarrow as pa
+
+    try:
+        pa.type_for_alias(str(column["type"]).replace("[day]", ""))
+    except (ValueError, KeyError):
+        return False
+    return True
+
+
+def _align_temporal(window: pa.Table, types: dict[str, Any]) -> pa.Table:
+    """Requests carry dates as text (JSON has no date type): read them as the reference's date or timestamp type,
+    so they are compared as dates rather than counted as type errors. Text that does not parse stays text."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for name, wanted in types.items():
+        if name not in window.column_names or not pa.types.is_temporal(wanted):
+            continue
+        column = window.column(name)
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            continue
+        try:
+            parsed = pc.cast(pc.cast(column, pa.timestamp("us")), wanted)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+        window = window.set_column(window.column_names.index(name), name, parsed)
+    return window
+
+
 def _reference(ws: Workspace, monitor: Monitor, model: str | None) -> tuple[Any, str]:
     """The monitor's reference (a context giving a table or a profile) and its label."""
     if monitor.reference is not None:
@@ -582,8 +631,9 @@ def _compute(
     reference_ctx, details["reference"] = _reference(ws, monitor, model)
     known = {"request_id", "row", "ts", "deployment", "model", "prediction", "score"}
     columns = inputs or [c for c in window.column_names if c not in known]
-    current = Table(f"{monitor.endpoint} {start:%Y-%m-%d %H:%M}–{end:%H:%M} UTC", table=window)
     with reference_ctx as reference:
+        window = _align_temporal(window, _reference_types(ws, reference))
+        current = Table(f"{monitor.endpoint} {start:%Y-%m-%d %H:%M}–{end:%H:%M} UTC", table=window)
         wants_inputs = {"drift", "quality"} & set(monitor.signals)
         if wants_inputs:
             present = [c for c in columns if c in reference.columns]

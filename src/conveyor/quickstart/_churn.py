@@ -14,12 +14,15 @@ ID_COLUMN = "customer_id"
 _REFERENCE_DATE = "2025-01-01"
 
 
-def make_churn_frame(rows: int = 20_000, seed: int = 7) -> pd.DataFrame:
+def make_churn_frame(rows: int = 20_000, seed: int = 7, drift: float = 0.0) -> pd.DataFrame:
     """Customers of a subscription service and whether they churned (about one in five do).
 
     Numeric, categorical, boolean and date columns, some values missing; churn rises with month-to-month
     contracts, support calls, days since last login and price, and falls with tenure, satisfaction and
-    autopay. The same ``rows`` and ``seed`` always give the same frame.
+    autopay. The same ``rows``, ``seed`` and ``drift`` always give the same frame.
+
+    ``drift`` (0–1) moves the world the way a price rise would: charges go up, a competitor makes customers
+    far more sensitive to price and less to their tenure, so a model trained at ``drift=0`` misjudges who leaves.
     """
     import numpy as np
     import pandas as pd
@@ -35,7 +38,7 @@ def make_churn_frame(rows: int = 20_000, seed: int = 7) -> pd.DataFrame:
     payment = rng.choice(["card", "bank_transfer", "paypal", "invoice"], size=rows, p=[0.4, 0.25, 0.2, 0.15])
     region = rng.choice(["north", "south", "east", "west", "central"], size=rows)
     base_price = pd.Series(plan).map({"basic": 19.0, "standard": 39.0, "premium": 69.0}).to_numpy()
-    monthly = np.round(base_price + rng.normal(0, 6, size=rows).clip(-12, 25), 2)
+    monthly = np.round(base_price * (1 + 0.35 * drift) + rng.normal(0, 6, size=rows).clip(-12, 25), 2)
     total = np.round(monthly * np.maximum(tenure, 1) * rng.normal(1.0, 0.03, size=rows), 2)
     support_calls = rng.poisson(1.2, size=rows) + (pd.Series(plan).eq("basic").to_numpy() * rng.poisson(0.6, size=rows))
     session_minutes = np.round(rng.gamma(2.0, 9.0, size=rows), 1)
@@ -56,6 +59,7 @@ def make_churn_frame(rows: int = 20_000, seed: int = 7) -> pd.DataFrame:
         - 0.25 * (plan == "premium")
         + 0.2 * (region == "south")
         - 0.012 * session_minutes
+        + drift * (0.09 * (monthly - 45) + 0.03 * np.minimum(tenure, 60) - 1.0 * (contract == "month-to-month"))
     )
     logit = -2.0 + 1.6 * signal + rng.normal(0, 0.35, size=rows)
     churned = rng.random(rows) < 1.0 / (1.0 + np.exp(-logit))
