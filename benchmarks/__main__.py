@@ -26,9 +26,17 @@ BENCHMARKS["drift-profile"] = drift.run_profile
 BENCHMARKS["governance-auth"] = governance.run_auth
 BENCHMARKS["governance-audit-append"] = governance.run_audit_append
 BENCHMARKS["governance-audit-verify"] = governance.run_audit_verify
+BENCHMARKS["quickstart-loop"] = quickstart.run_loop
 #: Benchmarks that need no shared peer environment: they compare Conveyor with itself (with and without a
 #: feature), or set up their peer's own environment (drift: Evidently needs pandas 2).
-WITHOUT_PEERS = {"governance-auth", "governance-audit-append", "governance-audit-verify", "drift", "drift-profile"}
+WITHOUT_PEERS = {
+    "governance-auth",
+    "governance-audit-append",
+    "governance-audit-verify",
+    "drift",
+    "drift-profile",
+    "quickstart-loop",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
