@@ -37,8 +37,10 @@ def profile(
     refresh: Annotated[bool, typer.Option("--refresh", help="Compute it again even if the version has one.")] = False,
     json_output: JsonFlag = False,
 ) -> None:
-    """Show (computing and storing it the first time) a model version's reference profile: per input column and
-    for its predictions on the training data, what drift compares new data with. Computed out of core, once.
+    """Show a model version's reference profile (computed and stored the first time).
+
+    Per input column and for its predictions on the training data: what drift compares new data with. Computed
+    out of core, once.
 
     Then compare any data with it: conveyor drift model:churn@champion today.parquet
 
@@ -161,8 +163,11 @@ def create(
     ] = False,
     json_output: JsonFlag = False,
 ) -> None:
-    """Watch an endpoint's collected requests: drift and data quality against a reference, prediction drift,
-    and performance once labels arrive (conveyor monitor feedback). Each run covers the last --window.
+    """Watch an endpoint's collected requests for drift, data quality and performance.
+
+    Drift and data quality against a reference, prediction drift, and performance once labels arrive (conveyor
+    monitor feedback). Each run covers the last --window. With --action retrain:PIPELINE an alert retrains, and
+    the challenger goes through gates and a canary to promotion.
 
     Examples:
 
@@ -229,10 +234,12 @@ def list_monitors(
         if not found:
             console.print("No monitors yet. Make one: conveyor monitor create NAME --endpoint ENDPOINT")
             return
-        table = Table("name", "endpoint", "signals", "window", "schedule", "last run", "status", "next", box=None)
+        table = Table(box=None)
+        for header in ("name", "endpoint", "signals", "window", "schedule", "last run", "status", "next"):
+            table.add_column(header, overflow="fold")
         for m in found:
             table.add_row(
-                m.name, m.endpoint, ",".join(m.signals), m.window, m.schedule or "—", fmt_time(m.last_run_at),
+                m.name, m.endpoint, ", ".join(m.signals), m.window, m.schedule or "—", fmt_time(m.last_run_at),
                 _status(m.last_status), fmt_time(m.next_at),
             )  # fmt: skip
         console.print(table)
@@ -316,8 +323,7 @@ def run_monitor(
     ] = False,
     json_output: JsonFlag = False,
 ) -> None:
-    """Run a monitor now over its last window: compute its signals, store the result, send alerts, start its
-    action."""
+    """Run a monitor now over its last window (signals, stored result, alerts, action)."""
     out = Output(json_output)
     result = open_workspace(ctx).monitors.run(name)
     out.emit(result.to_dict(), lambda console: _print_result(console, result))
@@ -405,9 +411,10 @@ def feedback(
     ] = "row",
     json_output: JsonFlag = False,
 ) -> None:
-    """Send ground truth for the endpoint's requests, joined to them by request id (the endpoint answers each
-    request with an x-request-id header, or keeps the one the caller sent) and row. The performance signal
-    uses them.
+    """Send labels (ground truth) for the endpoint's requests, joined by request id and row.
+
+    The endpoint answers each request with an x-request-id header (the caller's own, when it sent one). The
+    performance signal and the retraining use the labels.
 
     Example: conveyor monitor feedback churn-watch labels.csv --label churned
     """
@@ -433,8 +440,9 @@ def delete(ctx: typer.Context, name: MonitorName, json_output: JsonFlag = False)
 
 @app.command("advance")
 def advance(ctx: typer.Context, json_output: JsonFlag = False) -> None:
-    """Move open promotions on now (retraining done? gates, canary start, canary verdict). The scheduler of
-    'conveyor server' does this at every check."""
+    """Move open promotions on now (retraining, gates, canary, verdict).
+
+    The scheduler of 'conveyor server' does this at every check."""
     out = Output(json_output)
     changed = open_workspace(ctx).monitors.advance()
 
@@ -454,8 +462,9 @@ def approve(
     alert_id: Annotated[str, typer.Argument(help="The alert whose challenger waits for approval.", show_default=False)],
     json_output: JsonFlag = False,
 ) -> None:
-    """Approve a challenger that passed the gates of a monitor made with --require-approval: its canary starts
-    at the next check (or 'conveyor monitor advance')."""
+    """Approve a challenger waiting for approval (--require-approval).
+
+    Its canary starts at the next check (or 'conveyor monitor advance')."""
     out = Output(json_output)
     found = open_workspace(ctx).monitors.approve(alert_id)
     out.emit(found, lambda console: console.print(f"[green]✓[/] approved: {found.get('challenger')} goes to canary"))
