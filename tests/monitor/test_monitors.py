@@ -517,3 +517,25 @@ def test_rest_monitors_follow_the_permission_matrix_and_guard_webhooks(watched) 
     assert reader.delete("/api/v1/monitors/w").status_code == 403
     assert operator.delete("/api/v1/monitors/w").status_code == 204
     assert api_client(ws, None).get("/api/v1/monitors").status_code == 401
+
+
+def test_a_webhook_that_times_out_is_retried_and_each_attempt_recorded(watched, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from conveyor.monitor import _alerts
+
+    ws, _ = watched
+    monkeypatch.setattr(_alerts, "TIMEOUT_SECONDS", 0.3)  # a receiver slower than the timeout, without a 40 s test
+    monkeypatch.setattr(_alerts, "BACKOFF_SECONDS", (0.05, 0.05, 0.05))
+    slow = Hook(delay=1.0)
+    try:
+        ws.monitors.create("w", "e", reference="train", alerts=[f"webhook:{slow.url}", "log"], window="1h")
+        now = datetime.now(UTC)
+        moved = _training(200, seed=14).assign(x=lambda f: f["x"] + 5, z=lambda f: f["z"] - 6)
+        ws.data.commit_table(_collected(moved, start=now.timestamp() - 60), name="e_requests", source={"kind": "t"})
+        result = ws.monitors.run("w", now=now)
+    finally:
+        slow.close()
+    assert result.status == "alert" and result.alert is not None
+    webhook = [d for d in result.alert.deliveries if d["channel"] == "webhook"]
+    assert [d["attempt"] for d in webhook] == [1, 2, 3, 4] and not any(d["ok"] for d in webhook)
+    assert all("ReadTimeout" in d["error"] for d in webhook)
+    assert [d["ok"] for d in result.alert.deliveries if d["channel"] == "log"] == [True]  # the others still went
