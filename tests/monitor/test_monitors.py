@@ -175,7 +175,8 @@ def test_a_run_computes_each_signal_over_its_window_and_alerts_when_the_data_mov
     empty = ws.monitors.run("w")
     assert empty.status == "empty" and "has collected no requests yet" in empty.message
 
-    now = datetime.now(UTC)
+    # Three windows, two hours apart, ending now (rows are committed after their time, as an endpoint does).
+    now = datetime.now(UTC) - timedelta(hours=4)
     normal = _training(400, seed=5)
     ws.data.commit_table(_collected(normal, start=now.timestamp() - 600), name="e_requests", source={"kind": "test"})
     calm = ws.monitors.run("w", now=now)
@@ -539,3 +540,28 @@ def test_a_webhook_that_times_out_is_retried_and_each_attempt_recorded(watched, 
     assert [d["attempt"] for d in webhook] == [1, 2, 3, 4] and not any(d["ok"] for d in webhook)
     assert all("ReadTimeout" in d["error"] for d in webhook)
     assert [d["ok"] for d in result.alert.deliveries if d["channel"] == "log"] == [True]  # the others still went
+
+
+def test_a_window_reads_only_the_parts_committed_since_it_began(watched) -> None:  # type: ignore[no-untyped-def]
+    from conveyor.monitor._signals import _recent_digests, read_window
+
+    ws, _ = watched
+    start = datetime.now(UTC).timestamp()
+    first, _ = ws.data.commit_table(_collected(_training(50, seed=15), start=start - 7200), name="e_requests",
+                                    source={"kind": "t"})  # fmt: skip
+    time.sleep(0.05)
+    since = datetime.now(UTC)
+    ws.data.commit_table(
+        _collected(_training(30, seed=16), start=start, prefix="n"), name="e_requests", source={"kind": "t"},
+        mode="append",
+    )  # fmt: skip
+    third, _ = ws.data.commit_table(
+        _collected(_training(20, seed=17), start=start + 1, prefix="m"), name="e_requests", source={"kind": "t"},
+        mode="append",
+    )  # fmt: skip
+    recent = _recent_digests(ws, "e_requests", since)
+    assert recent == [f["digest"] for f in third.files if f not in first.files]  # v2's and v3's parts, in order
+    assert len(recent) == 2 and _recent_digests(ws, "nothing", since) is None
+    window = read_window(ws, "e", since, datetime.now(UTC) + timedelta(seconds=60))
+    assert window is not None and 0 < window.num_rows <= 50
+    assert {i[0] for i in window.column("request_id").to_pylist()} <= {"n", "m"}  # none of the old version's rows

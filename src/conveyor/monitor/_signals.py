@@ -150,15 +150,60 @@ def feedback_asset(endpoint: str) -> str:
 
 
 @contextlib.contextmanager
-def _parts(ws: Workspace, asset: str) -> Iterator[list[str] | None]:
-    """Local paths of the latest version's Parquet parts, or None when the asset does not exist yet."""
-    try:
-        version = ws.data.get(asset)
-    except NotFound:
-        yield None
-        return
+def _parts(ws: Workspace, asset: str, since: datetime | None = None) -> Iterator[list[str] | None]:
+    """Local paths of the latest version's Parquet parts, or None when the asset does not exist yet.
+
+    With ``since``, only the parts of versions committed at or after it: an endpoint commits collected rows
+    after their time, so a version committed earlier holds no row of a window starting at ``since`` (a monitor of
+    a long-lived endpoint reads its window, not its whole history).
+    """
+    if since is None:
+        try:
+            digests = [f["digest"] for f in ws.data.get(asset).files]
+        except NotFound:
+            yield None
+            return
+    else:
+        found = _recent_digests(ws, asset, since)
+        if found is None:
+            yield None
+            return
+        digests = found
     with contextlib.ExitStack() as stack:
-        yield [str(stack.enter_context(ws.artifacts.local_file(f["digest"]))) for f in version.files]
+        yield [str(stack.enter_context(ws.artifacts.local_file(d))) for d in digests]
+
+
+def _recent_digests(ws: Workspace, asset: str, since: datetime) -> list[str] | None:
+    """The digests of the parts the latest version of ``asset`` holds that were committed at or after ``since``
+    (one recursive query down its append chain, stopping at the first older version)."""
+    import sqlalchemy as sa
+
+    from conveyor.store._schema import DataAssetRow, DataVersionRow
+
+    with ws.store.read() as session:
+        latest = session.execute(
+            sa.select(DataVersionRow.id)
+            .join(DataAssetRow, DataAssetRow.id == DataVersionRow.asset_id)
+            .where(DataAssetRow.name == asset)
+            .order_by(DataVersionRow.version.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        if latest is None:
+            return None
+        row = DataVersionRow
+        chain = (
+            sa.select(row.id, row.extends_id, row.files, row.created_at, sa.literal(0).label("depth"))
+            .where(row.id == latest)
+            .cte("chain", recursive=True)
+        )
+        parent = sa.orm.aliased(DataVersionRow)
+        chain = chain.union_all(
+            sa.select(parent.id, parent.extends_id, parent.files, parent.created_at, chain.c.depth + 1).where(
+                parent.id == chain.c.extends_id, chain.c.created_at >= since
+            )
+        )
+        found = session.execute(sa.select(chain.c.files, chain.c.created_at).order_by(chain.c.depth.desc())).all()
+    return [f["digest"] for files, created in found if created >= since for f in files]
 
 
 def _duckdb() -> Any:
@@ -171,9 +216,13 @@ def _duckdb() -> Any:
 
 def read_window(ws: Workspace, endpoint: str, start: datetime, end: datetime) -> pa.Table | None:
     """The rows an endpoint collected with ``start <= ts < end``; None when it never collected any."""
-    with _parts(ws, collected_asset(endpoint)) as paths:
+    with _parts(ws, collected_asset(endpoint), since=start) as paths:
         if paths is None:
             return None
+        if not paths:
+            import pyarrow as pa
+
+            return pa.table({"ts": pa.array([], pa.float64())})
         con = _duckdb()
         try:
             table: pa.Table = con.sql(
