@@ -360,9 +360,12 @@ def history(
             share = f"{drift['share_drifted']:.0%}" if "share_drifted" in drift else "—"
             metrics = r.signals.get("performance", {}).get("metrics", {})
             perf = ", ".join(f"{k} {v:.3g}" for k, v in list(metrics.items())[:2] if v is not None) or "—"
+            alerted = ""
+            if r.alert is not None:
+                action = r.alert.action or {}
+                alerted = f"yes, retrain {action['stage']}" if action.get("stage") else "yes"
             table.add_row(
-                fmt_time(r.window_end), f"{r.rows:,}", _status(r.status), share, perf,
-                "yes" if r.alert else "", r.message[:80],
+                fmt_time(r.window_end), f"{r.rows:,}", _status(r.status), share, perf, alerted, r.message[:80],
             )  # fmt: skip
         console.print(table)
         if html is not None:
