@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 import orjson
@@ -12,10 +13,20 @@ from sklearn.datasets import load_diabetes
 
 from conveyor.errors import BadInput, NotFound, ValidationFailed
 from conveyor.train import AutoMLModel, build_featurizer, infer_column_kinds
-from conveyor.train._automl import _folds
+from conveyor.train._automl import (
+    _REFIT_SLACK,
+    _candidates,
+    _choose,
+    _folds,
+    _log_estimate,
+    _prune,
+    _refit_estimate,
+    _refit_reserve,
+)
 from conveyor.train._ensemble import select_ensemble
 from conveyor.train._guardrails import check_data
-from conveyor.train._learners import EXPENSIVE, LEARNERS, LOW_COST, SPACES, initial_points
+from conveyor.train._learners import EXPENSIVE, GROWN, LEARNERS, LOW_COST, SPACES, default_params, initial_points
+from conveyor.train._metrics import resolve_metric, score
 from tests.api_client import api_client
 
 
@@ -222,6 +233,26 @@ def test_regression_search_logs_residual_charts(workspace) -> None:  # type: ign
     artifacts = {a.path for a in workspace.runs.get(result.run_id).artifacts}
     assert {"charts/residuals.json", "charts/predicted_vs_actual.json"} <= artifacts
     assert result.model.predict(frame.drop(columns=["target"]).head(3)).shape == (3,)
+
+
+def test_on_one_holdout_every_trial_that_runs_completes_and_the_refit_uses_every_row(workspace) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(24_000, 6))
+    y = (x[:, 0] + np.sin(2 * x[:, 1]) + 0.5 * x[:, 2] * x[:, 3] + rng.normal(scale=0.5, size=24_000) > 0).astype(int)
+    frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(6)]).assign(label=y)
+    budget = 12.0
+    started = time.monotonic()
+    result = workspace.train.automl(
+        frame, "label", time_budget=budget, learners=["lightgbm", "xgboost"], test_size=0.0, experiment="t-hold"
+    )
+    assert time.monotonic() - started <= budget * 1.05
+    assert result.validation.startswith("holdout: 10% of 24,000 rows")
+    # With one validation fold there is nothing left to save after it: no trial is cut short by the pruner
+    # (only killed at the deadline), so each one tells the sampler its score.
+    assert {t.state for t in result.trials} <= {"complete", "stopped"}
+    assert sum(t.state == "complete" for t in result.trials) >= 4
+    assert result.refit == "done"
+    assert all(p.named_steps["features"].rows_ == 24_000 for ps, _ in result.model.members for p in ps)
 
 
 def test_a_trial_that_overruns_is_killed_within_the_budget(workspace) -> None:  # type: ignore[no-untyped-def]
@@ -447,7 +478,9 @@ def test_refit_refuses_work_that_cannot_finish_by_the_deadline() -> None:
 @pytest.mark.parametrize(
     ("rows", "columns", "budget", "expected"),
     [
-        (1_000, 10, 30, "5-fold cross-validation"),  # small data: every row validates once
+        (500, 10, 30, "3x 5-fold cross-validation"),  # tiny data: the folds repeated with other shuffles
+        (1_500, 10, 30, "5-fold cross-validation"),  # small data: every row validates once
+        (500, 10, 5, "5-fold cross-validation"),  # the same tiny data for a 5 s budget: one pass
         (15_000, 10, 30, "holdout: 10%"),  # 167k cells for a 30 s budget (FLAML's rule: 83k): dozens of trials
         (15_000, 10, 3600, "5-fold cross-validation"),  # the same data with an hour affords the folds
         (25_000, 2, 3600, "holdout: 10%"),  # 20,000 rows and more: always one holdout
@@ -461,7 +494,70 @@ def test_validation_is_cross_validation_only_while_the_data_is_small_for_the_bud
     y = rng.normal(size=rows)
     split, validation = _folds(x, y, "regression", 5, 0, budget)
     assert validation.startswith(expected), validation
-    assert len(split) == (1 if expected.startswith("holdout") else 5)
+    assert len(split) == (1 if expected.startswith("holdout") else 15 if expected.startswith("3x") else 5)
+
+
+def test_repeated_folds_validate_every_row_once_per_repeat_on_other_partitions() -> None:
+    rng = np.random.default_rng(0)
+    x = pd.DataFrame(rng.normal(size=(89, 13)))  # the size of one half of the wine data
+    y = np.repeat([0, 1, 2], [30, 35, 24])
+    split, validation = _folds(x, y, "classification", 5, 0, 30)
+    assert validation == "3x 5-fold cross-validation (stratified) on 89 rows"
+    assert len(split) == 15
+    validated = np.concatenate([v for _, v in split])
+    assert (np.bincount(validated, minlength=89) == 3).all()  # each row once per repeat
+    for train, val in split:
+        assert not set(train) & set(val)
+        assert np.bincount(y[val], minlength=3).min() >= 4  # stratified: every class in every fold
+    partitions = [{frozenset(map(int, v)) for _, v in split[r * 5 : r * 5 + 5]} for r in range(3)]
+    assert partitions[0] != partitions[1] and partitions[1] != partitions[2]  # other shuffles, not copies
+
+
+def test_a_configuration_predicted_to_overrun_is_known_from_its_learners_earlier_trials() -> None:
+    from conveyor.train._automl import TrialRecord, _predicted_seconds
+
+    forest = {"n_estimators": 16, "max_features": 0.33, "min_samples_leaf": 1, "max_depth": 40}
+    records = [
+        TrialRecord(0, "extra_trees", forest, "complete", -1.0, seconds=1.0),
+        TrialRecord(1, "linear", {"alpha": 1.0, "l1_ratio": 0.0}, "complete", -1.0, seconds=0.05),
+        TrialRecord(2, "extra_trees", forest, "failed", None, seconds=0.01),  # says nothing of the cost
+    ]
+    big = {"learner": "extra_trees", "params": {**forest, "n_estimators": 400, "max_features": 1.0}}
+    predicted = _predicted_seconds(records, big, folds=5)
+    assert predicted == pytest.approx(400 / 16 / 0.33)  # 25x the trees over 3x the columns: 76 s
+    assert _predicted_seconds(records, {"learner": "xgboost", "params": {}}, folds=5) is None  # not tried yet
+    # A trial pruned after 2 of 5 folds ran 40% of a whole one; the cheapest rate per unit of size is used.
+    pruned = TrialRecord(3, "extra_trees", forest, "pruned", None, fold_scores=[-1.0, -1.1], seconds=0.2)
+    assert _predicted_seconds([*records, pruned], big, folds=5) == pytest.approx(0.5 * 400 / 16 / 0.33)
+
+
+def _trial(y: np.ndarray, oof: np.ndarray, learner: str, fit_seconds: float = 0.5) -> dict[str, Any]:
+    spec = resolve_metric("rmse", "regression")
+    return {"score": score(spec, y, oof), "learner": learner, "oof": oof, "fit_seconds": fit_seconds, "models": []}
+
+
+def test_the_ensemble_draws_on_each_learners_best_rather_than_near_copies_of_the_best() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=600)
+    shared = rng.normal(size=600)  # the linear trials' errors: near-copies of one another
+    kept = {n: _trial(y, y + shared + rng.normal(scale=0.02, size=600), "linear") for n in range(6)}
+    kept[7] = _trial(y, y + 1.1 * rng.normal(size=600), "lightgbm", fit_seconds=2.0)  # worse alone, other errors
+    _prune(kept)
+    assert 7 in kept and len(kept) == 6  # the five best, and the lightgbm trial as its learner's best
+    best = max(kept, key=lambda n: kept[n]["score"])
+    candidates = _candidates(kept)
+    assert candidates[0] == best and 7 in candidates and len(candidates) == 4  # the best 3 and lightgbm's best
+
+    spec = resolve_metric("rmse", "regression")
+    choice, blended = _choose(kept, spec, y, use_ensemble=True)
+    assert 7 in choice and best in choice  # the blend of the two kinds of error scores better than either
+    assert len(choice) <= 3  # the members the refit affords
+    assert blended is not None and blended > kept[best]["score"] + 0.1
+    assert _choose(kept, spec, y, use_ensemble=False) == ({best: 1.0}, None)
+    # The search reserves the refit of exactly what would ship now, and of nothing else.
+    expected = sum(_refit_estimate(kept[n], 1.25) for n in choice) + _REFIT_SLACK + _log_estimate(len(choice))
+    assert _refit_reserve(kept, choice, 1.25) == pytest.approx(expected)
+    assert _refit_reserve(kept, {best: 1.0}, 1.25) < expected  # the lightgbm member's fit costs the most
 
 
 def test_the_search_starts_from_low_cost_points_and_lets_expensive_learners_in_last() -> None:
@@ -469,9 +565,20 @@ def test_the_search_starts_from_low_cost_points_and_lets_expensive_learners_in_l
     learners = [p["learner"] for p in points]
     cheap_boosting = [name for name in LEARNERS if name in LOW_COST and name not in EXPENSIVE]
     assert learners[: len(cheap_boosting)] == cheap_boosting  # the low-cost points come first
-    assert learners[-len(EXPENSIVE) :] == list(EXPENSIVE)  # forests after every cheap learner's defaults...
-    assert all(p["random_forest.n_estimators"] == 50 for p in points if p["learner"] == "random_forest")  # cheap
-    assert len(points) == len(LEARNERS) + len(cheap_boosting)
+    defaults_end = len(cheap_boosting) + len(LEARNERS) - len(EXPENSIVE)
+    assert learners[defaults_end : defaults_end + len(EXPENSIVE)] == list(EXPENSIVE)  # forests after the defaults
+    forests = [p for p in points if p["learner"] in EXPENSIVE]
+    assert all(p[f"{p['learner']}.n_estimators"] == 16 for p in forests)  # the fewest trees of their space
+    assert all(p[f"{p['learner']}.max_features"] < 0.5 for p in forests)  # over a third of the columns
+    grown = points[defaults_end + len(EXPENSIVE) :]  # last, each boosting learner's more-and-smaller-steps point
+    assert [p["learner"] for p in grown] == [name for name in LEARNERS if name in GROWN]
+    for p in grown:
+        rate = f"{p['learner']}.learning_rate"
+        default = next(
+            d for d in points if d["learner"] == p["learner"] and d == default_params(p["learner"], "classification")
+        )
+        assert p[rate] < default[rate]
+    assert len(points) == len(LEARNERS) + len(cheap_boosting) + len(GROWN)
     for point in points:  # every point lies inside its learner's search space (Optuna would refuse it)
         space = {f"{point['learner']}.{p.name}": p for p in SPACES[point["learner"]]}
         for key, value in point.items():

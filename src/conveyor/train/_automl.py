@@ -39,7 +39,7 @@ import pandas as pd
 
 from conveyor.errors import BadInput, NotFound, ValidationFailed, did_you_mean
 from conveyor.train._guardrails import Guardrail, check_data
-from conveyor.train._learners import LEARNERS, check_learners, initial_points, suggest
+from conveyor.train._learners import LEARNERS, check_learners, cost_size, initial_points, suggest
 from conveyor.train._metrics import MetricSpec, resolve_metric, score
 from conveyor.train._sweep import SweepResult, SweepSpec, SweepTrial
 
@@ -56,6 +56,9 @@ HOLDOUT_ABOVE = 20_000
 # Cross-validation only while the data is small for the budget (FLAML's rule): rows × columns / 0.9 under
 # 10M cells per hour of budget; above, one 10% holdout, so a 30 s search on 10k+ rows runs dozens of trials.
 _CV_CELLS_PER_HOUR = 10_000_000
+_CV_REPEATS = 3  # repeated k-fold on tiny data (below both limits, the cells scaled by the budget over 30 s)
+_REPEAT_BELOW_ROWS = 2_000
+_REPEAT_CELLS = 10_000
 TASKS = ("classification", "regression", "forecasting")
 FORECAST_LEARNERS = ("lightgbm", "hist_gb", "xgboost")  # gradient boosting over lag/rolling/calendar features
 _TOP_K = 5
@@ -438,12 +441,21 @@ def _folds(
         cls = ms.StratifiedShuffleSplit if classification else ms.ShuffleSplit
         split = list(cls(n_splits=1, test_size=0.1, random_state=seed).split(x, y))
         return split, f"holdout: 10% of {len(x):,} rows{' (stratified)' if classification else ''}"
+    # Tiny data (a few thousand cells): one k-fold split is noisy enough that the search learns its folds (a
+    # logistic regression pushed to C=100 was perfect on 89 rows' folds and confidently wrong on new rows);
+    # repeating it with other shuffles costs little on such data and averages that noise out.
+    repeats = _CV_REPEATS if len(x) < _REPEAT_BELOW_ROWS and len(x) * x.shape[1] <= _REPEAT_CELLS * budget / 30 else 1
+    times = f"{repeats}x " if repeats > 1 else ""
     if classification:
         k = max(2, min(folds, int(np.bincount(y).min())))
-        split = list(ms.StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(x, y))
-        return split, f"{k}-fold cross-validation (stratified) on {len(x):,} rows"
-    split = list(ms.KFold(n_splits=folds, shuffle=True, random_state=seed).split(x, y))
-    return split, f"{folds}-fold cross-validation on {len(x):,} rows"
+        cv: Any = ms.RepeatedStratifiedKFold if repeats > 1 else ms.StratifiedKFold
+        kwargs: dict[str, Any] = {"n_repeats": repeats} if repeats > 1 else {"shuffle": True}
+        split = list(cv(n_splits=k, random_state=seed, **kwargs).split(x, y))
+        return split, f"{times}{k}-fold cross-validation (stratified) on {len(x):,} rows"
+    cv = ms.RepeatedKFold if repeats > 1 else ms.KFold
+    kwargs = {"n_repeats": repeats} if repeats > 1 else {"shuffle": True}
+    split = list(cv(n_splits=folds, random_state=seed, **kwargs).split(x, y))
+    return split, f"{times}{folds}-fold cross-validation on {len(x):,} rows"
 
 
 # -- the trial worker -----------------------------------------------------------------------------------
@@ -618,12 +630,13 @@ def _search_and_finish(  # noqa: PLR0912, PLR0915
     # estimated time (from the trials' measured fit times) is reserved from the search as trials finish.
     train_rows = float(np.mean([len(t) for t, _ in split])) if split else float(len(dev))
     refit_scale = max(1.0, len(dev) / max(train_rows, 1.0)) / max(len(split), 1)
-    kept: dict[int, dict[str, Any]] = {}  # top trials: oof predictions and fold models
+    kept: dict[int, dict[str, Any]] = {}  # top trials (and each learner's best): oof predictions and fold models
+    choice: dict[int, float] = {}  # what would ship if the search ended now (trial: weight), kept up to date
 
     def search_deadline() -> float:
-        # With one holdout the trials' models already saw 90% of the rows: the search reserves the refit of its
-        # best trial only (the refit of an ensemble runs if time is left, else the holdout models ship).
-        return end_deadline - _refit_reserve(kept, refit_scale, use_ensemble and len(split) > 1)
+        # The search reserves the refit of exactly what would ship now (the best trial, or the ensemble the
+        # greedy selection makes of the candidates), so the refit runs and no reserve is left unused.
+        return end_deadline - _refit_reserve(kept, choice, refit_scale)
 
     def refit_end(members: int) -> float:  # the refit ends in time to log the refitted model
         return end_deadline - _log_estimate(members)
@@ -677,6 +690,7 @@ def _search_and_finish(  # noqa: PLR0912, PLR0915
         records: list[TrialRecord] = []
         best = -math.inf
         since_best = 0
+        skipped = 0  # configurations in a row not started: predicted to overrun what is left
         stopped_because = "time budget"
         tick("starting the trial worker")
         while True:
@@ -699,15 +713,27 @@ def _search_and_finish(  # noqa: PLR0912, PLR0915
                 pool.warm_spare()
             trial = study.ask()
             config = suggest(trial, learners, task)
+            # A configuration its learner's earlier trials say cannot finish in the time it may take (a forest of
+            # 400 trees over every column: a minute on 15k rows) is not started: it would be killed at its cap
+            # and waste the time. Told to Optuna as pruned, the sampler learns to propose cheaper ones.
+            predicted = _predicted_seconds(records, config, len(split))
+            if predicted is not None and predicted > min(trial_cap, search_deadline() - time.monotonic()):
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                skipped += 1
+                since_best += 1
+                if skipped >= _MAX_SKIPPED:
+                    break
+                continue
+            skipped = 0
             record = TrialRecord(trial.number, config["learner"], config["params"], "stopped", None)
             with parent.child(f"trial-{trial.number}", tags={"learner": config["learner"]}) as child:
                 record.run_id = child.id
                 child.log_params({"learner": config["learner"], **config["params"]})
-                keep_above = _kth_best(kept, _TOP_K)
+                keep_above = min(_kth_best(kept, _TOP_K), _learner_best(kept, config["learner"]))
                 t0 = time.monotonic()
                 pool.conn.send(("trial", trial.number, config, keep_above))
                 cap = min(search_deadline(), t0 + trial_cap)
-                outcome = _follow_trial(pool, trial, record, child, spec, cap, tick)
+                outcome = _follow_trial(pool, trial, record, child, spec, cap, tick, len(split))
                 record.seconds = time.monotonic() - t0
                 child.log_metric("seconds", record.seconds)
                 child.set_tag("state", record.state)
@@ -721,9 +747,9 @@ def _search_and_finish(  # noqa: PLR0912, PLR0915
                     else:
                         since_best += 1
                     if outcome["models"] is not None:
-                        kept[trial.number] = outcome
-                        for number in sorted(kept, key=lambda n: -kept[n]["score"])[_TOP_K:]:
-                            del kept[number]
+                        kept[trial.number] = {**outcome, "learner": config["learner"]}
+                        _prune(kept)
+                        choice = _choose(kept, spec, y_val, use_ensemble)[0]
                 elif record.state == "pruned":
                     study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                     since_best += 1
@@ -970,8 +996,10 @@ def _follow_trial(
     spec: MetricSpec,
     cap: float,
     tick: Callable[[str], None],
+    folds: int,
 ) -> dict[str, Any] | None:
-    """Relay a trial's fold scores to Optuna (pruning) until it ends; kill the worker at ``cap``."""
+    """Relay a trial's fold scores to Optuna (pruning) until it ends; kill the worker at ``cap``. After the last
+    fold nothing is left to save: the trial completes (one holdout's trials were all pruned or kept whole)."""
     while True:
         remaining = cap - time.monotonic()
         if remaining <= 0:
@@ -996,7 +1024,7 @@ def _follow_trial(
             trial.report(value, k)
             child.log_metric(f"fold_{spec.name}", _unorient(spec, value), step=k)
             record.fold_scores.append(_unorient(spec, value))
-            pool.conn.send("stop" if trial.should_prune() else "go")
+            pool.conn.send("stop" if k < folds - 1 and trial.should_prune() else "go")
         elif kind == "pruned":
             record.state = "pruned"
             return None
@@ -1008,10 +1036,70 @@ def _follow_trial(
             return dict(message[2])
 
 
+_MAX_SKIPPED = 50  # the search ends after this many configurations in a row predicted not to finish in time
+
+
+def _predicted_seconds(records: list[TrialRecord], config: dict[str, Any], folds: int) -> float | None:
+    """A trial's seconds, predicted from its learner's earlier trials (finished, pruned after some folds, or
+    killed at their cap: a lower bound) at their cost per unit of configuration size; None before the learner's
+    first trial."""
+    rates = []
+    for r in records:
+        if r.learner != config["learner"] or r.seconds <= 0 or r.state == "failed":
+            continue
+        done = 1.0 if r.state != "pruned" else len(r.fold_scores) / max(folds, 1)
+        if done > 0:
+            rates.append(r.seconds / done / cost_size({"learner": r.learner, "params": r.params}))
+    return min(rates) * cost_size(config) if rates else None
+
+
 def _kth_best(kept: dict[int, dict[str, Any]], k: int) -> float:
     if len(kept) < k:
         return -math.inf
     return float(sorted((v["score"] for v in kept.values()), reverse=True)[k - 1])
+
+
+def _learner_best(kept: dict[int, dict[str, Any]], learner: str) -> float:
+    return max((v["score"] for v in kept.values() if v.get("learner") == learner), default=-math.inf)
+
+
+def _prune(kept: dict[int, dict[str, Any]]) -> None:
+    """Keep the best ``_TOP_K`` trials and each learner's best (the ensemble's diverse candidates)."""
+    ranked = sorted(kept, key=lambda n: -kept[n]["score"])
+    keep = set(ranked[:_TOP_K]) | {
+        n for n in ranked if _learner_best(kept, kept[n].get("learner", "")) <= kept[n]["score"]
+    }
+    for number in ranked:
+        if number not in keep:
+            del kept[number]
+
+
+def _candidates(kept: dict[int, dict[str, Any]]) -> list[int]:
+    """The ensemble's candidates, best first: the best ``_REFIT_RESERVED`` trials and each learner's best. The
+    best few are often near-copies of one configuration (a blend of them averages some variance out); another
+    learner's best makes other errors (a tree model and a linear one: a blend averages those out)."""
+    ranked = sorted(kept, key=lambda n: -kept[n]["score"])
+    bests = {n for n in ranked if _learner_best(kept, kept[n].get("learner", "")) <= kept[n]["score"]}
+    return [n for i, n in enumerate(ranked) if i < _REFIT_RESERVED or n in bests]
+
+
+def _choose(
+    kept: dict[int, dict[str, Any]], spec: MetricSpec, y_val: np.ndarray[Any, Any], use_ensemble: bool
+) -> tuple[dict[int, float], float | None]:
+    """What ships: the trials and their weights (the best trial alone, or the greedy ensemble of the candidates
+    when it scores better) and the ensemble's score (None: the best trial alone)."""
+    from conveyor.train._ensemble import select_ensemble
+
+    if not kept:
+        return {}, None
+    top = max(kept, key=lambda n: kept[n]["score"])
+    if not use_ensemble or len(kept) < 2:
+        return {top: 1.0}, None
+    candidates = [(n, np.asarray(kept[n]["oof"], dtype=float)) for n in _candidates(kept)]
+    chosen, ens_score = select_ensemble(candidates, y_val, lambda y, p: score(spec, y, p), max_members=_REFIT_RESERVED)
+    if len(chosen) > 1 and ens_score > kept[top]["score"] + 1e-9:
+        return {n: float(w) for n, w in chosen.items()}, ens_score
+    return {top: 1.0}, None
 
 
 def _orient(spec: MetricSpec, value: float) -> float:
@@ -1043,32 +1131,23 @@ def _final_model(
     use_ensemble: bool,
     learners: tuple[str, ...],
 ) -> tuple[Any, str, dict[str, Any], dict[str, Any] | None, float, dict[int, float]]:
-    from conveyor.train._ensemble import select_ensemble
-
     by_number = {r.number: r for r in records}
-    ranked = sorted(kept, key=lambda n: -kept[n]["score"])
-    top = ranked[0]
-    weights = {top: 1}
+    top = max(kept, key=lambda n: kept[n]["score"])
     val_score = kept[top]["score"]
     info: dict[str, Any] | None = None
-    if use_ensemble and len(ranked) > 1:
-        # The best three only: the search reserved the refit of exactly those (a fourth member made the refit
-        # overrun and the model ship 5 fold models per member: 5x the file, 5x the scoring time).
-        candidates = [(n, kept[n]["oof"].astype(float)) for n in ranked[:_REFIT_RESERVED]]
-        chosen, ens_score = select_ensemble(candidates, y_val, lambda y, p: score(spec, y, p))
-        if len(chosen) > 1 and ens_score > val_score + 1e-9:
-            weights, info = (
-                chosen,
-                {
-                    "members": [
-                        {"trial": n, "learner": by_number[n].learner, "weight": w / sum(chosen.values())}
-                        for n, w in sorted(chosen.items(), key=lambda kv: -kv[1])
-                    ],
-                    "score": _unorient(spec, ens_score),
-                    "best_single_score": _unorient(spec, val_score),
-                },
-            )
-            val_score = ens_score
+    # At most three members (the candidates): the search reserved the refit of exactly what it chose (a fourth
+    # member made the refit overrun and the model ship 5 fold models per member: 5x the file and scoring time).
+    weights, ens_score = _choose(kept, spec, y_val, use_ensemble)
+    if ens_score is not None:
+        info = {
+            "members": [
+                {"trial": n, "learner": by_number[n].learner, "weight": w / sum(weights.values())}
+                for n, w in sorted(weights.items(), key=lambda kv: -kv[1])
+            ],
+            "score": _unorient(spec, ens_score),
+            "best_single_score": _unorient(spec, val_score),
+        }
+        val_score = ens_score
     members = [(list(kept[n]["models"]), float(w)) for n, w in weights.items()]
     names = [by_number[n].learner for n in weights]
     model = _automl_model(task, members, classes, names, columns)
@@ -1098,7 +1177,7 @@ def _automl_model(
 
 _REFIT_MARGIN = 1.3  # the refit's estimate over the measured fold fits (noise of a busy machine)
 _REFIT_OVERHEAD = 0.15  # per member: sending the configuration, pickling the fitted model back
-_REFIT_RESERVED = 3  # the search reserves the refit of this many of its best trials (an ensemble's usual size)
+_REFIT_RESERVED = 3  # an ensemble's members at most (the candidates of the greedy selection)
 _REFIT_SLACK = 0.25  # reserved beyond the estimates: the end of the last trial, choosing the ensemble
 
 
@@ -1107,12 +1186,12 @@ def _refit_estimate(outcome: dict[str, Any], scale: float) -> float:
     return float(outcome.get("fit_seconds", 0.0)) * scale * _REFIT_MARGIN + _REFIT_OVERHEAD
 
 
-def _refit_reserve(kept: dict[int, dict[str, Any]], scale: float, ensemble: bool) -> float:
-    """What the search leaves for the refit of its best trials and for logging the refitted model."""
-    best = sorted(kept.values(), key=lambda o: -o["score"])[: _REFIT_RESERVED if ensemble else 1]
-    if not best:
+def _refit_reserve(kept: dict[int, dict[str, Any]], choice: dict[int, float], scale: float) -> float:
+    """What the search leaves for the refit of what it would ship now and for logging the refitted model."""
+    chosen = [kept[n] for n in choice if n in kept]
+    if not chosen:
         return 0.0
-    return sum(_refit_estimate(o, scale) for o in best) + _REFIT_SLACK + _log_estimate(len(best))
+    return sum(_refit_estimate(o, scale) for o in chosen) + _REFIT_SLACK + _log_estimate(len(chosen))
 
 
 def _log_estimate(pipelines: int) -> float:

@@ -220,11 +220,13 @@ def select_ensemble(
     y: np.ndarray[Any, Any],
     score: Callable[[np.ndarray[Any, Any], np.ndarray[Any, Any]], float],
     rounds: int = 20,
+    max_members: int | None = None,
 ) -> tuple[dict[int, int], float]:
     """Greedy forward selection with replacement (Caruana et al., 2004) over out-of-fold predictions.
 
-    ``candidates`` are ``(trial number, out-of-fold predictions)``, best first. Returns the weights (how many
-    times each trial was picked) and the ensemble's score (greater is better).
+    ``candidates`` are ``(trial number, out-of-fold predictions)``, best first. Once ``max_members`` distinct
+    trials are picked, only those are picked again. Returns the weights (how many times each trial was picked)
+    and the ensemble's score (greater is better).
     """
     weights: dict[int, int] = {}
     total: np.ndarray[Any, Any] | None = None
@@ -233,6 +235,8 @@ def select_ensemble(
     for _ in range(rounds):
         round_best: tuple[float, int, np.ndarray[Any, Any]] | None = None
         for number, pred in candidates:
+            if max_members is not None and len(weights) >= max_members and number not in weights:
+                continue
             trial_total = pred if total is None else total + pred
             value = score(y, trial_total / (picks + 1))
             if round_best is None or value > round_best[0]:

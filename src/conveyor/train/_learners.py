@@ -3,12 +3,13 @@ sklearn Pipeline (featurisation + learner)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from conveyor.errors import BadInput, did_you_mean
 
-__all__ = ["LEARNERS", "Param", "build_model", "default_params", "initial_points", "suggest"]
+__all__ = ["LEARNERS", "Param", "build_model", "cost_size", "default_params", "initial_points", "suggest"]
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class Param:
 
 
 _TREES = [
-    Param("n_estimators", "int", 50, 400, log=True, default=150),
+    Param("n_estimators", "int", 16, 400, log=True, default=150),
     Param("max_features", "float", 0.1, 1.0, default=0.5),
     Param("min_samples_leaf", "int", 1, 32, log=True, default=1),
     Param("max_depth", "int", 4, 40, log=True, default=40),
@@ -102,9 +103,18 @@ LOW_COST: dict[str, dict[str, Any]] = {
     "lightgbm": {"n_estimators": 30, "num_leaves": 8, "learning_rate": 0.2},
     "xgboost": {"n_estimators": 30, "max_depth": 3, "learning_rate": 0.2},
     "hist_gb": {"max_iter": 30, "max_leaf_nodes": 8, "learning_rate": 0.2},
-    # Forests cost the most per tree: they start at the space's fewest trees (a third of their defaults).
-    "random_forest": {"n_estimators": 50},
-    "extra_trees": {"n_estimators": 50},
+    # Forests cost the most per tree (50 fully grown trees over half the columns: 9 s on 20k rows x 20 columns,
+    # a third of a 30 s budget): they start at the space's fewest trees over a third of the columns.
+    "random_forest": {"n_estimators": 16, "max_features": 0.33},
+    "extra_trees": {"n_estimators": 16, "max_features": 0.33},
+}
+# After the defaults, each boosting learner's "more, smaller steps" point (a lower learning rate, more and smaller
+# trees): where boosting usually ends up on data of 10k rows and more, reached in one trial rather than after
+# dozens of the sampler's (FLAML's local search grows its configurations that way).
+GROWN: dict[str, dict[str, Any]] = {
+    "lightgbm": {"n_estimators": 500, "num_leaves": 15, "learning_rate": 0.05, "colsample_bytree": 0.8},
+    "xgboost": {"n_estimators": 500, "max_depth": 4, "learning_rate": 0.05, "colsample_bytree": 0.8},
+    "hist_gb": {"max_iter": 500, "max_leaf_nodes": 15, "learning_rate": 0.05},
 }
 # Learners whose fits cost the most per trial: let in after the cheap ones' first configurations.
 EXPENSIVE = ("random_forest", "extra_trees")
@@ -112,16 +122,17 @@ EXPENSIVE = ("random_forest", "extra_trees")
 
 def initial_points(learners: tuple[str, ...], task: str) -> list[dict[str, Any]]:
     """The configurations tried before the sampler proposes any: each cheap learner's low-cost point, then each
-    cheap learner's defaults, then the expensive learners' low-cost points (Optuna parameters, for
-    ``enqueue_trial``); the sampler grows them from there."""
+    cheap learner's defaults, then the expensive learners' low-cost points, then the boosting learners' grown
+    points (Optuna parameters, for ``enqueue_trial``); the sampler grows them from there."""
 
-    def low_cost(name: str) -> dict[str, Any]:
-        return {**default_params(name, task), **{f"{name}.{k}": v for k, v in LOW_COST.get(name, {}).items()}}
+    def point(name: str, changes: dict[str, Any]) -> dict[str, Any]:
+        return {**default_params(name, task), **{f"{name}.{k}": v for k, v in changes.items()}}
 
     cheap = [name for name in learners if name not in EXPENSIVE]
-    points = [low_cost(name) for name in cheap if name in LOW_COST]
+    points = [point(name, LOW_COST[name]) for name in cheap if name in LOW_COST]
     points += [default_params(name, task) for name in cheap]
-    points += [low_cost(name) for name in learners if name in EXPENSIVE]
+    points += [point(name, LOW_COST[name]) for name in learners if name in EXPENSIVE]
+    points += [point(name, GROWN[name]) for name in cheap if name in GROWN]
     return points
 
 
@@ -143,6 +154,21 @@ def suggest(trial: Any, learners: tuple[str, ...], task: str) -> dict[str, Any]:
         else:
             params[p.name] = trial.suggest_categorical(key, list(p.choices))
     return {"learner": learner, "params": params}
+
+
+def cost_size(config: dict[str, Any]) -> float:
+    """A configuration's fitting cost relative to others of its learner (trees x how much each tree does), to
+    predict a trial's seconds from the learner's earlier trials on the same data."""
+    learner, p = config["learner"], config["params"]
+    if learner in ("random_forest", "extra_trees"):
+        return float(p["n_estimators"] * p["max_features"])
+    if learner == "xgboost":
+        return float(p["n_estimators"] * p["max_depth"] * p["colsample_bytree"])
+    if learner == "lightgbm":
+        return float(p["n_estimators"] * math.log2(max(2, p["num_leaves"])) * p["colsample_bytree"])
+    if learner == "hist_gb":
+        return float(p["max_iter"] * math.log2(max(2, p["max_leaf_nodes"])))
+    return 1.0
 
 
 def build_estimator(config: dict[str, Any], task: str, seed: int, n_jobs: int) -> Any:  # noqa: PLR0911
