@@ -12,7 +12,7 @@ import conveyor
 
 SRC = Path(conveyor.__file__).parent
 SERVICES = ["data", "tracking", "registry", "train", "serve", "governance", "quickstart", "pipelines", "monitor"]
-FACES = ("fastapi", "typer", "conveyor.cli", "conveyor.api", "rich", "click")
+FACES = ("fastapi", "typer", "conveyor.cli", "conveyor.api", "conveyor.studio", "jinja2", "rich", "click")
 
 
 def test_top_level_api() -> None:
@@ -200,6 +200,7 @@ def test_top_level_api() -> None:
         ),
         ("conveyor.api", ["API_PREFIX", "create_app"]),
         ("conveyor.cli", ["app", "main"]),
+        ("conveyor.studio", ["add_studio"]),
     ],
 )
 def test_public_names(module: str, names: list[str]) -> None:

@@ -102,7 +102,8 @@ def create_app(
         description="Control plane of a Conveyor workspace: data, pipelines, runs, models, endpoints, users, "
         "audit and secrets. Send `Authorization: Bearer <token>` (from `conveyor tokens create`).",
         default_response_class=ORJSONResponse,
-        docs_url="/docs",
+        docs_url=None,  # served by the studio with local assets (no CDN): see conveyor.studio
+        redoc_url=None,
         openapi_url="/openapi.json",
     )
     app.state.workspace = ws
@@ -110,7 +111,12 @@ def create_app(
     app.state.local_user = local_principal("api")  # who --no-auth callers act as
 
     @app.exception_handler(ConveyorError)
-    async def conveyor_error(_: Request, exc: ConveyorError) -> ORJSONResponse:
+    async def conveyor_error(request: Request, exc: ConveyorError) -> Any:
+        from conveyor.studio._app import error_page
+
+        page = error_page(request, exc)
+        if page is not None:
+            return page
         headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
         return ORJSONResponse({"error": exc.to_dict()}, status_code=exc.http_status, headers=headers)
 
@@ -142,6 +148,9 @@ def create_app(
     routers.append(monitor.monitors)
     for router in (health.workspace_router, *routers, governance.router):
         app.include_router(router, prefix=API_PREFIX, dependencies=[Depends(authorize)], responses=ERROR_RESPONSES)
+    from conveyor.studio import add_studio
+
+    add_studio(app)  # the web pages, and /docs and /redoc without a CDN
     _errors_are_json(app)
     missing = [f"{method} {path}" for method, path in api_routes(app) if permission_for(method, path) is None]
     if missing:

@@ -157,6 +157,7 @@ def _summary(console: Console, data: dict[str, Any], api: str | None) -> None:
     console.print(f"  predicted  {data['predictions']}")
     if api:
         endpoint = data["endpoint"]
+        console.print(f"  studio     {api}/   (log in with the API token)")
         console.print(f"  API        {api}/docs   (health: {api}/api/v1/health)")
         console.print(
             "Try (the endpoint needs its key):\n"

@@ -143,7 +143,7 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
     ) -> None:
-        """Run the REST API (OpenAPI at /docs) and the pipeline scheduler over the workspace until Ctrl+C.
+        """Run the studio (/), the REST API (OpenAPI at /docs) and the scheduler over the workspace until Ctrl+C.
 
         Every route but /api/v1/health needs 'Authorization: Bearer <token>' (`conveyor tokens create`);
         requests for other Host names and cross-site browser requests are refused.
@@ -167,7 +167,7 @@ def register(app: typer.Typer) -> None:
         elif host not in _LOOPBACK:
             out.note(f"Listening on {host}: reachable from other machines; every route but health needs a token.")
         out.console.print(f"Conveyor API for [bold]{ws.settings.home}[/] on {url}")
-        out.console.print(f"  health  {url}/api/v1/health\n  docs    {url}/docs")
+        out.console.print(f"  studio  {url}/\n  health  {url}/api/v1/health\n  docs    {url}/docs")
         if issued is not None:
             out.console.print(
                 f"  admin   {issued.token.user}, first API token (shown once, keep it safe):\n"

@@ -1,0 +1,397 @@
+"""The studio's pages: server-rendered HTML (Jinja2) over the same services as the CLI and the REST API.
+
+Every page answers ``?format=json`` with the data it shows; charts are Plotly, its JavaScript served by the
+studio itself from the Python package (no CDN: the studio works air-gapped). The REST API's ``/docs`` and
+``/redoc`` load their assets from here too. Pages need a session (``/login``); forms need a CSRF token and the
+permission of the change (moving an alias: ``models.promote``; a traffic split: ``endpoints.write``).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import orjson
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+
+from conveyor._json import dumps
+from conveyor.errors import BadInput, ConveyorError, NotFound
+from conveyor.studio._session import COOKIE, LoginNeeded, csrf_token, current_principal, require_form
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from jinja2 import Environment
+
+    from conveyor.governance import Principal
+    from conveyor.workspace import Workspace
+
+__all__ = ["add_studio"]
+
+_HERE = Path(__file__).parent
+RUNS_PAGE = 50
+STATIC = "/studio/static"
+
+router = APIRouter(include_in_schema=False)
+
+
+def _env() -> Environment:
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    env = Environment(
+        loader=FileSystemLoader(_HERE / "templates"), autoescape=select_autoescape(["html"]), auto_reload=False
+    )
+    env.filters["time"] = lambda v: "—" if v is None else v.strftime("%Y-%m-%d %H:%M:%S")
+    env.filters["num"] = _num
+    env.filters["json"] = _script_json
+    env.filters["q"] = lambda v: quote(str(v), safe="")  # a query value
+    env.filters["seg"] = lambda v: quote(str(v), safe=":@")  # a path segment: churn:3, churn@champion
+    return env
+
+
+def _script_json(value: Any) -> Any:
+    """A value as JSON safe inside a ``<script>`` element (``<``, ``>``, ``&`` and ``'`` escaped, as Jinja's
+    ``tojson`` does; NumPy values and datetimes allowed)."""
+    from markupsafe import Markup
+
+    text = orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("'", "\\u0027")):
+        text = text.replace(char, escaped)
+    return Markup(text)  # noqa: S704 - escaped for a script element above
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return "NaN" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+def _ws(request: Request) -> Workspace:
+    ws: Workspace = request.app.state.workspace
+    return ws
+
+
+def _page(
+    request: Request, template: str, data: dict[str, Any], principal: Principal, *, title: str, status: int = 200
+) -> Response:
+    """The page as HTML, or with ``?format=json`` the data it shows."""
+    if request.query_params.get("format") == "json":
+        return Response(dumps(data), media_type="application/json", status_code=status)
+    env: Environment = request.app.state.studio_env
+    html = env.get_template(template).render(
+        **data, title=title, user=principal, csrf=csrf_token(request), static=STATIC, path=request.url.path
+    )
+    return HTMLResponse(html, status_code=status)
+
+
+def _guard(request: Request, action: str) -> Principal | Response:
+    """The caller, or a redirect to the login form."""
+    try:
+        return current_principal(request, action)
+    except LoginNeeded as exc:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={quote(target, safe='')}&why={quote(exc.message)}", status_code=303)
+
+
+# -- log in, log out ---------------------------------------------------------------------------------------
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site (no scheme, no //host: an open redirect would send a logged-in user anywhere)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+@router.get("/login")
+def login_form(request: Request, next: str | None = None, why: str | None = None) -> Response:
+    env: Environment = request.app.state.studio_env
+    html = env.get_template("login.html").render(
+        title="Log in", next=_safe_next(next), why=why, error=None, static=STATIC, user=None
+    )
+    return HTMLResponse(html)
+
+
+@router.post("/login")
+def login(request: Request, token: str = Form(max_length=200), next: str = Form("/")) -> Response:
+    from conveyor.errors import Unauthorized
+
+    try:
+        caller = _ws(request).identities.authenticate(token.strip())
+    except Unauthorized as exc:
+        env: Environment = request.app.state.studio_env
+        html = env.get_template("login.html").render(
+            title="Log in", next=_safe_next(next), why=None, error=exc.message, static=STATIC, user=None
+        )
+        return HTMLResponse(html, status_code=401)
+    answer = RedirectResponse(_safe_next(next), status_code=303)
+    secure = request.url.scheme == "https"
+    answer.set_cookie(COOKIE, token.strip(), httponly=True, samesite="strict", secure=secure, path="/")
+    answer.headers["x-conveyor-user"] = caller.name
+    return answer
+
+
+@router.post("/logout")
+def logout(request: Request, csrf: str = Form("")) -> Response:
+    answer = RedirectResponse("/login", status_code=303)
+    answer.delete_cookie(COOKIE, path="/")
+    return answer
+
+
+# -- pages -------------------------------------------------------------------------------------------------
+
+
+@router.get("/")
+def overview(request: Request) -> Response:
+    principal = _guard(request, "GET /")
+    if isinstance(principal, Response):
+        return principal
+    ws = _ws(request)
+    runs = ws.runs.search("attributes.parent_run_id is null", max_results=10).runs
+    models = ws.models.list()[:10]
+    endpoints = ws.endpoints.list()
+    monitors = ws.monitors.list()
+    alerts = [a for m in monitors for a in ws.monitors.alerts(m.name, limit=3)]
+    alerts.sort(key=lambda a: a.at, reverse=True)
+    data = {
+        "runs": runs,
+        "models": models,
+        "endpoints": endpoints,
+        "monitors": monitors,
+        "alerts": alerts[:10],
+        "empty": not (runs or models or endpoints or monitors),
+    }
+    return _page(request, "overview.html", data, principal, title="Overview")
+
+
+@router.get("/runs")
+def runs_page(
+    request: Request, q: str | None = None, order: str | None = None, page: str | None = None, children: int = 0
+) -> Response:
+    principal = _guard(request, "GET /runs")
+    if isinstance(principal, Response):
+        return principal
+    ws = _ws(request)
+    filters = [f for f in (q, None if children else "attributes.parent_run_id is null") if f]
+    text = " and ".join(f"({f})" for f in filters) if len(filters) > 1 else (filters[0] if filters else None)
+    error = None
+    try:
+        found = ws.runs.search(text, order_by=order or None, max_results=RUNS_PAGE, page_token=page)
+        runs, next_page = found.runs, found.next_page_token
+    except BadInput as exc:
+        runs, next_page, error = [], None, exc.message
+    metric_keys = sorted({k for r in runs for k in r.metrics})[:8]
+    param_keys = sorted({k for r in runs for k in r.params})[:6]
+    data = {
+        "runs": runs,
+        "next_page": next_page,
+        "q": q or "",
+        "order": order or "",
+        "children": children,
+        "error": error,
+        "metric_keys": metric_keys,
+        "param_keys": param_keys,
+    }
+    return _page(request, "runs.html", data, principal, title="Runs", status=400 if error else 200)
+
+
+@router.get("/runs/{run_id}")
+def run_page(request: Request, run_id: str) -> Response:
+    principal = _guard(request, "GET /runs/{run_id}")
+    if isinstance(principal, Response):
+        return principal
+    ws = _ws(request)
+    run = ws.runs.get(run_id)
+    curves = {}
+    for key in sorted(run.metrics)[:24]:
+        points = ws.runs.metric_history(run_id, key)
+        if len(points) > 1:
+            curves[key] = {"x": [p.step for p in points], "y": [_finite(p.value) for p in points]}
+    children = ws.runs.search(f"attributes.parent_run_id = '{run.id}'", max_results=200).runs
+    data = {"run": run, "curves": curves, "children": children}
+    return _page(request, "run.html", data, principal, title=f"Run {run.name or run.id}")
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None  # Plotly draws a gap, JSON stays valid
+
+
+@router.get("/models")
+def models_page(request: Request) -> Response:
+    principal = _guard(request, "GET /models")
+    if isinstance(principal, Response):
+        return principal
+    data = {"models": _ws(request).models.list()}
+    return _page(request, "models.html", data, principal, title="Models")
+
+
+@router.get("/models/{ref}")
+def model_page(request: Request, ref: str) -> Response:
+    principal = _guard(request, "GET /models/{ref}")
+    if isinstance(principal, Response):
+        return principal
+    ws = _ws(request)
+    version = ws.models.get(ref)
+    versions = ws.models.versions(version.name)
+    data = {"version": version, "versions": versions[-50:][::-1]}
+    return _page(request, "model.html", data, principal, title=f"Model {version.ref}")
+
+
+@router.post("/models/{name}/alias")
+def move_alias(
+    request: Request, name: str, alias: str = Form(max_length=64), version: int = Form(), csrf: str = Form("")
+) -> Response:
+    principal = _guard(request, "POST /models/{name}/alias")
+    if isinstance(principal, Response):
+        return principal
+    require_form(request, principal, csrf, "models.promote")
+    moved = _ws(request).models.set_alias(name, alias, version)
+    return RedirectResponse(f"/models/{quote(moved.ref, safe=':@')}", status_code=303)
+
+
+@router.get("/endpoints")
+def endpoints_page(request: Request) -> Response:
+    principal = _guard(request, "GET /endpoints")
+    if isinstance(principal, Response):
+        return principal
+    data = {"endpoints": _ws(request).endpoints.list()}
+    return _page(request, "endpoints.html", data, principal, title="Endpoints")
+
+
+@router.get("/endpoints/{name}")
+def endpoint_page(request: Request, name: str) -> Response:
+    principal = _guard(request, "GET /endpoints/{name}")
+    if isinstance(principal, Response):
+        return principal
+    ws = _ws(request)
+    endpoint = ws.endpoints.get(name)
+    monitors = ws.monitors.list(name)
+    data = {"endpoint": endpoint, "monitors": monitors}
+    return _page(request, "endpoint.html", data, principal, title=f"Endpoint {name}")
+
+
+@router.post("/endpoints/{name}/traffic")
+async def set_traffic(request: Request, name: str) -> Response:
+    principal = _guard(request, "POST /endpoints/{name}/traffic")
+    if isinstance(principal, Response):
+        return principal
+    form = await request.form()
+    require_form(request, principal, str(form.get("csrf", "")), "endpoints.write")
+    weights: dict[str, int] = {}
+    for key, value in form.items():
+        if key.startswith("traffic."):
+            try:
+                weights[key.removeprefix("traffic.")] = int(str(value))
+            except ValueError:
+                raise BadInput(f"Traffic for {key.removeprefix('traffic.')!r} must be a whole number.") from None
+    _ws(request).endpoints.set_traffic(name, weights)
+    return RedirectResponse(f"/endpoints/{quote(name, safe=':@')}", status_code=303)
+
+
+@router.get("/monitors")
+def monitors_page(request: Request) -> Response:
+    principal = _guard(request, "GET /monitors")
+    if isinstance(principal, Response):
+        return principal
+    data = {"monitors": _ws(request).monitors.list()}
+    return _page(request, "monitors.html", data, principal, title="Monitors")
+
+
+@router.get("/monitors/{name}")
+def monitor_page(request: Request, name: str) -> Response:
+    principal = _guard(request, "GET /monitors/{name}")
+    if isinstance(principal, Response):
+        return principal
+    ws = _ws(request)
+    monitor = ws.monitors.get(name)
+    results = ws.monitors.history(name, limit=500)
+    ordered = sorted(results, key=lambda r: r.at)
+    columns: dict[str, list[Any]] = {}
+    for i, r in enumerate(ordered):
+        for column, found in r.signals.get("drift", {}).get("columns", {}).items():
+            columns.setdefault(column, [None] * len(ordered))[i] = found.get("value")
+    chart = {
+        "x": [r.window_end.isoformat() for r in ordered],
+        "share": [r.signals.get("drift", {}).get("share_drifted") for r in ordered],
+        "columns": columns,
+    }
+    data = {"monitor": monitor, "results": results[:100], "alerts": ws.monitors.alerts(name, limit=20), "chart": chart}
+    return _page(request, "monitor.html", data, principal, title=f"Monitor {name}")
+
+
+# -- assets ------------------------------------------------------------------------------------------------
+
+
+@router.get(STATIC + "/plotly.min.js")
+def plotly_js() -> Response:
+    import plotly
+
+    path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    return FileResponse(path, media_type="text/javascript", headers={"cache-control": "max-age=86400"})
+
+
+@router.get(STATIC + "/studio.css")
+def studio_css() -> Response:
+    return FileResponse(
+        _HERE / "static" / "studio.css", media_type="text/css", headers={"cache-control": "max-age=3600"}
+    )
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` with their assets served from the fastapi-offline package."""
+    import fastapi_offline
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    app.mount("/studio/docs-assets", StaticFiles(directory=assets), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="Conveyor API",
+            swagger_js_url="/studio/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/studio/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/studio/docs-assets/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url="/openapi.json",
+            title="Conveyor API",
+            redoc_js_url="/studio/docs-assets/redoc.standalone.js",
+            redoc_favicon_url="/studio/docs-assets/favicon.png",
+            with_google_fonts=False,
+        )
+
+
+def add_studio(app: FastAPI) -> None:
+    """Mount the studio's pages, assets and the offline API docs on the control-plane app."""
+    app.state.studio_env = _env()
+    app.include_router(router)
+    _offline_docs(app)
+
+    @app.exception_handler(LoginNeeded)
+    async def login_needed(request: Request, exc: LoginNeeded) -> Response:  # pragma: no cover - pages redirect
+        return RedirectResponse("/login", status_code=303)
+
+
+def error_page(request: Request, exc: ConveyorError) -> Response | None:
+    """A studio page's error as an HTML page (the message names the fix, a 404 suggests the nearest names);
+    None for requests that are not the studio's."""
+    path = request.url.path
+    if path.startswith("/api/") or request.query_params.get("format") == "json":
+        return None
+    env: Environment = request.app.state.studio_env
+    status = exc.http_status
+    html = env.get_template("error.html").render(
+        title="Not found" if isinstance(exc, NotFound) else "Refused", status=status, message=exc.message,
+        static=STATIC, user=None, path=path,
+    )  # fmt: skip
+    return HTMLResponse(html, status_code=status)

@@ -1,0 +1,175 @@
+"""The studio's pages through the real app: log in with a token, every page and its JSON twin, forms that need a
+CSRF token and the right role, helpful 404s and inline search errors, an empty workspace that says what to run,
+and the API docs without a CDN."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from conveyor.api import create_app
+from conveyor.workspace import Workspace
+from tests.api_client import token_for
+
+
+def _browser(ws: Workspace, role: str | None = "admin") -> TestClient:
+    client = TestClient(create_app(ws), base_url="http://127.0.0.1")
+    if role is not None:
+        answer = client.post("/login", data={"token": token_for(ws, role), "next": "/"}, follow_redirects=False)
+        assert answer.status_code == 303 and answer.headers["location"] == "/"
+    return client
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf" value="([0-9a-f]+)"', html)
+    assert found, "every page with a form carries the session's CSRF token"
+    return found.group(1)
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    ws = Workspace.open(tmp_path_factory.mktemp("studio") / "ws")
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=200), "z": rng.normal(size=200)})
+    frame["y"] = (frame["x"] > 0).astype(int)
+    model = LogisticRegression().fit(frame[["x", "z"]], frame["y"])
+    with ws.runs.start("studio", name="fit") as run:
+        run.log_params({"learner": "lr", "C": 1.0})
+        for step in range(5):
+            run.log_metric("loss", 1.0 / (step + 1), step=step)
+        run.log_metrics({"test_accuracy": 0.91})
+        run.log_model(model, input_example=frame[["x", "z"]].head(5))
+        with run.child("trial-1") as child:
+            child.log_metrics({"score": 0.8})
+    ws.models.register_from_run(run.id, "m")
+    ws.models.register_from_run(run.id, "m")
+    ws.models.set_alias("m", "champion", 1)
+    ws.endpoints.create("e", collect=0.5)
+    yield ws, run.id
+    ws.close()
+
+
+def test_pages_need_a_session_and_logging_in_keeps_it_in_a_strict_cookie(filled) -> None:  # type: ignore[no-untyped-def]
+    ws, _ = filled
+    anonymous = TestClient(create_app(ws), base_url="http://127.0.0.1")
+    for page in ("/", "/runs", "/models/m", "/endpoints", "/monitors"):
+        answer = anonymous.get(page, follow_redirects=False)
+        assert answer.status_code == 303 and answer.headers["location"].startswith("/login?next=")
+    bad = anonymous.post("/login", data={"token": "cvy_" + "x" * 43, "next": "/"})
+    assert bad.status_code == 401 and "log in" in bad.text.lower() and 'role="alert"' in bad.text
+    good = anonymous.post("/login", data={"token": token_for(ws, "reader"), "next": "/runs"}, follow_redirects=False)
+    cookie = good.headers["set-cookie"]
+    assert good.status_code == 303 and good.headers["location"] == "/runs"
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "conveyor_session=" in cookie
+    # No open redirect: only paths on this site.
+    for target in ("https://evil.example/", "//evil.example/x", "/\\evil.example"):
+        answer = anonymous.post(
+            "/login", data={"token": token_for(ws, "reader"), "next": target}, follow_redirects=False
+        )
+        assert answer.headers["location"] == "/"
+    out = anonymous.post("/logout", data={}, follow_redirects=False)
+    assert out.status_code == 303 and anonymous.get("/", follow_redirects=False).status_code == 303
+
+
+def test_every_page_renders_and_answers_its_json_twin(filled) -> None:  # type: ignore[no-untyped-def]
+    ws, run_id = filled
+    client = _browser(ws, "reader")
+    pages = {
+        "/": "Recent runs",
+        "/runs": "fit",
+        f"/runs/{run_id}": "Metric curves",
+        "/models": "@champion",
+        "/models/m:1": "Move an alias here",
+        "/endpoints": ">e<",
+        "/endpoints/e": "Deployments and traffic",
+        "/monitors": "No monitors yet",
+    }
+    for page, expected in pages.items():
+        answer = client.get(page)
+        assert answer.status_code == 200, (page, answer.text[:300])
+        assert expected in answer.text, page
+        assert "<h1>" in answer.text and 'lang="en"' in answer.text  # a heading and a language on every page
+        twin = client.get(page, params={"format": "json"})
+        assert twin.status_code == 200 and twin.headers["content-type"] == "application/json", page
+    run = client.get(f"/runs/{run_id}", params={"format": "json"}).json()
+    assert run["curves"]["loss"]["y"] == [1.0, 0.5, pytest.approx(1 / 3), 0.25, 0.2]
+    assert [c["name"] for c in run["children"]] == ["trial-1"]
+    assert '<script src="/studio/static/plotly.min.js">' in client.get(f"/runs/{run_id}").text
+    assert client.get("/studio/static/plotly.min.js").headers["content-type"].startswith("text/javascript")
+    runs = client.get("/runs", params={"format": "json"}).json()
+    assert [r["name"] for r in runs["runs"]] == ["fit"]  # top-level runs; children with children=1
+    assert {r["name"] for r in client.get("/runs", params={"format": "json", "children": 1}).json()["runs"]} == {
+        "fit",
+        "trial-1",
+    }
+
+
+def test_a_bad_search_is_shown_inline_and_an_unknown_name_gets_a_suggestion(filled) -> None:  # type: ignore[no-untyped-def]
+    ws, _ = filled
+    client = _browser(ws, "reader")
+    bad = client.get("/runs", params={"q": "metrics.loss >"})
+    assert bad.status_code == 400 and 'class="error"' in bad.text and "metrics.loss &gt;" in bad.text
+    missing = client.get("/models/mm:1")
+    assert missing.status_code == 404 and "Did you mean" in missing.text and "<h1>Not found</h1>" in missing.text
+    assert client.get("/runs/0000").status_code == 404
+    assert client.get("/monitors/nope").status_code == 404
+
+
+def test_moving_an_alias_needs_the_csrf_token_and_the_promote_permission(filled) -> None:  # type: ignore[no-untyped-def]
+    ws, _ = filled
+    reader = _browser(ws, "reader")
+    token = _csrf(reader.get("/models/m:2").text)
+    refused = reader.post("/models/m/alias", data={"alias": "champion", "version": 2, "csrf": token})
+    assert refused.status_code == 403 and "models.promote" in refused.text
+    operator = _browser(ws, "operator")
+    forged = operator.post("/models/m/alias", data={"alias": "champion", "version": 2, "csrf": "0" * 40})
+    assert forged.status_code == 403 and "CSRF" in forged.text
+    assert operator.post("/models/m/alias", data={"alias": "champion", "version": 2}).status_code == 403
+    token = _csrf(operator.get("/models/m:2").text)
+    moved = operator.post(
+        "/models/m/alias", data={"alias": "champion", "version": 2, "csrf": token}, follow_redirects=False
+    )
+    assert moved.status_code == 303 and ws.models.get("m@champion").version == 2
+    # A form posted from another site never reaches the handler (the browser guard).
+    cross = operator.post("/models/m/alias", data={"alias": "champion", "version": 1, "csrf": token},
+                          headers={"origin": "https://evil.example"})  # fmt: skip
+    assert cross.status_code == 403 and ws.models.get("m@champion").version == 2
+
+
+def test_a_traffic_split_form_is_checked(filled) -> None:  # type: ignore[no-untyped-def]
+    ws, _ = filled
+    operator = _browser(ws, "operator")
+    token = _csrf(operator.get("/endpoints/e").text)
+    bad = operator.post("/endpoints/e/traffic", data={"csrf": token, "traffic.blue": "lots"})
+    assert bad.status_code == 400 and "whole number" in bad.text
+    reader = _browser(ws, "reader")
+    refused = reader.post("/endpoints/e/traffic", data={"csrf": _csrf(reader.get("/endpoints/e").text)})
+    assert refused.status_code == 403 and "endpoints.write" in refused.text
+
+
+def test_an_empty_workspace_says_what_to_run(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ws = Workspace.open(tmp_path / "empty")
+    try:
+        client = _browser(ws, "reader")
+        home = client.get("/")
+        assert "conveyor quickstart" in home.text and "This workspace is empty" in home.text
+        assert "No runs match" in client.get("/runs").text
+        assert "No models yet" in client.get("/models").text
+    finally:
+        ws.close()
+
+
+def test_the_api_docs_load_their_assets_from_the_server(filled) -> None:  # type: ignore[no-untyped-def]
+    ws, _ = filled
+    client = TestClient(create_app(ws), base_url="http://127.0.0.1")
+    for page, asset in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+        html = client.get(page).text
+        assert f"/studio/docs-assets/{asset}" in html and "cdn.jsdelivr" not in html and "googleapis" not in html
+        assert client.get(f"/studio/docs-assets/{asset}").status_code == 200
