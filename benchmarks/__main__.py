@@ -8,7 +8,19 @@ import argparse
 import shutil
 import sys
 
-from benchmarks import automl, batch, drift, governance, ingest, pipelines, quickstart, serving, streaming, tracking
+from benchmarks import (
+    automl,
+    batch,
+    drift,
+    governance,
+    ingest,
+    pipelines,
+    quickstart,
+    serving,
+    streaming,
+    studio,
+    tracking,
+)
 from benchmarks._harness import WORK_DIR, Benchmark, Context, ensure_peer_environment, print_table, save, write_docs
 
 BENCHMARKS: dict[str, Benchmark] = {"quickstart": quickstart.run, "ingest": ingest.run, "streaming": streaming.run}
@@ -27,6 +39,7 @@ BENCHMARKS["governance-auth"] = governance.run_auth
 BENCHMARKS["governance-audit-append"] = governance.run_audit_append
 BENCHMARKS["governance-audit-verify"] = governance.run_audit_verify
 BENCHMARKS["quickstart-loop"] = quickstart.run_loop
+BENCHMARKS["studio-pages"] = studio.run
 #: Benchmarks that need no shared peer environment: they compare Conveyor with itself (with and without a
 #: feature), or set up their peer's own environment (drift: Evidently needs pandas 2).
 WITHOUT_PEERS = {
@@ -36,6 +49,7 @@ WITHOUT_PEERS = {
     "drift",
     "drift-profile",
     "quickstart-loop",
+    "studio-pages",
 }
 
 

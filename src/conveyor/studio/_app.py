@@ -208,7 +208,10 @@ def run_page(request: Request, run_id: str) -> Response:
     run = ws.runs.get(run_id)
     curves = {}
     for key in sorted(run.metrics)[:24]:
-        points = ws.runs.metric_history(run_id, key)
+        try:
+            points = ws.runs.metric_history(run_id, key)
+        except NotFound:  # a latest value without its history (runs imported from elsewhere): no curve
+            continue
         if len(points) > 1:
             curves[key] = {"x": [p.step for p in points], "y": [_finite(p.value) for p in points]}
     children = ws.runs.search(f"attributes.parent_run_id = '{run.id}'", max_results=200).runs
