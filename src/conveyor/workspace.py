@@ -23,7 +23,7 @@ from conveyor.store import ArtifactStore, MetadataStore
 
 if TYPE_CHECKING:
     from conveyor.data import DataAssets, Datastores
-    from conveyor.governance import AuditLog, Identities, Lineage, Secrets
+    from conveyor.governance import AuditLog, Cards, Identities, Lineage, Secrets
     from conveyor.governance._context import Principal
     from conveyor.monitor import Monitors
     from conveyor.pipelines import Pipelines
@@ -218,7 +218,7 @@ class Workspace:
 
     @cached_property
     def monitors(self) -> Monitors:
-        """Drift between data sets (later: monitors of endpoints, alerts, retraining)."""
+        """Drift, reference profiles, and monitors of endpoints (alerts, feedback, the retraining loop)."""
         from conveyor.monitor import Monitors
 
         return Monitors(self)
@@ -243,6 +243,13 @@ class Workspace:
         from conveyor.governance import AuditLog
 
         return AuditLog(self.store)
+
+    @cached_property
+    def cards(self) -> Cards:
+        """Model cards: owner, intended use, data, evaluation, explanations, fairness, guardrails, lineage."""
+        from conveyor.governance import Cards
+
+        return Cards(self)
 
     @cached_property
     def secrets(self) -> Secrets:

@@ -1,6 +1,6 @@
 """The studio in a real browser: Playwright driving Debian's Chromium (headless) against a real server. Log in,
-open a run and see its chart drawn, move an alias, change a traffic split, open a model and a monitor; basic
-accessibility checked with axe-core on each page. Screenshots land in the test's folder for a person to look at."""
+open a run and see its chart drawn, move an alias, compute a model card, change a traffic split, open the
+monitors; basic accessibility checked with axe-core on each page. Screenshots land in the test's folder."""
 
 from __future__ import annotations
 
@@ -45,7 +45,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Workspace
     rng = np.random.default_rng(1)
     frame = pd.DataFrame({"x": rng.normal(size=300), "z": rng.normal(size=300)})
     frame["y"] = (frame["x"] > 0).astype(int)
+    import pyarrow as pa
+
+    data, _ = ws.data.commit_table(pa.Table.from_pandas(frame), name="train", source={"kind": "test"})
     with ws.runs.start("studio", name="fit") as run:
+        run.log_input(data)
+        run.log_params({"target": "y"})
         for step in range(10):
             run.log_metric("loss", 1.0 / (step + 1), step=step)
         run.log_model(LogisticRegression().fit(frame[["x", "z"]], frame["y"]), input_example=frame[["x", "z"]].head(5))
@@ -109,6 +114,15 @@ def test_a_person_logs_in_reads_charts_moves_an_alias_and_splits_traffic(served,
         page.screenshot(path=str(tmp_path / "model.png"), full_page=True)
         _accessible(page, "model page")
 
+        page.get_by_role("link", name="Model card →").click()
+        page.get_by_label("Owner").fill("studio tests")
+        page.get_by_role("button", name="Compute").click()
+        page.wait_for_selector("#importance.js-plotly-plot")
+        assert page.evaluate("() => document.getElementById('importance').data[0].y.length") == 2  # x and z
+        assert "studio tests" in page.content()
+        page.screenshot(path=str(tmp_path / "card.png"), full_page=True)
+        _accessible(page, "model card")
+
         page.goto(f"{base}/endpoints/e")
         page.get_by_label("traffic of blue").fill("70")
         page.get_by_label("traffic of green").fill("30")
@@ -127,4 +141,4 @@ def test_a_person_logs_in_reads_charts_moves_an_alias_and_splits_traffic(served,
         page.keyboard.press("Tab")  # keyboard focus reaches the first link
         assert page.evaluate("() => document.activeElement.tagName") == "A"
         browser.close()
-    assert all((tmp_path / f"{n}.png").stat().st_size > 1000 for n in ("run", "model", "endpoint", "monitors"))
+    assert all((tmp_path / f"{n}.png").stat().st_size > 1000 for n in ("run", "model", "card", "endpoint", "monitors"))

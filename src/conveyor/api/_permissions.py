@@ -49,6 +49,8 @@ ROUTE_PERMISSIONS: MappingProxyType[tuple[str, str], str] = MappingProxyType(
         ("PATCH", "/api/v1/models/{ref}/tags"): "models.write",
         ("DELETE", "/api/v1/models/{ref}/tags/{key}"): "models.write",
         ("GET", "/api/v1/models/{ref}"): "read",
+        ("GET", "/api/v1/models/{ref}/card"): "read",
+        ("POST", "/api/v1/models/{ref}/card"): "models.write",
         ("GET", "/api/v1/models/{ref}/profile"): "read",
         ("POST", "/api/v1/models/{ref}/profile"): "models.write",
         # serving

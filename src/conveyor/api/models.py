@@ -73,6 +73,34 @@ def delete_tag(ref: str, key: str, ws: WorkspaceDep) -> ModelVersion:
     return ws.models.delete_tags(ref, [key])
 
 
+@router.get("/{ref}/card", summary="A version's model card (computed once: POST computes it)")
+def get_card(ref: str, ws: WorkspaceDep) -> dict[str, Any]:
+    from conveyor.errors import NotFound
+    from conveyor.governance._cards import CARD_FILE
+
+    version = ws.models.get(ref)
+    if CARD_FILE not in version.files:
+        raise NotFound(f"Model {version.ref} has no card yet: POST /api/v1/models/{version.ref}/card computes it.")
+    return ws.cards.get(version.ref).to_dict()
+
+
+class CardRequest(BaseModel):
+    """Compute (again) a version's card, optionally with sensitive columns for fairness and its owner and use."""
+
+    sensitive: list[str] | None = Field(default=None, max_length=20)
+    owner: str | None = Field(default=None, max_length=200)
+    intended_use: str | None = Field(default=None, max_length=2_000)
+    sample: int = Field(default=2_000, ge=50, le=200_000)
+
+
+@router.post("/{ref}/card", summary="Compute and store a version's model card (explanations, fairness)")
+def compute_card(ref: str, ws: WorkspaceDep, body: CardRequest | None = None) -> dict[str, Any]:
+    body = body or CardRequest()
+    if body.owner is not None or body.intended_use is not None:
+        ws.cards.describe(ref, owner=body.owner, intended_use=body.intended_use)
+    return ws.cards.get(ref, sensitive=body.sensitive, refresh=True, sample=body.sample).to_dict()
+
+
 @router.get("/{ref}/profile", summary="A version's stored reference profile (what drift compares new data with)")
 def get_profile(ref: str, ws: WorkspaceDep) -> dict[str, Any]:
     return ws.monitors.reference(ref, compute=False).summary()

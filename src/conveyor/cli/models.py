@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markdown import Markdown
 from rich.table import Table
 
 from conveyor.cli._app import open_workspace
@@ -201,6 +203,54 @@ def export(
             )
 
     out.emit(result, human)
+
+
+@app.command("card")
+def card(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="Model version: name, name:3 or name@alias.", show_default=False)],
+    owner: Annotated[str | None, typer.Option("--owner", help="Set who answers for this model.")] = None,
+    intended_use: Annotated[
+        str | None, typer.Option("--intended-use", help="Set what the model is for (and not for).")
+    ] = None,
+    sensitive: Annotated[
+        list[str] | None,
+        typer.Option("--sensitive", help="Compare the groups of this column for fairness (repeat; recomputes)."),
+    ] = None,
+    refresh: Annotated[bool, typer.Option("--refresh", help="Compute the card again.")] = False,
+    sample: Annotated[
+        int, typer.Option("--sample", help="Rows of the training data explanations and fairness use.", min=50)
+    ] = 2_000,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the Markdown to this file.")] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """A model version's card: owner, intended use, training data, evaluation, explanations, fairness.
+
+    Computed once and stored with the version (SHAP for tree and linear models, permutation importance
+    otherwise; fairlearn for the groups of --sensitive columns); printed as Markdown.
+
+    Examples:
+
+      conveyor models card churn@champion --owner "risk team" --intended-use "Monthly retention offers"
+
+      conveyor models card churn:3 --sensitive region -o card.md
+    """
+    out = Output(json_output)
+    ws = open_workspace(ctx)
+    if owner is not None or intended_use is not None:
+        ws.cards.describe(ref, owner=owner, intended_use=intended_use)
+    found = ws.cards.get(ref, sensitive=sensitive, refresh=refresh, sample=sample)
+    text = found.to_markdown()
+    if output is not None:
+        output.write_text(text, encoding="utf-8")
+
+    def human(console: Console) -> None:
+        if output is not None:
+            console.print(f"[green]✓[/] model card of {found.model} written to {output}")
+        else:
+            console.print(Markdown(text))
+
+    out.emit(found.to_dict(), human)
 
 
 def _parse_tags(pairs: list[str]) -> dict[str, str]:

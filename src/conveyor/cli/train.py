@@ -83,6 +83,13 @@ def register(app: typer.Typer) -> None:
         ] = True,
         seed: Annotated[int, typer.Option(help="Seed of the splits and the search.")] = 0,
         n_jobs: Annotated[int, typer.Option("--n-jobs", help="Threads per trial.", min=1)] = 1,
+        sensitive: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--sensitive",
+                help="A column whose groups the model card compares for fairness (repeat; recorded on the run).",
+            ),
+        ] = None,
         json_output: JsonFlag = False,
     ) -> None:
         """Search learners and hyperparameters for TARGET under a strict time budget (AutoML).
@@ -117,6 +124,7 @@ def register(app: typer.Typer) -> None:
                 seed=seed,
                 n_jobs=n_jobs,
                 progress=update,
+                **({"tags": {"sensitive": ",".join(sensitive)}} if sensitive else {}),
             )
         out.emit(result.to_json(), lambda console: _summary(console, result))
 

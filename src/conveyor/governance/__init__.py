@@ -1,6 +1,8 @@
-"""Governance: identities, roles and tokens; the hash-chained audit log; secrets; the lineage graph."""
+"""Governance: identities, roles and tokens; the hash-chained audit log; secrets; the lineage graph; model cards
+(explanations, fairness)."""
 
 from conveyor.governance._audit import AuditEvent, AuditLog, Verification
+from conveyor.governance._cards import Cards, ModelCard
 from conveyor.governance._context import Principal, acting_as, current_principal, local_principal
 from conveyor.governance._identities import Identities, IssuedToken, Token, User, parse_duration
 from conveyor.governance._lineage import (
@@ -22,6 +24,7 @@ __all__ = [
     "ROLES",
     "AuditEvent",
     "AuditLog",
+    "Cards",
     "Edge",
     "Identities",
     "IssuedToken",
@@ -30,6 +33,7 @@ __all__ = [
     "LineageGraph",
     "LineageNode",
     "LineageRef",
+    "ModelCard",
     "Principal",
     "SecretInfo",
     "Secrets",

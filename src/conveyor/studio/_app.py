@@ -256,6 +256,41 @@ def move_alias(
     return RedirectResponse(f"/models/{quote(moved.ref, safe=':@')}", status_code=303)
 
 
+@router.get("/models/{ref}/card")
+def card_page(request: Request, ref: str) -> Response:
+    from conveyor.governance._cards import CARD_FILE
+
+    principal = _guard(request, "GET /models/{ref}/card")
+    if isinstance(principal, Response):
+        return principal
+    ws = _ws(request)
+    version = ws.models.get(ref)
+    card = ws.cards.get(version.ref).to_dict() if CARD_FILE in version.files else None
+    data = {"version": version, "card": card}
+    return _page(request, "card.html", data, principal, title=f"Model card: {version.ref}")
+
+
+@router.post("/models/{ref}/card")
+def compute_card(
+    request: Request,
+    ref: str,
+    csrf: str = Form(""),
+    owner: str = Form("", max_length=200),
+    intended_use: str = Form("", max_length=2_000),
+    sensitive: str = Form("", max_length=500),
+) -> Response:
+    principal = _guard(request, "POST /models/{ref}/card")
+    if isinstance(principal, Response):
+        return principal
+    require_form(request, principal, csrf, "models.write")
+    ws = _ws(request)
+    version = ws.models.get(ref)
+    ws.cards.describe(version.ref, owner=owner or None, intended_use=intended_use or None)
+    columns = [c.strip() for c in sensitive.split(",") if c.strip()]
+    ws.cards.get(version.ref, sensitive=columns or None, refresh=True)
+    return RedirectResponse(f"/models/{quote(version.ref, safe=':@')}/card", status_code=303)
+
+
 @router.get("/endpoints")
 def endpoints_page(request: Request) -> Response:
     principal = _guard(request, "GET /endpoints")
