@@ -129,3 +129,17 @@ def test_card_faces_cli_rest_and_studio(workspace, cli, tmp_path) -> None:  # ty
     studio.post("/login", data={"token": token_for(workspace, "reader"), "next": "/"})
     page = studio.get(f"/models/{ref}/card")
     assert page.status_code == 200 and "demographic parity difference" in page.text and "Plotly.newPlot" in page.text
+
+
+def test_an_automl_models_card_records_the_sensitive_column_given_to_train(workspace, cli) -> None:  # type: ignore[no-untyped-def]
+    frame = _data(n=800, seed=5).drop(columns=["g"])
+    workspace.data.commit_table(pa.Table.from_pandas(frame), name="people", source={"kind": "test"})
+    home = str(workspace.settings.home)
+    trained = cli("--home", home, "train", "--data", "people", "--target", "y", "--time-budget", "10",
+                  "--sensitive", "group", "--register", "auto", "--json")  # fmt: skip
+    assert trained.code == 0, trained.err
+    card = workspace.cards.get("auto:1")
+    assert card.explanations["method"].startswith("permutation importance")  # AutoML featurises inside
+    assert card.explanations["global"][0]["feature"] in ("x", "group")
+    assert set(card.fairness["by_feature"]["group"]["groups"]) == {"a", "b"}
+    assert card.metrics and "test_roc_auc" in card.metrics

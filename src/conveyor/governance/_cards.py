@@ -310,7 +310,9 @@ def _estimator_kind(model: Any) -> str | None:
 def _explain(model: Any, x: pd.DataFrame, y: pd.Series | None, task: str) -> dict[str, Any]:
     started = time.perf_counter()
     kind = _estimator_kind(model)
-    numeric = all(np.issubdtype(t, np.number) or np.issubdtype(t, np.bool_) for t in x.dtypes)
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    numeric = all(is_numeric_dtype(t) or is_bool_dtype(t) for t in x.dtypes)
     if kind is not None and numeric:
         import shap
 
