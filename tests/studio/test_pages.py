@@ -52,6 +52,11 @@ def filled(tmp_path_factory: pytest.TempPathFactory) -> Any:
     ws.models.register_from_run(run.id, "m")
     ws.models.set_alias("m", "champion", 1)
     ws.endpoints.create("e", collect=0.5)
+    import pyarrow as pa
+
+    ws.data.commit_table(pa.Table.from_pandas(frame), name="table", source={"kind": "test"})
+    ws.pipelines.register("tests.pipelines.steps:numbers")
+    ws.pipelines.run("numbers", params={"n": 3})
     yield ws, run.id
     ws.close()
 
@@ -90,6 +95,10 @@ def test_every_page_renders_and_answers_its_json_twin(filled) -> None:  # type: 
         "/endpoints": ">e<",
         "/endpoints/e": "Deployments and traffic",
         "/monitors": "No monitors yet",
+        "/data": "table",
+        "/data/table:1": "Distributions",
+        "/pipelines": "numbers",
+        "/lineage?ref=data:table:1": "Nodes",
     }
     for page, expected in pages.items():
         answer = client.get(page)
@@ -173,3 +182,31 @@ def test_the_api_docs_load_their_assets_from_the_server(filled) -> None:  # type
         html = client.get(page).text
         assert f"/studio/docs-assets/{asset}" in html and "cdn.jsdelivr" not in html and "googleapis" not in html
         assert client.get(f"/studio/docs-assets/{asset}").status_code == 200
+
+
+def test_pipeline_runs_draw_their_steps_and_runs_compare_side_by_side(filled) -> None:  # type: ignore[no-untyped-def]
+    ws, run_id = filled
+    client = _browser(ws, "reader")
+    pipeline_run = client.get("/pipelines", params={"format": "json"}).json()["runs"][0]
+    page = client.get(f"/pipelines/runs/{pipeline_run['id']}")
+    assert page.status_code == 200 and 'id="dag"' in page.text
+    dag = client.get(f"/pipelines/runs/{pipeline_run['id']}", params={"format": "json"}).json()["dag"]
+    assert [n["name"] for n in dag["nodes"]] == ["make_numbers", "double", "total"]
+    assert [n["x"] for n in dag["nodes"]] == [0, 1, 2] and len(dag["edges"]) == 2  # a chain, drawn left to right
+    child = client.get("/runs", params={"format": "json", "children": 1}).json()["runs"]
+    ids = ",".join(r["id"] for r in child[:2])
+    compared = client.get("/compare", params={"runs": ids})
+    assert compared.status_code == 200 and "parcoords" in compared.text
+    assert client.get("/compare", params={"runs": run_id}).status_code == 400  # one run is not a comparison
+    bad = client.get("/lineage", params={"ref": "modle:m:1"})
+    assert bad.status_code == 400 and "Did you mean" in bad.text
+
+
+def test_the_audit_page_is_for_roles_that_may_read_the_log(filled) -> None:  # type: ignore[no-untyped-def]
+    ws, _ = filled
+    assert _browser(ws, "reader").get("/audit").status_code == 403
+    operator = _browser(ws, "operator")
+    page = operator.get("/audit")
+    assert page.status_code == 200 and "conveyor audit verify" in page.text
+    found = operator.get("/audit", params={"format": "json", "action": "alias"}).json()["events"]
+    assert all("alias" in e["action"] for e in found)

@@ -361,6 +361,152 @@ def monitor_page(request: Request, name: str) -> Response:
     return _page(request, "monitor.html", data, principal, title=f"Monitor {name}")
 
 
+@router.get("/data")
+def data_page(request: Request) -> Response:
+    principal = _guard(request, "GET /data")
+    if isinstance(principal, Response):
+        return principal
+    data = {"assets": _ws(request).data.list()}
+    return _page(request, "data.html", data, principal, title="Data")
+
+
+@router.get("/data/{ref}")
+def data_version_page(request: Request, ref: str) -> Response:
+    principal = _guard(request, "GET /data/{ref}")
+    if isinstance(principal, Response):
+        return principal
+    ws = _ws(request)
+    version = ws.data.get(ref)
+    versions = ws.data.versions(version.name)
+    profile = version.profile or {}
+    columns = []
+    for column in version.schema:
+        found = (profile.get("columns") or {}).get(column["name"], {}) if isinstance(profile, dict) else {}
+        histogram = found.get("histogram") if isinstance(found, dict) else None
+        top = found.get("top") if isinstance(found, dict) else None
+        columns.append({**column, "profile": found, "histogram": histogram, "top": top})
+    data = {"version": version, "versions": versions[-50:][::-1], "columns": columns}
+    return _page(request, "data_version.html", data, principal, title=f"Data {version.ref}")
+
+
+@router.get("/pipelines")
+def pipelines_page(request: Request) -> Response:
+    principal = _guard(request, "GET /pipelines")
+    if isinstance(principal, Response):
+        return principal
+    ws = _ws(request)
+    data = {"pipelines": ws.pipelines.list(), "runs": ws.pipelines.runs(limit=50)}
+    return _page(request, "pipelines.html", data, principal, title="Pipelines")
+
+
+@router.get("/pipelines/runs/{run_id}")
+def pipeline_run_page(request: Request, run_id: str) -> Response:
+    principal = _guard(request, "GET /pipelines/runs/{run_id}")
+    if isinstance(principal, Response):
+        return principal
+    ws = _ws(request)
+    run = ws.pipelines.get_run(run_id)
+    edges: list[tuple[str, str]] = []
+    try:
+        definition = ws.pipelines.definition(run.pipeline)
+        edges = [(up, node.name) for node in definition.nodes for up in node.upstream]
+    except ConveyorError:
+        pass  # an unregistered pipeline's graph is not kept: the steps are listed without their edges
+    data = {"run": run, "dag": _layout([s.name for s in run.steps], edges, {s.name: s.status for s in run.steps})}
+    return _page(request, "pipeline_run.html", data, principal, title=f"Pipeline run {run.pipeline}")
+
+
+def _layout(names: list[str], edges: list[tuple[str, str]], status: dict[str, str]) -> dict[str, Any]:
+    """Nodes placed by depth (longest path from a source) for a left-to-right drawing."""
+    depth = dict.fromkeys(names, 0)
+    for _ in names:
+        for up, down in edges:
+            if up in depth and down in depth:
+                depth[down] = max(depth[down], depth[up] + 1)
+    rows: dict[int, int] = {}
+    position = {}
+    for name in names:
+        column = depth[name]
+        position[name] = (column, rows.get(column, 0))
+        rows[column] = rows.get(column, 0) + 1
+    return {
+        "nodes": [{"name": n, "x": position[n][0], "y": -position[n][1], "status": status.get(n, "")} for n in names],
+        "edges": [
+            [position[u][0], position[u][1], position[d][0], position[d][1]]
+            for u, d in edges
+            if u in position and d in position
+        ],
+    }
+
+
+@router.get("/lineage")
+def lineage_page(request: Request, ref: str | None = None, direction: str = "both", depth: int = 3) -> Response:
+    principal = _guard(request, "GET /lineage")
+    if isinstance(principal, Response):
+        return principal
+    graph = None
+    error = None
+    if ref:
+        try:
+            graph = _ws(request).lineage.show(ref, direction=direction, depth=depth)
+        except BadInput as exc:
+            error = exc.message
+    data = {"ref": ref or "", "graph": graph, "error": error, "direction": direction, "depth": depth}
+    return _page(request, "lineage.html", data, principal, title="Lineage", status=400 if error else 200)
+
+
+@router.get("/audit")
+def audit_page(
+    request: Request, actor: str | None = None, action: str | None = None, before: int | None = None
+) -> Response:
+    principal = _guard(request, "GET /audit")
+    if isinstance(principal, Response):
+        return principal
+    from conveyor.errors import Forbidden
+    from conveyor.governance import role_allows
+
+    if not role_allows(principal.role, "audit.read"):
+        raise Forbidden(f"User {principal.name!r} has the role {principal.role!r}, which may not read the audit log.")
+    events = _ws(request).audit.list(limit=100, actor=actor or None, action=action or None, before=before)
+    data = {
+        "events": events,
+        "actor": actor or "",
+        "action": action or "",
+        "next": events[-1].seq if len(events) == 100 else None,
+    }
+    return _page(request, "audit.html", data, principal, title="Audit log")
+
+
+@router.get("/compare")
+def compare_page(request: Request, runs: str = "") -> Response:
+    principal = _guard(request, "GET /compare")
+    if isinstance(principal, Response):
+        return principal
+    ids = [r for r in runs.split(",") if r][:10]
+    if not 2 <= len(ids) <= 10:
+        raise BadInput("Compare 2 to 10 runs: /compare?runs=ID,ID (tick them on the runs page).")
+    ws = _ws(request)
+    chosen = [ws.runs.get(i) for i in ids]
+    metrics = sorted({k for r in chosen for k in r.metrics})
+    params = sorted({k for r in chosen for k in r.params})
+    numeric = [k for k in params if all(_is_number(r.params.get(k)) for r in chosen)]
+    dimensions = [{"label": f"params.{k}", "values": [float(r.params[k]) for r in chosen]} for k in numeric]
+    dimensions += [
+        {"label": f"metrics.{k}", "values": [_finite(r.metrics[k]) if k in r.metrics else None for r in chosen]}
+        for k in metrics
+    ]
+    data = {"runs": chosen, "metrics": metrics, "params": params, "dimensions": dimensions}
+    return _page(request, "compare.html", data, principal, title=f"Compare {len(chosen)} runs")
+
+
+def _is_number(text: str | None) -> bool:
+    try:
+        float(str(text))
+    except ValueError:
+        return False
+    return text is not None
+
+
 # -- assets ------------------------------------------------------------------------------------------------
 
 
