@@ -123,7 +123,10 @@ def test_a_person_logs_in_reads_charts_moves_an_alias_and_splits_traffic(served,
         page.screenshot(path=str(tmp_path / "card.png"), full_page=True)
         _accessible(page, "model card")
 
+        for _ in range(5):
+            ws.endpoints.invoke("e", [{"x": 0.2, "z": -1.0}])
         page.goto(f"{base}/endpoints/e")
+        assert "Traffic since the endpoint started" in page.content()  # from the endpoint's own /metrics
         page.get_by_label("traffic of blue").fill("70")
         page.get_by_label("traffic of green").fill("30")
         page.get_by_role("button", name="Apply the split").click()

@@ -308,8 +308,41 @@ def endpoint_page(request: Request, name: str) -> Response:
     ws = _ws(request)
     endpoint = ws.endpoints.get(name)
     monitors = ws.monitors.list(name)
-    data = {"endpoint": endpoint, "monitors": monitors}
+    data = {
+        "endpoint": endpoint,
+        "monitors": monitors,
+        "traffic": _traffic(ws, endpoint),
+        "recent": _recent_requests(ws, name),
+    }
     return _page(request, "endpoint.html", data, principal, title=f"Endpoint {name}")
+
+
+def _traffic(ws: Workspace, endpoint: Any) -> dict[str, Any]:
+    """Per deployment, from the endpoint's own metrics since it started: requests, error share, p50 and p95."""
+    if endpoint.status != "running":
+        return {}
+    from conveyor.monitor._loop import _delta, scrape_endpoint
+
+    try:
+        stats = scrape_endpoint(ws, endpoint.name)
+    except Exception:  # noqa: BLE001 - an endpoint that does not answer right now: the page says nothing of it
+        return {}
+    return {name: _delta(found, {}) for name, found in stats.items()}
+
+
+def _recent_requests(ws: Workspace, endpoint: str, rows: int = 20) -> list[dict[str, Any]]:
+    """The last requests the endpoint collected (newest first)."""
+    from datetime import timedelta
+
+    from conveyor.monitor._signals import read_window
+    from conveyor.store._schema import utcnow
+
+    now = utcnow()
+    window = read_window(ws, endpoint, now - timedelta(days=1), now + timedelta(minutes=1))
+    if window is None or window.num_rows == 0:
+        return []
+    recent: list[dict[str, Any]] = window.slice(max(window.num_rows - rows, 0)).to_pylist()
+    return recent[::-1]
 
 
 @router.post("/endpoints/{name}/traffic")
