@@ -18,9 +18,10 @@ from rich.console import Console
 
 from conveyor._json import dumps
 
-__all__ = ["JsonFlag", "Output", "current_output", "fmt_time", "to_jsonable"]
+__all__ = ["JsonFlag", "Output", "YesFlag", "current_output", "fmt_time", "to_jsonable"]
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout (for scripts).")]
+YesFlag = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
 
 class Output:
@@ -44,6 +45,19 @@ class Output:
             sys.stdout.flush()
         else:
             human(self.console)
+
+    def confirm(self, question: str, yes: bool) -> None:
+        """Ask before something that cannot be undone, when a person is at the terminal (never in --json mode
+        or a script, where the command just goes ahead); ``--yes`` skips the question.
+
+        Raises:
+            typer.Exit: the person said no (exit status 1, nothing done).
+        """
+        if yes or self.json_mode or not (sys.stdin.isatty() and self.err.is_terminal):
+            return
+        if not typer.confirm(question, default=False, err=True):
+            self.err.print("Nothing was deleted.")
+            raise typer.Exit(1)
 
     def note(self, message: str) -> None:
         """A remark for the person at the terminal (stderr; never part of the JSON)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -138,13 +138,22 @@ def show(
 
     def human(console: Console) -> None:
         console.print(f"[bold]{v.ref}[/]  {v.rows:,} rows  {v.bytes:,} bytes  {v.content_hash}")
-        console.print(f"created {fmt_time(v.created_at)} by {v.created_by}; source {v.source}")
+        console.print(f"created {fmt_time(v.created_at)} by {v.created_by}; source: {describe_source(v.source)}")
         table = Table("column", "type", "nullable", box=None)
         for column in v.schema:
             table.add_row(column["name"], column["type"], "yes" if column["nullable"] else "no")
         console.print(table)
 
     out.emit({**_asdict(v), "ref": v.ref}, human)
+
+
+def describe_source(source: dict[str, Any]) -> str:
+    """Where a version came from, in words: ``file /tmp/churn.csv (csv)``, ``endpoint churn``, ``sql on warehouse``."""
+    kind = str(source.get("kind", "unknown"))
+    where = source.get("path") or source.get("url") or source.get("endpoint") or source.get("store") or ""
+    extra = [f"{k} {source[k]}" for k in ("format", "query", "monitor", "topic", "mode") if source.get(k)]
+    text = f"{kind} {where}".strip()
+    return f"{text} ({', '.join(extra)})" if extra else text
 
 
 @app.command("head")

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from conveyor.cli._app import open_workspace
-from conveyor.cli._output import JsonFlag, Output, fmt_time
+from conveyor.cli._output import JsonFlag, Output, YesFlag, fmt_time
 from conveyor.errors import BadInput, InvalidSpec, NotFound
 from conveyor.serve import Endpoint
 
@@ -354,11 +354,16 @@ def delete(
     deployment: Annotated[
         str | None, typer.Option("--deployment", "-d", help="Delete only this deployment (it must take 0% traffic).")
     ] = None,
+    yes: YesFlag = False,
     json_output: JsonFlag = False,
 ) -> None:
-    """Delete an endpoint (stopping it) or one of its deployments."""
+    """Delete an endpoint (stopping it) or one of its deployments (asks first on a terminal; --yes skips)."""
     out = Output(json_output)
-    open_workspace(ctx).endpoints.delete(name, deployment=deployment)
+    ws = open_workspace(ctx)
+    target = f"deployment {deployment} of endpoint {name}" if deployment else f"endpoint {name} and its deployments"
+    ws.endpoints.get(name)  # a misspelt name fails before the question
+    out.confirm(f"Delete {target}?", yes)
+    ws.endpoints.delete(name, deployment=deployment)
     what = f"{name}/{deployment}" if deployment else name
     out.emit({"deleted": what}, lambda console: console.print(f"[green]✓[/] deleted {what}"))
 

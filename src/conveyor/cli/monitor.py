@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from conveyor.cli._app import open_workspace
-from conveyor.cli._output import JsonFlag, Output, fmt_time
+from conveyor.cli._output import JsonFlag, Output, YesFlag, fmt_time
 from conveyor.errors import BadInput
 
 if TYPE_CHECKING:
@@ -434,10 +434,13 @@ def feedback(
 
 
 @app.command("delete")
-def delete(ctx: typer.Context, name: MonitorName, json_output: JsonFlag = False) -> None:
+def delete(ctx: typer.Context, name: MonitorName, yes: YesFlag = False, json_output: JsonFlag = False) -> None:
     """Delete a monitor with its results and alerts (the collected requests and labels stay)."""
     out = Output(json_output)
-    open_workspace(ctx).monitors.delete(name)
+    ws = open_workspace(ctx)
+    found = ws.monitors.get(name)
+    out.confirm(f"Delete monitor {name} of endpoint {found.endpoint}, with its results and alerts?", yes)
+    ws.monitors.delete(name)
     out.emit({"deleted": name}, lambda console: console.print(f"[green]✓[/] deleted monitor {name}"))
 
 
