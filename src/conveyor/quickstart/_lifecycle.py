@@ -108,7 +108,8 @@ def run_quickstart(
             if on_start:
                 on_start(name)
         elif event in ("done", "cached"):
-            seconds = time.perf_counter() - step_started.get(name, time.perf_counter())
+            now = time.perf_counter()
+            seconds = now - step_started.get(name, now)  # a cached step never started: 0 s, not -0.0
             summary = _summary(ws, run_ids[0], name) + (" (cached)" if event == "cached" else "")
             done = Stage(name, seconds, summary)
             stages.append(done)
