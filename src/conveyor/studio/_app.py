@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
 import orjson
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from conveyor._json import dumps
@@ -88,13 +88,14 @@ def _page(
     return HTMLResponse(html, status_code=status)
 
 
-def _guard(request: Request, action: str) -> Principal | Response:
-    """The caller, or a redirect to the login form."""
-    try:
-        return current_principal(request, action)
-    except LoginNeeded as exc:
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return RedirectResponse(f"/login?next={quote(target, safe='')}&why={quote(exc.message)}", status_code=303)
+def _caller(request: Request) -> Principal:
+    """The caller of a studio page (a dependency of every page); without a session, ``LoginNeeded``, which the
+    app turns into a redirect to the login form and back."""
+    route = request.scope.get("route")
+    return current_principal(request, f"{request.method} {getattr(route, 'path', request.url.path)}")
+
+
+Caller = Annotated["Principal", Depends(_caller)]
 
 
 # -- log in, log out ---------------------------------------------------------------------------------------
@@ -146,10 +147,7 @@ def logout(request: Request, csrf: str = Form("")) -> Response:
 
 
 @router.get("/")
-def overview(request: Request) -> Response:
-    principal = _guard(request, "GET /")
-    if isinstance(principal, Response):
-        return principal
+def overview(request: Request, principal: Caller) -> Response:
     ws = _ws(request)
     runs = ws.runs.search("attributes.parent_run_id is null", max_results=10).runs
     models = ws.models.list()[:10]
@@ -170,11 +168,13 @@ def overview(request: Request) -> Response:
 
 @router.get("/runs")
 def runs_page(
-    request: Request, q: str | None = None, order: str | None = None, page: str | None = None, children: int = 0
+    request: Request,
+    principal: Caller,
+    q: str | None = None,
+    order: str | None = None,
+    page: str | None = None,
+    children: int = 0,
 ) -> Response:
-    principal = _guard(request, "GET /runs")
-    if isinstance(principal, Response):
-        return principal
     ws = _ws(request)
     filters = [f for f in (q, None if children else "attributes.parent_run_id is null") if f]
     text = " and ".join(f"({f})" for f in filters) if len(filters) > 1 else (filters[0] if filters else None)
@@ -200,10 +200,7 @@ def runs_page(
 
 
 @router.get("/runs/{run_id}")
-def run_page(request: Request, run_id: str) -> Response:
-    principal = _guard(request, "GET /runs/{run_id}")
-    if isinstance(principal, Response):
-        return principal
+def run_page(request: Request, principal: Caller, run_id: str) -> Response:
     ws = _ws(request)
     run = ws.runs.get(run_id)
     curves = {}
@@ -224,19 +221,13 @@ def _finite(value: float) -> float | None:
 
 
 @router.get("/models")
-def models_page(request: Request) -> Response:
-    principal = _guard(request, "GET /models")
-    if isinstance(principal, Response):
-        return principal
+def models_page(request: Request, principal: Caller) -> Response:
     data = {"models": _ws(request).models.list()}
     return _page(request, "models.html", data, principal, title="Models")
 
 
 @router.get("/models/{ref}")
-def model_page(request: Request, ref: str) -> Response:
-    principal = _guard(request, "GET /models/{ref}")
-    if isinstance(principal, Response):
-        return principal
+def model_page(request: Request, principal: Caller, ref: str) -> Response:
     ws = _ws(request)
     version = ws.models.get(ref)
     versions = ws.models.versions(version.name)
@@ -246,23 +237,22 @@ def model_page(request: Request, ref: str) -> Response:
 
 @router.post("/models/{name}/alias")
 def move_alias(
-    request: Request, name: str, alias: str = Form(max_length=64), version: int = Form(), csrf: str = Form("")
+    request: Request,
+    principal: Caller,
+    name: str,
+    alias: str = Form(max_length=64),
+    version: int = Form(),
+    csrf: str = Form(""),
 ) -> Response:
-    principal = _guard(request, "POST /models/{name}/alias")
-    if isinstance(principal, Response):
-        return principal
     require_form(request, principal, csrf, "models.promote")
     moved = _ws(request).models.set_alias(name, alias, version)
     return RedirectResponse(f"/models/{quote(moved.ref, safe=':@')}", status_code=303)
 
 
 @router.get("/models/{ref}/card")
-def card_page(request: Request, ref: str) -> Response:
+def card_page(request: Request, principal: Caller, ref: str) -> Response:
     from conveyor.governance._cards import CARD_FILE
 
-    principal = _guard(request, "GET /models/{ref}/card")
-    if isinstance(principal, Response):
-        return principal
     ws = _ws(request)
     version = ws.models.get(ref)
     card = ws.cards.get(version.ref).to_dict() if CARD_FILE in version.files else None
@@ -273,15 +263,13 @@ def card_page(request: Request, ref: str) -> Response:
 @router.post("/models/{ref}/card")
 def compute_card(
     request: Request,
+    principal: Caller,
     ref: str,
     csrf: str = Form(""),
     owner: str = Form("", max_length=200),
     intended_use: str = Form("", max_length=2_000),
     sensitive: str = Form("", max_length=500),
 ) -> Response:
-    principal = _guard(request, "POST /models/{ref}/card")
-    if isinstance(principal, Response):
-        return principal
     require_form(request, principal, csrf, "models.write")
     ws = _ws(request)
     version = ws.models.get(ref)
@@ -292,19 +280,13 @@ def compute_card(
 
 
 @router.get("/endpoints")
-def endpoints_page(request: Request) -> Response:
-    principal = _guard(request, "GET /endpoints")
-    if isinstance(principal, Response):
-        return principal
+def endpoints_page(request: Request, principal: Caller) -> Response:
     data = {"endpoints": _ws(request).endpoints.list()}
     return _page(request, "endpoints.html", data, principal, title="Endpoints")
 
 
 @router.get("/endpoints/{name}")
-def endpoint_page(request: Request, name: str) -> Response:
-    principal = _guard(request, "GET /endpoints/{name}")
-    if isinstance(principal, Response):
-        return principal
+def endpoint_page(request: Request, principal: Caller, name: str) -> Response:
     ws = _ws(request)
     endpoint = ws.endpoints.get(name)
     monitors = ws.monitors.list(name)
@@ -346,10 +328,7 @@ def _recent_requests(ws: Workspace, endpoint: str, rows: int = 20) -> list[dict[
 
 
 @router.post("/endpoints/{name}/traffic")
-async def set_traffic(request: Request, name: str) -> Response:
-    principal = _guard(request, "POST /endpoints/{name}/traffic")
-    if isinstance(principal, Response):
-        return principal
+async def set_traffic(request: Request, principal: Caller, name: str) -> Response:
     form = await request.form()
     require_form(request, principal, str(form.get("csrf", "")), "endpoints.write")
     weights: dict[str, int] = {}
@@ -364,19 +343,13 @@ async def set_traffic(request: Request, name: str) -> Response:
 
 
 @router.get("/monitors")
-def monitors_page(request: Request) -> Response:
-    principal = _guard(request, "GET /monitors")
-    if isinstance(principal, Response):
-        return principal
+def monitors_page(request: Request, principal: Caller) -> Response:
     data = {"monitors": _ws(request).monitors.list()}
     return _page(request, "monitors.html", data, principal, title="Monitors")
 
 
 @router.get("/monitors/{name}")
-def monitor_page(request: Request, name: str) -> Response:
-    principal = _guard(request, "GET /monitors/{name}")
-    if isinstance(principal, Response):
-        return principal
+def monitor_page(request: Request, principal: Caller, name: str) -> Response:
     ws = _ws(request)
     monitor = ws.monitors.get(name)
     results = ws.monitors.history(name, limit=500)
@@ -395,19 +368,13 @@ def monitor_page(request: Request, name: str) -> Response:
 
 
 @router.get("/data")
-def data_page(request: Request) -> Response:
-    principal = _guard(request, "GET /data")
-    if isinstance(principal, Response):
-        return principal
+def data_page(request: Request, principal: Caller) -> Response:
     data = {"assets": _ws(request).data.list()}
     return _page(request, "data.html", data, principal, title="Data")
 
 
 @router.get("/data/{ref}")
-def data_version_page(request: Request, ref: str) -> Response:
-    principal = _guard(request, "GET /data/{ref}")
-    if isinstance(principal, Response):
-        return principal
+def data_version_page(request: Request, principal: Caller, ref: str) -> Response:
     ws = _ws(request)
     version = ws.data.get(ref)
     versions = ws.data.versions(version.name)
@@ -423,20 +390,14 @@ def data_version_page(request: Request, ref: str) -> Response:
 
 
 @router.get("/pipelines")
-def pipelines_page(request: Request) -> Response:
-    principal = _guard(request, "GET /pipelines")
-    if isinstance(principal, Response):
-        return principal
+def pipelines_page(request: Request, principal: Caller) -> Response:
     ws = _ws(request)
     data = {"pipelines": ws.pipelines.list(), "runs": ws.pipelines.runs(limit=50)}
     return _page(request, "pipelines.html", data, principal, title="Pipelines")
 
 
 @router.get("/pipelines/runs/{run_id}")
-def pipeline_run_page(request: Request, run_id: str) -> Response:
-    principal = _guard(request, "GET /pipelines/runs/{run_id}")
-    if isinstance(principal, Response):
-        return principal
+def pipeline_run_page(request: Request, principal: Caller, run_id: str) -> Response:
     ws = _ws(request)
     run = ws.pipelines.get_run(run_id)
     edges: list[tuple[str, str]] = []
@@ -473,10 +434,9 @@ def _layout(names: list[str], edges: list[tuple[str, str]], status: dict[str, st
 
 
 @router.get("/lineage")
-def lineage_page(request: Request, ref: str | None = None, direction: str = "both", depth: int = 3) -> Response:
-    principal = _guard(request, "GET /lineage")
-    if isinstance(principal, Response):
-        return principal
+def lineage_page(
+    request: Request, principal: Caller, ref: str | None = None, direction: str = "both", depth: int = 3
+) -> Response:
     graph = None
     error = None
     if ref:
@@ -490,11 +450,8 @@ def lineage_page(request: Request, ref: str | None = None, direction: str = "bot
 
 @router.get("/audit")
 def audit_page(
-    request: Request, actor: str | None = None, action: str | None = None, before: int | None = None
+    request: Request, principal: Caller, actor: str | None = None, action: str | None = None, before: int | None = None
 ) -> Response:
-    principal = _guard(request, "GET /audit")
-    if isinstance(principal, Response):
-        return principal
     from conveyor.errors import Forbidden
     from conveyor.governance import role_allows
 
@@ -511,10 +468,7 @@ def audit_page(
 
 
 @router.get("/compare")
-def compare_page(request: Request, runs: str = "") -> Response:
-    principal = _guard(request, "GET /compare")
-    if isinstance(principal, Response):
-        return principal
+def compare_page(request: Request, principal: Caller, runs: str = "") -> Response:
     ids = [r for r in runs.split(",") if r][:10]
     if not 2 <= len(ids) <= 10:
         raise BadInput("Compare 2 to 10 runs: /compare?runs=ID,ID (tick them on the runs page).")
@@ -595,8 +549,9 @@ def add_studio(app: FastAPI) -> None:
     _offline_docs(app)
 
     @app.exception_handler(LoginNeeded)
-    async def login_needed(request: Request, exc: LoginNeeded) -> Response:  # pragma: no cover - pages redirect
-        return RedirectResponse("/login", status_code=303)
+    async def login_needed(request: Request, exc: LoginNeeded) -> Response:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={quote(target, safe='')}&why={quote(exc.message)}", status_code=303)
 
 
 def error_page(request: Request, exc: ConveyorError) -> Response | None:
