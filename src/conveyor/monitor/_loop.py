@@ -34,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -60,6 +60,8 @@ LOOP_DEFAULTS: dict[str, Any] = {
     "max_latency_ratio": 2.0,
     "retrain_timeout": 3600.0,
 }
+OPEN_DAYS = 7
+"""Promotions are looked at for this many days after their alert (older ones were ended or are stuck for good)."""
 TAIL_REQUESTS = 100
 """Requests each side of a canary needs before p95 latencies are compared (medians below that)."""
 HOLDOUT_SLICE = 5
@@ -159,6 +161,7 @@ def advance(
         rows = session.execute(
             sa.select(AlertRow.id, AlertRow.at, AlertRow.action, MonitorRow.endpoint, MonitorRow.name)
             .join(MonitorRow, MonitorRow.id == AlertRow.monitor_id)
+            .where(AlertRow.at >= (now or utcnow()) - timedelta(days=OPEN_DAYS))
             .order_by(AlertRow.at)
         ).all()
     changed = []

@@ -737,7 +737,7 @@ def _act(
     is a promotion in the stage ``training`` that :func:`conveyor.monitor._loop.advance` carries on."""
     if not monitor.action:
         return None
-    from conveyor.monitor._loop import ACTIVE_STAGES
+    from conveyor.monitor._loop import ACTIVE_STAGES, OPEN_DAYS
     from conveyor.pipelines._schedule import trigger_run
 
     pipeline = str(monitor.action["pipeline"])
@@ -750,7 +750,7 @@ def _act(
     with ws.store.read() as session:
         for earlier in session.execute(
             sa.select(AlertRow.id, AlertRow.action)
-            .where(AlertRow.monitor_id == monitor.id)
+            .where(AlertRow.monitor_id == monitor.id, AlertRow.at >= utcnow() - timedelta(days=OPEN_DAYS))
             .order_by(AlertRow.at.desc())
             .limit(50)
         ).all():
