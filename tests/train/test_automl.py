@@ -407,7 +407,9 @@ def test_rest_route_trains_and_refuses_bad_input(workspace, tmp_path) -> None:  
     response = client.post("/api/v1/train", json=body)
     assert response.status_code == 201, response.text
     result = response.json()
-    assert result["best_learner"] == "linear" and result["seconds"] <= 6 * 1.05 and result["model"] == "api-churn:1"
+    # The best linear trial, or a blend of linear trials (two values of C can blend better than either).
+    assert result["best_learner"] in ("linear", "ensemble(linear 1.00)")
+    assert result["seconds"] <= 6 * 1.05 and result["model"] == "api-churn:1"
     assert workspace.runs.get(result["run_id"]).params["learners"] == "linear"
     missing = client.post("/api/v1/train", json={**body, "target": "churnd"})
     assert missing.status_code == 404 and "Did you mean 'churned'" in missing.json()["error"]["message"]
