@@ -301,7 +301,10 @@ def test_trigger_starts_a_detached_run_that_records_its_reason(registered: Works
     assert run.status == "succeeded", run.error
     assert run.step("total").outputs["value"] == 12
     logs = list((registered.settings.home / "logs" / "pipelines").glob("numbers.*.log"))
-    assert len(logs) == 1 and json.loads(logs[0].read_text())["id"] == run_id
+    assert len(logs) == 1
+    # The run is recorded as ended a moment before the detached process prints its JSON and exits.
+    printed = wait_until(lambda: logs[0].read_text().strip(), timeout=30, what="the run's JSON in its log")
+    assert json.loads(printed)["id"] == run_id
 
 
 def test_trigger_with_wait_runs_here(registered: Workspace) -> None:
