@@ -310,9 +310,9 @@ def create(
     found = ws.endpoints.get(endpoint)
     if not float(found.settings.get("collect") or 0):
         raise BadInput(
-            f"Endpoint {endpoint!r} does not collect its requests, so a monitor would see nothing. Turn collection "
-            f"on (a share of requests kept): conveyor endpoints create {endpoint} --collect 0.1 (on an existing "
-            "endpoint, the same command with its other options).",
+            f"Endpoint {endpoint!r} does not collect its requests, so a monitor would see nothing. Collection is "
+            "chosen when an endpoint is made: create one that keeps a share of its requests (conveyor endpoints "
+            "create NAME --collect 0.1), deploy the model to it, and monitor that one.",
             endpoint=endpoint,
         )
     chosen = _check_signals(signals)

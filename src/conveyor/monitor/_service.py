@@ -354,7 +354,7 @@ def _file_table(path: Path, role: str) -> Table:
             raise BadInput(f"Cannot read the {role} file {str(path)!r} as CSV: {exc}") from exc
         return Table(str(path), table=table)
     raise BadInput(
-        f"The {role} file {str(path)!r} is neither CSV nor Parquet; drift reads .csv, .tsv and .parquet files."
+        f"The {role} file {str(path)!r} is neither CSV nor Parquet; give a .csv, .tsv or .parquet file."
     )
 
 
