@@ -121,10 +121,7 @@ def labelled_rows(ws: Workspace, endpoint: str, model: str | None = None) -> pa.
                 params["model"] = model
             table: pa.Table = con.sql(
                 f"""
-                WITH labels AS (
-                    SELECT request_id, row, arg_max(label, ts) AS label
-                    FROM read_parquet($feedback, union_by_name = true) GROUP BY request_id, row
-                )
+                WITH labels AS ({sig.LATEST_LABELS})
                 SELECT r.*, l.label AS label
                 FROM read_parquet($requests, union_by_name = true) r
                 JOIN labels l ON r.request_id = l.request_id AND {row} = l.row

@@ -555,25 +555,20 @@ def _reference_types(ws: Workspace, reference: Any) -> dict[str, Any]:
     if not isinstance(reference, Profile):
         return {f.name: f.type for f in reference.schema}
     with contextlib.suppress(ConveyorError):
-        import pyarrow as pa
-
         version = ws.data.get(reference.source)
-        return {
-            str(c["name"]): pa.type_for_alias(str(c["type"]).replace("[day]", ""))
-            for c in version.schema
-            if _alias_ok(c)
-        }
+        types = {str(c["name"]): _arrow_type(str(c["type"])) for c in version.schema}
+        return {name: found for name, found in types.items() if found is not None}
     return {}
 
 
-def _alias_ok(column: dict[str, Any]) -> bool:
+def _arrow_type(text: str) -> Any:
+    """The Arrow type a data version's schema names (``date32[day]``, ``timestamp[us]``), or None."""
     import pyarrow as pa
 
     try:
-        pa.type_for_alias(str(column["type"]).replace("[day]", ""))
+        return pa.type_for_alias(text.replace("[day]", ""))
     except (ValueError, KeyError):
-        return False
-    return True
+        return None
 
 
 def _align_temporal(window: pa.Table, types: dict[str, Any]) -> pa.Table:

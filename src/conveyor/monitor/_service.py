@@ -353,9 +353,7 @@ def _file_table(path: Path, role: str) -> Table:
         except pa.ArrowInvalid as exc:
             raise BadInput(f"Cannot read the {role} file {str(path)!r} as CSV: {exc}") from exc
         return Table(str(path), table=table)
-    raise BadInput(
-        f"The {role} file {str(path)!r} is neither CSV nor Parquet; give a .csv, .tsv or .parquet file."
-    )
+    raise BadInput(f"The {role} file {str(path)!r} is neither CSV nor Parquet; give a .csv, .tsv or .parquet file.")
 
 
 def _arrow(data: Any, role: str) -> tuple[Any, dict[str, str]]:

@@ -234,6 +234,13 @@ def read_window(ws: Workspace, endpoint: str, start: datetime, end: datetime) ->
     return table
 
 
+LATEST_LABELS = (
+    "SELECT request_id, row, arg_max(label, ts) AS label FROM read_parquet($feedback, union_by_name = true) "
+    "GROUP BY request_id, row"
+)
+"""The latest label sent for each (request id, row) of a feedback asset's parts (DuckDB, parameter ``$feedback``)."""
+
+
 def join_feedback(ws: Workspace, endpoint: str, window: pa.Table) -> pa.Table | None:
     """The window's rows that have a label: columns ``prediction``, ``label`` and (if collected) ``score``. The
     latest label sent for a (request id, row) counts. None when no feedback was ever sent."""
@@ -247,14 +254,11 @@ def join_feedback(ws: Workspace, endpoint: str, window: pa.Table) -> pa.Table | 
             score = ", w.score AS score" if "score" in window.column_names else ""
             table: pa.Table = con.sql(
                 f"""
-                WITH labels AS (
-                    SELECT request_id, row, arg_max(label, ts) AS label
-                    FROM read_parquet($paths, union_by_name = true) GROUP BY request_id, row
-                )
+                WITH labels AS ({LATEST_LABELS})
                 SELECT w.prediction AS prediction, l.label AS label{score}
                 FROM window_rows w JOIN labels l ON w.request_id = l.request_id AND {row} = l.row
                 """,
-                params={"paths": paths},
+                params={"feedback": paths},
             ).to_arrow_table()
         finally:
             con.close()
