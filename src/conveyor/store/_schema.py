@@ -387,6 +387,8 @@ class UserRow(Entity, Base):
     name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
     role: Mapped[str] = mapped_column(String(32))
     disabled_at: Mapped[datetime | None] = mapped_column(default=None)
+    password_hash: Mapped[str | None] = mapped_column(String(255), default=None)  # scrypt, for the studio's login
+    password_set_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class TokenRow(Entity, Base):
