@@ -62,9 +62,11 @@ def users_list(ctx: typer.Context, json_output: JsonFlag = False) -> None:
         if not users:
             console.print("No users yet. `conveyor init` adds you as the first admin.")
             return
-        table = Table("name", "role", "status", "created", "by", box=None)
+        table = Table("name", "role", "status", "password", "created", "by", box=None)
         for u in users:
-            table.add_row(u.name, u.role, "disabled" if u.disabled else "active", fmt_time(u.created_at), u.created_by)
+            status = "disabled" if u.disabled else "active"
+            password = "set" if u.has_password else "-"
+            table.add_row(u.name, u.role, status, password, fmt_time(u.created_at), u.created_by)
         console.print(table)
 
     out.emit({"users": users}, human)
@@ -101,6 +103,41 @@ def users_enable(
     out = Output(json_output)
     user = open_workspace(ctx).identities.enable(name)
     out.emit({"user": user}, lambda c: c.print(f"[green]✓[/] {user.name} is enabled"))
+
+
+@users_app.command("password")
+def users_password(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="User name.")],
+    stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input (for scripts).")
+    ] = False,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove the password: the user logs in with a token.")] = False,
+    json_output: JsonFlag = False,
+) -> None:
+    """Set a user's password for the studio's login form (asked twice, not echoed; at least 10 characters).
+
+    The REST API still takes only tokens. Five wrong passwords from one address lock that user out there for
+    5 minutes.
+    """
+    out = Output(json_output)
+    ws = open_workspace(ctx)
+    if clear:
+        user = ws.identities.clear_password(name)
+        out.emit({"user": user}, lambda c: c.print(f"[green]✓[/] {user.name} has no password now"))
+        return
+    ws.identities.get_user(name)  # a typo is told before the password is typed
+    if stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        password = typer.prompt(f"Password for {name}", hide_input=True, confirmation_prompt=True)
+    else:
+        raise BadInput("No terminal to ask the password on: pipe it with --password-stdin.")
+    user = ws.identities.set_password(name, password)
+    out.emit(
+        {"user": user},
+        lambda c: c.print(f"[green]✓[/] {user.name} can log in to the studio with this password"),
+    )
 
 
 # -- tokens --------------------------------------------------------------------------------------------

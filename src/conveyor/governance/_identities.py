@@ -5,6 +5,11 @@ the database keeps its SHA-256 (a fast hash is right for a random secret of that
 guess) and its first 12 characters so a person can tell tokens apart. Tokens expire (90 days unless told
 otherwise) and can be revoked; a disabled user's tokens stop working with them.
 
+A user may also have a password, for the studio's login form only (the REST API takes tokens): it is kept as a
+scrypt hash (salt and cost in the stored text; about 50 ms and 16 MB to check, so guessing is slow), and five
+wrong passwords for one user from one address lock that pair out for :data:`LOCKOUT_SECONDS`. A right password
+issues a session token (``studio session``, valid :data:`SESSION_HOURS` hours) that logging out revokes.
+
 Looking a token up costs one indexed query; the answer is remembered for :data:`CACHE_SECONDS` so a busy API
 pays it rarely. Revoking or disabling through this process forgets at once; through another process (the CLI
 while a server runs) it takes effect within :data:`CACHE_SECONDS`.
@@ -12,6 +17,7 @@ while a server runs) it takes effect within :data:`CACHE_SECONDS`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -32,11 +38,16 @@ from conveyor.store._schema import TokenRow, UserRow, utcnow
 if TYPE_CHECKING:
     from conveyor.workspace import Workspace
 
-__all__ = ["CACHE_SECONDS", "Identities", "IssuedToken", "Token", "User", "parse_duration"]
+__all__ = ["CACHE_SECONDS", "LOCKOUT_SECONDS", "SESSION_HOURS", "Identities", "IssuedToken", "Token", "User", "parse_duration"]
 
 TOKEN_PREFIX = "cvy_"  # noqa: S105 - the prefix every token starts with, not a secret
 _TOKEN_RE = re.compile(r"^cvy_[A-Za-z0-9_-]{43}$")
 CACHE_SECONDS = 2.0
+SESSION_HOURS = 12
+LOCKOUT_SECONDS = 300
+MAX_FAILURES = 5
+MIN_PASSWORD = 10
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 DEFAULT_EXPIRY = timedelta(days=90)
 _LAST_USED_EVERY = timedelta(minutes=1)
 
@@ -49,6 +60,7 @@ class User:
     disabled: bool
     created_at: datetime
     created_by: str
+    has_password: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,6 +121,33 @@ def token_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
+def password_hash(password: str, *, salt: bytes | None = None) -> str:
+    """``scrypt$n$r$p$salt$hash`` (hex) of a password."""
+    salt = secrets.token_bytes(16) if salt is None else salt
+    n, r, p = _SCRYPT["n"], _SCRYPT["r"], _SCRYPT["p"]
+    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=32)
+    return f"scrypt${n}${r}${p}${salt.hex()}${digest.hex()}"
+
+
+def password_matches(password: str, stored: str) -> bool:
+    try:
+        kind, n, r, p, salt, digest = stored.split("$")
+        if kind != "scrypt":
+            return False
+        given = hashlib.scrypt(
+            password.encode("utf-8"), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p), dklen=32
+        )
+    except (ValueError, OverflowError):
+        return False
+    return hmac.compare_digest(given.hex(), digest)
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked for an unknown user, so a wrong name takes as long as a wrong password."""
+    return password_hash("no such user", salt=b"\0" * 16)
+
+
 class Identities:
     """``ws.identities``: users, their roles and their tokens."""
 
@@ -117,6 +156,7 @@ class Identities:
         self._cache: dict[str, tuple[float, Caller | None, datetime | None]] = {}
         self._cache_lock = threading.Lock()
         self._last_used: dict[str, datetime] = {}
+        self._failures: dict[tuple[str, str], list[float]] = {}
 
     # -- users ---------------------------------------------------------------------------------------
 
@@ -185,6 +225,85 @@ class Identities:
         except Conflict:
             return None
         return self.create_token(name, name="initial")
+
+    # -- passwords (the studio's login form) ---------------------------------------------------------
+
+    def set_password(self, name: str, password: str) -> User:
+        """Set (or replace) a user's password for the studio's login form.
+
+        Raises:
+            BadInput: shorter than :data:`MIN_PASSWORD` characters, longer than 1,024, or the user's own name.
+            NotFound: no such user.
+        """
+        if len(password) < MIN_PASSWORD:
+            raise BadInput(f"A password needs at least {MIN_PASSWORD} characters (a phrase of a few words is best).")
+        if len(password) > 1024:
+            raise BadInput("A password is at most 1,024 characters.")
+        if password.strip().lower() == name.lower():
+            raise BadInput("A password may not be the user's name.")
+        hashed = password_hash(password)
+        with self._ws.store.write() as session:
+            row = self._user_row(session, name)
+            row.password_hash = hashed
+            row.password_set_at = utcnow()
+            session.flush()
+            return _user(row)
+
+    def clear_password(self, name: str) -> User:
+        """Remove a user's password: they log in to the studio with a token only."""
+        with self._ws.store.write() as session:
+            row = self._user_row(session, name)
+            row.password_hash = None
+            row.password_set_at = None
+            session.flush()
+            return _user(row)
+
+    def login(self, name: str, password: str, *, address: str = "unknown") -> IssuedToken:
+        """Check a user's password and issue a studio session token (valid :data:`SESSION_HOURS` hours).
+
+        Raises:
+            Unauthorized: unknown user, no password set, wrong password, disabled user, or too many failures
+                from this address (the message never says which of the first three it was).
+        """
+        key = (name[:200], address)
+        now = time.monotonic()
+        with self._cache_lock:
+            recent = [t for t in self._failures.get(key, []) if now - t < LOCKOUT_SECONDS]
+            self._failures[key] = recent
+        if len(recent) >= MAX_FAILURES:
+            wait = int(LOCKOUT_SECONDS - (now - recent[0])) + 1
+            raise Unauthorized(f"Too many failed log-ins for {name!r} from this address; try again in {wait} s.")
+        with self._ws.store.read() as session:
+            row = session.scalar(sa.select(UserRow).filter_by(name=name)) if len(name) <= 200 else None
+            stored = row.password_hash if row is not None else None
+            disabled = row is not None and row.disabled_at is not None
+        ok = password_matches(password[:1024], stored or _dummy_hash()) and stored is not None
+        if not ok:
+            with self._cache_lock:
+                if len(self._failures) > 10_000:
+                    self._failures.clear()
+                self._failures.setdefault(key, []).append(now)
+            raise Unauthorized(
+                "Wrong user name or password (or the user has no password: `conveyor users password NAME` sets one)."
+            )
+        if disabled:
+            raise Unauthorized(f"User {name!r} is disabled; an admin can enable them with `conveyor users enable`.")
+        with self._cache_lock:
+            self._failures.pop(key, None)
+        return self.create_token(name, name="studio session", expires_in=timedelta(hours=SESSION_HOURS))
+
+    def end_session(self, secret: str) -> None:
+        """Revoke the token of a studio session made by :meth:`login` (a pasted API token is left alone)."""
+        if not _TOKEN_RE.fullmatch(secret):
+            return
+        with self._ws.store.write() as session:
+            session.execute(
+                sa.update(TokenRow)
+                .where(TokenRow.hash == token_hash(secret), TokenRow.name == "studio session")
+                .where(TokenRow.revoked_at.is_(None))
+                .values(revoked_at=utcnow())
+            )
+        self._forget()
 
     # -- tokens --------------------------------------------------------------------------------------
 
@@ -329,7 +448,15 @@ class Identities:
 
 
 def _user(row: UserRow) -> User:
-    return User(row.id, row.name, row.role, row.disabled_at is not None, row.created_at, row.created_by)
+    return User(
+        row.id,
+        row.name,
+        row.role,
+        row.disabled_at is not None,
+        row.created_at,
+        row.created_by,
+        row.password_hash is not None,
+    )
 
 
 def _token(row: TokenRow, owner: str, now: datetime) -> Token:
