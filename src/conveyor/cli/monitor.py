@@ -152,6 +152,14 @@ def create(
     require_approval: Annotated[
         bool, typer.Option("--require-approval", help="Wait for 'conveyor monitor approve' before the canary.")
     ] = False,
+    max_fairness: Annotated[
+        float | None,
+        typer.Option(
+            "--max-fairness-difference",
+            help="Gate: the challenger's demographic-parity and equalized-odds differences on held-out requests, "
+            "per sensitive column its run declared (train --sensitive), may not exceed this (e.g. 0.1).",
+        ),
+    ] = None,
     canary: Annotated[
         int | None, typer.Option("--canary", help="The challenger's share of traffic while on trial (default 10).")
     ] = None,
@@ -188,6 +196,8 @@ def create(
         retrain["margin"] = margin
     if require_approval:
         retrain["require_approval"] = True
+    if max_fairness is not None:
+        retrain["max_fairness_difference"] = max_fairness
     if canary is not None:
         retrain["canary"] = canary
     if canary_window is not None:
