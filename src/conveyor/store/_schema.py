@@ -34,7 +34,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from ulid import ULID
 
 #: The Alembic revision these models correspond to (checked against the migration scripts by a test).
-SCHEMA_REVISION = "0008"
+SCHEMA_REVISION = "0009"
 
 NAME_LENGTH = 128
 
