@@ -34,7 +34,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from ulid import ULID
 
 #: The Alembic revision these models correspond to (checked against the migration scripts by a test).
-SCHEMA_REVISION = "0009"
+SCHEMA_REVISION = "0010"
 
 NAME_LENGTH = 128
 
@@ -156,8 +156,11 @@ class ExperimentRow(Entity, Base):
 
 
 class RunRow(Entity, Base):
+    """A tracked run. While it is ``running``, ``process_*`` name the process recording it and ``heartbeat_at``
+    is that process's last sign of life, so a reader can mark a run whose process died as ``crashed``."""
+
     __tablename__ = "runs"
-    __table_args__ = (Index(None, "experiment_id", "started_at"),)
+    __table_args__ = (Index(None, "experiment_id", "started_at"), Index(None, "status"))
     experiment_id: Mapped[str] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
     parent_run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id"), default=None)
     name: Mapped[str] = mapped_column(String(NAME_LENGTH), default="")
@@ -165,6 +168,11 @@ class RunRow(Entity, Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
+    process_host: Mapped[str | None] = mapped_column(String(255), default=None)
+    process_pid: Mapped[int | None] = mapped_column(Integer, default=None)
+    #: ``<machine namespace>:<process start ticks>`` (see ``conveyor._owner``): tells a reused PID apart.
+    process_key: Mapped[str | None] = mapped_column(String(64), default=None)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class RunParamRow(Base):
@@ -310,7 +318,7 @@ class PipelineRow(Entity, Base):
 
 class PipelineRunRow(Entity, Base):
     __tablename__ = "pipeline_runs"
-    __table_args__ = (Index(None, "pipeline_name", "started_at"),)
+    __table_args__ = (Index(None, "pipeline_name", "started_at"), Index(None, "status"))
     pipeline_name: Mapped[str] = mapped_column(String(NAME_LENGTH))
     status: Mapped[str] = mapped_column(String(16))
     params: Mapped[dict[str, Any]] = mapped_column()
@@ -321,6 +329,10 @@ class PipelineRunRow(Entity, Base):
     #: the process driving the run while it is "running" (so resume can tell a live run from a dead one).
     runner_host: Mapped[str | None] = mapped_column(String(255), default=None)
     runner_pid: Mapped[int | None] = mapped_column(Integer, default=None)
+    #: ``<machine namespace>:<process start ticks>`` of the runner (a reused PID is not mistaken for it).
+    runner_key: Mapped[str | None] = mapped_column(String(64), default=None)
+    #: the runner's last sign of life (what decides for a runner on another machine).
+    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
