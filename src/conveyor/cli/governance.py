@@ -8,15 +8,16 @@ files holds everything in it already); tokens are for the REST API (``conveyor s
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from conveyor.cli._app import open_workspace
 from conveyor.cli._output import JsonFlag, Output, fmt_time
 from conveyor.errors import BadInput
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 users_app = typer.Typer(no_args_is_help=True)
 tokens_app = typer.Typer(no_args_is_help=True)
@@ -62,6 +63,8 @@ def users_list(ctx: typer.Context, json_output: JsonFlag = False) -> None:
         if not users:
             console.print("No users yet. `conveyor init` adds you as the first admin.")
             return
+        from rich.table import Table
+
         table = Table("name", "role", "status", "password", "created", "by", box=None)
         for u in users:
             status = "disabled" if u.disabled else "active"
@@ -183,6 +186,8 @@ def tokens_list(
         if not tokens:
             console.print("No tokens. `conveyor tokens create` makes one.")
             return
+        from rich.table import Table
+
         table = Table(box=None)
         for column in ("id", "user", "name", "starts", "status", "expires", "last used"):
             table.add_column(column, no_wrap=column != "name")
@@ -236,6 +241,8 @@ def audit_list(
         if not events:
             console.print("No audit entries match.")
             return
+        from rich.table import Table
+
         grid = Table(box=None)
         for column in ("#", "when", "who", "role", "from"):
             grid.add_column(column, no_wrap=True)
@@ -305,6 +312,8 @@ def secrets_list(ctx: typer.Context, json_output: JsonFlag = False) -> None:
         if not infos:
             console.print("No secrets. `conveyor secrets set NAME` stores one.")
             return
+        from rich.table import Table
+
         grid = Table("name", "description", "updated", "created by", box=None)
         for s in infos:
             grid.add_row(s.name, s.description, fmt_time(s.updated_at), s.created_by)
