@@ -186,3 +186,48 @@ def test_an_alert_retrains_and_the_challenger_is_promoted_through_a_canary(works
         assert [d.name for d in restored.deployments] == ["m-v3"] and restored.traffic == {"m-v3": 100}
     finally:
         ws.endpoints.delete("e")
+
+
+def test_the_fairness_gate_rejects_a_challenger_that_favours_a_group(workspace) -> None:  # type: ignore[no-untyped-def]
+    from sklearn.linear_model import LogisticRegression
+
+    from conveyor.monitor._loop import _fairness_gate
+
+    ws = workspace
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"x": rng.normal(size=800), "g": rng.integers(0, 2, 800).astype(float)})
+    frame["y"] = (frame["x"] > 0).astype(int)
+    rows = pa.Table.from_pandas(frame[["x", "g"]].assign(label=frame["y"]))
+
+    def register(labels: pd.Series, declared: bool) -> tuple[Any, Any]:
+        model = LogisticRegression().fit(frame[["x", "g"]], labels)
+        with ws.runs.start("fair") as run:
+            if declared:
+                run.set_tags({"sensitive": "g"})
+            run.log_model(model, input_example=frame[["x", "g"]].head(5))
+        return ws.models.register_from_run(run.id, "f"), model
+
+    bound = {"max_fairness_difference": 0.1}
+    fair, fair_model = register(frame["y"], declared=True)
+    promotion: dict[str, Any] = {}
+    assert _fairness_gate(ws, fair, fair_model, rows, "classification", bound, promotion) is None
+    measured = promotion["evaluation"]["fairness"]["g"]
+    assert measured["demographic_parity_difference"] < 0.1 and set(measured["groups"]) == {"0.0", "1.0"}
+    # Trained on labels that select everyone in group 1: its selection rates differ by about half.
+    unfair, unfair_model = register(((frame["x"] > 0) | (frame["g"] == 1)).astype(int), declared=True)
+    why = _fairness_gate(ws, unfair, unfair_model, rows, "classification", bound, {})
+    assert why is not None and "g demographic parity difference 0.4" in why and "not promoted" in why
+    assert (
+        _fairness_gate(ws, unfair, unfair_model, rows, "classification", {"max_fairness_difference": None}, {}) is None
+    )
+    undeclared, model = register(frame["y"], declared=False)
+    assert "declares no sensitive column" in str(
+        _fairness_gate(ws, undeclared, model, rows, "classification", bound, {})
+    )
+    without = rows.drop(["g"])
+    assert "do not carry the sensitive" in str(
+        _fairness_gate(ws, fair, fair_model, without, "classification", bound, {})
+    )
+    assert check_loop_options({"max_fairness_difference": "0.05"}) == {"max_fairness_difference": 0.05}
+    with pytest.raises(BadInput):
+        check_loop_options({"max_fairness_difference": -1})

@@ -90,13 +90,15 @@ def test_a_person_logs_in_reads_charts_moves_an_alias_and_splits_traffic(served,
 
     executable = _need_chromium()
     ws, base, run_id = served
-    token = token_for(ws, "admin", user="browser-admin")
+    token_for(ws, "admin", user="browser-admin")
+    ws.identities.set_password("browser-admin", "correct horse battery")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])
         page = browser.new_page()
         page.goto(f"{base}/runs/{run_id}")
         assert "/login" in page.url  # no session yet
-        page.get_by_label("API token").fill(token)
+        page.get_by_label("User name").fill("browser-admin")
+        page.get_by_label("Password").fill("correct horse battery")
         page.get_by_role("button", name="Log in").click()
         page.wait_for_url(f"{base}/runs/{run_id}")
         page.wait_for_selector(".js-plotly-plot")

@@ -83,6 +83,51 @@ def test_pages_need_a_session_and_logging_in_keeps_it_in_a_strict_cookie(filled)
     assert out.status_code == 303 and anonymous.get("/", follow_redirects=False).status_code == 303
 
 
+def test_a_user_logs_in_with_a_password_is_locked_out_after_five_failures_and_logging_out_ends_the_session(
+    filled,
+) -> None:  # type: ignore[no-untyped-def]
+    from conveyor.errors import BadInput
+
+    ws, _ = filled
+    token_for(ws, "reader", user="pat")
+    with pytest.raises(BadInput, match="at least 10"):
+        ws.identities.set_password("pat", "short")
+    with pytest.raises(BadInput, match="name"):
+        ws.identities.set_password("pat", "PAT       ")
+    assert ws.identities.set_password("pat", "a long enough phrase").has_password
+    client = TestClient(create_app(ws), base_url="http://127.0.0.1")
+    unknown = client.post("/login", data={"user": "nobody", "password": "a long enough phrase"})
+    wrong = client.post("/login", data={"user": "pat", "password": "not the phrase"})
+    assert unknown.status_code == wrong.status_code == 401
+    assert "Wrong user name or password" in unknown.text and "Wrong user name or password" in wrong.text
+    good = client.post("/login", data={"user": "pat", "password": "a long enough phrase"}, follow_redirects=False)
+    assert good.status_code == 303 and good.headers["x-conveyor-user"] == "pat"
+    assert client.get("/runs").status_code == 200
+    sessions = [t for t in ws.identities.tokens("pat") if t.name == "studio session"]
+    assert len(sessions) == 1 and sessions[0].status == "active"
+    # Logging out (with the page's CSRF token) revokes the session's token, not just the cookie.
+    secret = client.cookies.get("conveyor_session")
+    client.post("/logout", data={"csrf": _csrf(client.get("/runs").text)}, follow_redirects=False)
+    assert [t.status for t in ws.identities.tokens("pat") if t.name == "studio session"] == ["revoked"]
+    from conveyor.errors import Unauthorized
+
+    with pytest.raises(Unauthorized):
+        ws.identities.authenticate(secret)
+    # Five failures lock this user out from this address, even for the right password, and say for how long.
+    for _ in range(5):
+        client.post("/login", data={"user": "pat", "password": "guess guess guess"})
+    locked = client.post("/login", data={"user": "pat", "password": "a long enough phrase"})
+    assert locked.status_code == 401 and "Too many failed log-ins" in locked.text
+    # A disabled user with the right password is refused.
+    token_for(ws, "reader", user="sam")
+    ws.identities.set_password("sam", "another long phrase")
+    ws.identities.disable("sam")
+    refused = client.post("/login", data={"user": "sam", "password": "another long phrase"})
+    assert refused.status_code == 401 and "disabled" in refused.text
+    nothing = client.post("/login", data={"user": "", "password": "", "token": ""})
+    assert nothing.status_code == 401 and "user name and password, or an API token" in nothing.text
+
+
 def test_every_page_renders_and_answers_its_json_twin(filled) -> None:  # type: ignore[no-untyped-def]
     ws, run_id = filled
     client = _browser(ws, "reader")
@@ -210,3 +255,25 @@ def test_the_audit_page_is_for_roles_that_may_read_the_log(filled) -> None:  # t
     assert page.status_code == 200 and "conveyor audit verify" in page.text
     found = operator.get("/audit", params={"format": "json", "action": "alias"}).json()["events"]
     assert all("alias" in e["action"] for e in found)
+
+
+def test_the_data_diff_page_names_what_moved_between_two_versions(filled) -> None:  # type: ignore[no-untyped-def]
+    import pyarrow as pa
+
+    ws, _ = filled
+    rng = np.random.default_rng(1)
+    before = pd.DataFrame({"a": rng.normal(size=500), "b": rng.normal(size=500), "gone": np.arange(500)})
+    after = pd.DataFrame({"a": rng.normal(size=400), "b": rng.normal(loc=3.0, size=400), "new": ["x"] * 400})
+    ws.data.commit_table(pa.Table.from_pandas(before), name="shifting", source={"kind": "test"})
+    ws.data.commit_table(pa.Table.from_pandas(after), name="shifting", source={"kind": "test"})
+    client = _browser(ws, "reader")
+    page = client.get("/data/shifting:2/diff")  # default: from the version before
+    assert page.status_code == 200, page.text[:300]
+    assert "added <code>new</code>" in page.text and "removed <code>gone</code>" in page.text
+    twin = client.get("/data/shifting:2/diff", params={"other": "1", "format": "json"}).json()
+    assert twin["diff"]["a"] == "shifting:1" and twin["diff"]["rows"]["change"] == -100
+    assert twin["diff"]["shifts"][0]["column"] == "b"  # the column whose mean moved 3 std leads
+    assert "what changed from shifting:1" in client.get("/data/shifting:2").text
+    first = client.get("/data/shifting:1/diff")
+    assert first.status_code == 400 and "nothing before it" in first.text
+    assert client.get("/data/shifting:2/diff", params={"other": "9"}).status_code == 404

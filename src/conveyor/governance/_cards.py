@@ -239,7 +239,7 @@ def _build(ws: Workspace, version: ModelVersion, sensitive: list[str] | None, sa
         if declared and y is None:
             fairness = {"skipped": f"The training data has no target column {target!r} to compare groups on."}
         elif declared and y is not None:
-            fairness = _fairness(model, x, y, frame[declared], task)
+            fairness = fairness_by_group(model, x, y, frame[declared], task)
     elif frame is not None:
         notes.append("The training data lacks some of the model's inputs; no explanations.")
     return ModelCard(
@@ -361,7 +361,8 @@ def _explain(model: Any, x: pd.DataFrame, y: pd.Series | None, task: str) -> dic
     }
 
 
-def _fairness(model: Any, x: pd.DataFrame, y: pd.Series, groups: pd.DataFrame, task: str) -> dict[str, Any]:
+def fairness_by_group(model: Any, x: pd.DataFrame, y: pd.Series, groups: pd.DataFrame, task: str) -> dict[str, Any]:
+    """fairlearn's MetricFrame by group of each column of ``groups`` (used by the card and the loop's gate)."""
     from fairlearn import metrics as fm
     from sklearn import metrics as skm
 

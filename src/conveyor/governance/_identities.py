@@ -38,7 +38,16 @@ from conveyor.store._schema import TokenRow, UserRow, utcnow
 if TYPE_CHECKING:
     from conveyor.workspace import Workspace
 
-__all__ = ["CACHE_SECONDS", "LOCKOUT_SECONDS", "SESSION_HOURS", "Identities", "IssuedToken", "Token", "User", "parse_duration"]
+__all__ = [
+    "CACHE_SECONDS",
+    "LOCKOUT_SECONDS",
+    "SESSION_HOURS",
+    "Identities",
+    "IssuedToken",
+    "Token",
+    "User",
+    "parse_duration",
+]
 
 TOKEN_PREFIX = "cvy_"  # noqa: S105 - the prefix every token starts with, not a secret
 _TOKEN_RE = re.compile(r"^cvy_[A-Za-z0-9_-]{43}$")

@@ -13,7 +13,10 @@ by ``conveyor monitor advance`` and by the quickstart's loop) moves each open pr
     falls in the hold-out slice (one in five by a stable hash; the data handed to the pipeline leaves them out).
     The gate: the challenger's primary metric (ROC AUC for binary classifiers with probabilities, accuracy for
     other classifiers, RMSE for regressors) must beat the champion's by ``margin`` (default 0: at least as good),
-    and the challenger must carry no failed guardrail. Fails: ``rejected`` (it stays ``@challenger``, unserved).
+    and the challenger must carry no failed guardrail. With ``max_fairness_difference``, the challenger's
+    demographic-parity and equalized-odds differences (a binary classifier; for a regressor the spread of the mean
+    absolute error across groups, in the target's units) on the same rows, per sensitive column its run declared
+    (``conveyor train --sensitive COL``), may not exceed it. Fails: ``rejected`` (it stays ``@challenger``, unserved).
     With ``require_approval``: ``awaiting_approval`` until ``conveyor monitor approve ALERT``.
 ``canary``
     the challenger is deployed beside the champion with ``canary`` % of the traffic (default 10). After
@@ -59,6 +62,7 @@ LOOP_DEFAULTS: dict[str, Any] = {
     "max_error_increase": 0.02,
     "max_latency_ratio": 2.0,
     "retrain_timeout": 3600.0,
+    "max_fairness_difference": None,
 }
 OPEN_DAYS = 7
 """Promotions are looked at for this many days after their alert (older ones were ended or are stuck for good)."""
@@ -81,11 +85,18 @@ def check_loop_options(options: dict[str, Any]) -> dict[str, Any]:
         if key == "require_approval":
             checked[key] = bool(value)
             continue
+        if key == "max_fairness_difference" and value is None:
+            continue
         try:
             number = float(value)
         except (TypeError, ValueError):
             raise BadInput(f"Retraining option {key} must be a number; got {value!r}.") from None
-        low, high = {"canary": (1, 99), "margin": (-1.0, 1e6), "canary_min_requests": (0, 1e9)}.get(key, (0.0, 1e7))
+        low, high = {
+            "canary": (1, 99),
+            "margin": (-1.0, 1e6),
+            "canary_min_requests": (0, 1e9),
+            "max_fairness_difference": (0.0, 1e9),
+        }.get(key, (0.0, 1e7))
         if not low <= number <= high:
             raise BadInput(f"Retraining option {key} must be from {low:g} to {high:g}; got {value!r}.")
         checked[key] = int(number) if key in ("canary", "canary_min_requests") else number
@@ -283,6 +294,7 @@ def _evaluate(ws: Workspace, alert_id: str, endpoint: str, promotion: dict[str, 
     challenger = ws.models.get(str(promotion["challenger"]))
     labels = rows.column("label")
     scores: dict[str, dict[str, Any]] = {}
+    model_of: dict[str, Any] = {}
     for role, version in (("champion", champion), ("challenger", challenger)):
         inputs = [str(c["name"]) for c in version.signature.get("inputs", [])]
         lacking = [c for c in inputs if c not in rows.column_names]
@@ -296,6 +308,7 @@ def _evaluate(ws: Workspace, alert_id: str, endpoint: str, promotion: dict[str, 
             return
         frame = rows.select(inputs).to_pandas() if inputs else rows.to_pandas()
         model = ws.models.load(version)
+        model_of[version.ref] = model
         predicted = np.asarray(model.predict(frame))
         columns: dict[str, Any] = {"prediction": predicted.tolist(), "label": labels}
         proba = getattr(model, "predict_proba", None)
@@ -327,6 +340,10 @@ def _evaluate(ws: Workspace, alert_id: str, endpoint: str, promotion: dict[str, 
             f"{challenger.ref} {metric} {new:.4g} vs champion {old:.4g} on {rows.num_rows} held-out rows: "
             f"gain {gain:+.4g} below the margin {float(options['margin']):g}; not promoted",
         )
+    elif (
+        unfair := _fairness_gate(ws, challenger, model_of[challenger.ref], rows, task, options, promotion)
+    ) is not None:
+        _step(promotion, "rejected", unfair)
     elif options["require_approval"]:
         _step(
             promotion,
@@ -341,6 +358,57 @@ def _evaluate(ws: Workspace, alert_id: str, endpoint: str, promotion: dict[str, 
             f"{challenger.ref} {metric} {new:.4g} vs champion {old:.4g} on {rows.num_rows} held-out rows: "
             "passed the gates",
         )
+
+
+def _fairness_gate(
+    ws: Workspace,
+    challenger: Any,
+    model: Any,
+    rows: pa.Table,
+    task: str,
+    options: dict[str, Any],
+    promotion: dict[str, Any],
+) -> str | None:
+    """Why the challenger fails the fairness bound on the held-out rows, or None when it passes (or no bound is
+    set). The bound applies to each declared sensitive column (``conveyor train --sensitive COL``, the run's tag
+    ``sensitive``): the demographic-parity and equalized-odds differences of a binary classifier, the spread of the
+    mean absolute error across groups of a regressor (in the target's units)."""
+    from conveyor.governance._cards import fairness_by_group
+
+    bound = options.get("max_fairness_difference")
+    if bound is None:
+        return None
+    run = ws.runs.get(challenger.run_id) if challenger.run_id else None
+    declared = [c for c in ((run.tags.get("sensitive") or "") if run else "").split(",") if c]
+    if not declared:
+        return (
+            f"{challenger.ref} declares no sensitive column, and the monitor requires a fairness bound "
+            f"({float(bound):g}): train with --sensitive COL (or tag the run sensitive=COL); not promoted"
+        )
+    lacking = [c for c in declared if c not in rows.column_names]
+    if lacking:
+        return (
+            f"the endpoint's requests do not carry the sensitive column(s) {', '.join(lacking)}: the fairness bound "
+            "cannot be checked; not promoted"
+        )
+    inputs = [str(c["name"]) for c in challenger.signature.get("inputs", [])] or [
+        c for c in rows.column_names if c not in ("label",)
+    ]
+    frame = rows.select(inputs).to_pandas()
+    found = fairness_by_group(model, frame, rows.column("label").to_pandas(), rows.select(declared).to_pandas(), task)
+    promotion.setdefault("evaluation", {})["fairness"] = found["by_feature"]
+    worst: list[str] = []
+    for column, measured in found["by_feature"].items():
+        for key in ("demographic_parity_difference", "equalized_odds_difference", "max_error_difference"):
+            value = measured.get(key)
+            if value is not None and value > float(bound):
+                worst.append(f"{column} {key.replace('_', ' ')} {value:.3f}")
+    if worst:
+        return (
+            f"{challenger.ref} exceeds the fairness bound {float(bound):g} on {rows.num_rows} held-out rows: "
+            f"{'; '.join(worst)}; not promoted"
+        )
+    return None
 
 
 def approve(ws: Workspace, alert_id: str) -> dict[str, Any]:

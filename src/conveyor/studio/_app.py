@@ -118,26 +118,47 @@ def login_form(request: Request, next: str | None = None, why: str | None = None
 
 
 @router.post("/login")
-def login(request: Request, token: str = Form(max_length=200), next: str = Form("/")) -> Response:
+def login(
+    request: Request,
+    token: str = Form("", max_length=200),
+    user: str = Form("", max_length=200),
+    password: str = Form("", max_length=1024),
+    next: str = Form("/"),
+) -> Response:
+    """Log in with an API token, or with a user name and password (``conveyor users password NAME``)."""
     from conveyor.errors import Unauthorized
 
+    identities = _ws(request).identities
     try:
-        caller = _ws(request).identities.authenticate(token.strip())
+        if token.strip():
+            secret = token.strip()
+            name = identities.authenticate(secret).name
+        elif user.strip() and password:
+            address = request.client.host if request.client else "unknown"
+            secret = identities.login(user.strip(), password, address=address).secret
+            name = user.strip()
+        else:
+            raise Unauthorized("Give a user name and password, or an API token.")
     except Unauthorized as exc:
         env: Environment = request.app.state.studio_env
         html = env.get_template("login.html").render(
-            title="Log in", next=_safe_next(next), why=None, error=exc.message, static=STATIC, user=None
+            title="Log in", next=_safe_next(next), why=None, error=exc.message, static=STATIC, user=None, name=user
         )
         return HTMLResponse(html, status_code=401)
     answer = RedirectResponse(_safe_next(next), status_code=303)
     secure = request.url.scheme == "https"
-    answer.set_cookie(COOKIE, token.strip(), httponly=True, samesite="strict", secure=secure, path="/")
-    answer.headers["x-conveyor-user"] = caller.name
+    answer.set_cookie(COOKIE, secret, httponly=True, samesite="strict", secure=secure, path="/")
+    answer.headers["x-conveyor-user"] = name
     return answer
 
 
 @router.post("/logout")
 def logout(request: Request, csrf: str = Form("")) -> Response:
+    import hmac
+
+    secret = request.cookies.get(COOKIE)
+    if secret and csrf and hmac.compare_digest(csrf, csrf_token(request)):
+        _ws(request).identities.end_session(secret)  # a password session's token dies with it
     answer = RedirectResponse("/login", status_code=303)
     answer.delete_cookie(COOKIE, path="/")
     return answer
@@ -387,6 +408,26 @@ def data_version_page(request: Request, principal: Caller, ref: str) -> Response
         columns.append({**column, "profile": found, "histogram": histogram, "top": top})
     data = {"version": version, "versions": versions[-50:][::-1], "columns": columns}
     return _page(request, "data_version.html", data, principal, title=f"Data {version.ref}")
+
+
+@router.get("/data/{ref}/diff")
+def data_diff_page(request: Request, principal: Caller, ref: str, other: str = "") -> Response:
+    """What changed from version ``ref`` to ``other`` (default: the version before ``ref``)."""
+    from conveyor.data import diff_versions
+
+    ws = _ws(request)
+    version = ws.data.get(ref)
+    versions = ws.data.versions(version.name)
+    if not other:
+        before = [v for v in versions if v.version < version.version]
+        if not before:
+            raise BadInput(f"{version.ref} is the first version of {version.name!r}: there is nothing before it.")
+        other = before[-1].ref
+    elif ":" not in other:
+        other = f"{version.name}:{other}"  # a bare number from the page's version picker
+    diff = diff_versions(ws.data, other, version, distributions=True)
+    data = {"diff": diff, "version": version, "versions": versions[-50:][::-1]}
+    return _page(request, "data_diff.html", data, principal, title=f"Data {diff['a']} → {diff['b']}")
 
 
 @router.get("/pipelines")
