@@ -92,7 +92,7 @@ def test_bad_durations(text: str) -> None:
         parse_duration(text)
 
 
-def test_the_commands(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+def test_the_commands(tmp_path: Path, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     home = str(tmp_path / "ws")
     made = cli("--home", home, "init", "--json")
     assert made.code == 0
@@ -115,3 +115,17 @@ def test_the_commands(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-d
     assert disabled.json["user"]["disabled"] is True
     listed = cli("--home", home, "users", "list")
     assert "disabled" in listed.out and "ana" in listed.out
+    # A password for the studio, read from standard input; too short is bad input; --clear removes it.
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("too short\n"))
+    short = cli("--home", home, "users", "password", "ana", "--password-stdin")
+    assert short.code == 2 and "at least 10 characters" in short.err
+    monkeypatch.setattr("sys.stdin", io.StringIO("a phrase long enough\n"))
+    set_ = cli("--home", home, "users", "password", "ana", "--password-stdin", "--json")
+    assert set_.code == 0 and set_.json["user"]["has_password"] is True
+    assert "a phrase long enough" not in set_.out
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert cli("--home", home, "users", "password", "nobody").code == 2  # a typo is told before any prompt
+    cleared = cli("--home", home, "users", "password", "ana", "--clear", "--json")
+    assert cleared.json["user"]["has_password"] is False
