@@ -11,6 +11,7 @@ import sys
 from benchmarks import (
     automl,
     batch,
+    cards,
     drift,
     governance,
     ingest,
@@ -40,6 +41,7 @@ BENCHMARKS["governance-audit-append"] = governance.run_audit_append
 BENCHMARKS["governance-audit-verify"] = governance.run_audit_verify
 BENCHMARKS["quickstart-loop"] = quickstart.run_loop
 BENCHMARKS["studio-pages"] = studio.run
+BENCHMARKS["model-card"] = cards.run
 #: Benchmarks that need no shared peer environment: they compare Conveyor with itself (with and without a
 #: feature), or set up their peer's own environment (drift: Evidently needs pandas 2).
 WITHOUT_PEERS = {
@@ -49,7 +51,7 @@ WITHOUT_PEERS = {
     "drift",
     "drift-profile",
     "quickstart-loop",
-    "studio-pages",
+    "model-card",
 }
 
 

@@ -4,6 +4,7 @@ mlflow_tracking.py log-metric WORK N          one-at-a-time mlflow.log_metric, N
 mlflow_tracking.py log-batch WORK BATCHES SIZE MlflowClient.log_batch of SIZE metrics, BATCHES times
 mlflow_tracking.py search WORK RUNS QUERIES   RUNS runs written straight into MLflow's SQLite tables
                                               (same generator as Conveyor's side), then search_runs
+mlflow_tracking.py populate WORK RUNS         only the writing (the studio benchmark then starts `mlflow server`)
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def log_batch(work: Path, batches: int, size: int) -> dict[str, float]:
     return {"seconds": seconds, "values": total, "per_second": total / seconds}
 
 
-def search(work: Path, runs: int, queries: int) -> dict[str, object]:
+def populate(work: Path, runs: int) -> dict[str, object]:
+    """RUNS finished runs written straight into MLflow's tables; returns the experiment's id and the time."""
     tracking(work)
     experiment_id = mlflow.get_experiment_by_name("bench").experiment_id
     connection = sqlite3.connect(work / "mlflow.db")
@@ -110,10 +112,14 @@ def search(work: Path, runs: int, queries: int) -> dict[str, object]:
     )
     connection.commit()
     connection.close()
-    populate = time.perf_counter() - started
+    return {"experiment_id": experiment_id, "populate_seconds": time.perf_counter() - started}
 
+
+def search(work: Path, runs: int, queries: int) -> dict[str, object]:
+    filled = populate(work, runs)
+    experiment_id = str(filled["experiment_id"])
     client = MlflowClient()
-    results: dict[str, object] = {"populate_seconds": populate}
+    results: dict[str, object] = {"populate_seconds": filled["populate_seconds"]}
     for name, filter_string, order_by in (
         ("metric", "metrics.auc > 0.8 and params.learner = 'lgbm'", ["metrics.auc DESC"]),
         ("params", "params.learner = 'rf' and tags.team = 'risk'", ["attributes.start_time DESC"]),
@@ -135,6 +141,6 @@ def search(work: Path, runs: int, queries: int) -> dict[str, object]:
 if __name__ == "__main__":
     mode, work = sys.argv[1], Path(sys.argv[2])
     args = [int(a) for a in sys.argv[3:]]
-    out = {"log-metric": log_metric, "log-batch": log_batch, "search": search}[mode](work, *args)
+    out = {"log-metric": log_metric, "log-batch": log_batch, "search": search, "populate": populate}[mode](work, *args)
     out["mlflow"] = mlflow.__version__
     print(json.dumps(out))
