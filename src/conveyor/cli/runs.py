@@ -130,7 +130,9 @@ def show(
         console.print(f"started {fmt_time(r.started_at)} by {r.created_by}{seconds}")
         if r.parent_run_id:
             console.print(f"parent run {r.parent_run_id}")
-        if r.error:
+        if r.status == "crashed":  # its process died: the error says up to which step values were stored
+            console.print(f"[yellow]crashed:[/] {r.error}")
+        elif r.error:
             console.print(f"[red]error:[/] {r.error}")
         for title, values in (("parameters", r.params), ("metrics", r.metrics), ("tags", r.tags)):
             if values:
