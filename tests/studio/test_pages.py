@@ -277,3 +277,33 @@ def test_the_data_diff_page_names_what_moved_between_two_versions(filled) -> Non
     first = client.get("/data/shifting:1/diff")
     assert first.status_code == 400 and "nothing before it" in first.text
     assert client.get("/data/shifting:2/diff", params={"other": "9"}).status_code == 404
+
+
+def test_run_artifacts_open_in_the_page_sandboxed_and_through_the_rest_api(filled) -> None:  # type: ignore[no-untyped-def]
+    from tests.api_client import api_client
+
+    ws, _ = filled
+    report = b"<html><body><h1>evaluation</h1><script>document.title = 'ran'</script></body></html>"
+    with ws.runs.start("studio", name="with-report") as run:
+        run.log_bytes("evaluation.html", report)
+        run.log_bytes("charts/roc.json", b'{"x": [0, 1]}')
+    client = _browser(ws, "reader")
+    page = client.get(f"/runs/{run.id}").text
+    assert f'src="/runs/{run.id}/artifacts/evaluation.html" sandbox="allow-scripts"' in page
+    assert f'href="/runs/{run.id}/artifacts/charts/roc.json"' in page
+    shown = client.get(f"/runs/{run.id}/artifacts/evaluation.html")
+    assert shown.status_code == 200 and shown.content == report
+    assert shown.headers["content-type"].startswith("text/html")
+    assert shown.headers["content-security-policy"] == "sandbox allow-scripts"  # an opaque origin: no session
+    assert shown.headers["x-content-type-options"] == "nosniff"
+    assert client.get(f"/runs/{run.id}/artifacts/charts/roc.json").headers["content-type"] == "application/json"
+    missing = client.get(f"/runs/{run.id}/artifacts/evaluation.htm")
+    assert missing.status_code == 404 and "evaluation.html" in missing.text  # the nearest name
+    assert client.get(f"/runs/{run.id}/artifacts/../../conveyor.db").status_code == 404
+    anonymous = TestClient(create_app(ws), base_url="http://127.0.0.1")
+    assert anonymous.get(f"/runs/{run.id}/artifacts/evaluation.html", follow_redirects=False).status_code == 303
+    rest = api_client(ws, "reader")
+    answer = rest.get(f"/api/v1/runs/{run.id}/artifacts/charts/roc.json")
+    assert answer.status_code == 200 and answer.json() == {"x": [0, 1]}
+    assert api_client(ws, None).get(f"/api/v1/runs/{run.id}/artifacts/charts/roc.json").status_code == 401
+    assert rest.get(f"/api/v1/runs/{run.id}/artifacts/nope").status_code == 404

@@ -40,6 +40,7 @@ ROUTE_PERMISSIONS: MappingProxyType[tuple[str, str], str] = MappingProxyType(
         ("GET", "/api/v1/runs/experiments"): "read",
         ("GET", "/api/v1/runs/{run_id}"): "read",
         ("GET", "/api/v1/runs/{run_id}/metrics/{key}"): "read",
+        ("GET", "/api/v1/runs/{run_id}/artifacts/{path:path}"): "read",
         # registry
         ("GET", "/api/v1/models"): "read",
         ("POST", "/api/v1/models/{name}/versions"): "models.write",

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 from conveyor.api._deps import WorkspaceDep
 from conveyor.tracking import Experiment, Metric, Run, RunPage
+
+if TYPE_CHECKING:
+    from conveyor.workspace import Workspace
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 
@@ -66,3 +69,38 @@ def get_run(run_id: str, ws: WorkspaceDep) -> Run:
 @router.get("/{run_id}/metrics/{key}", summary="Every value of one metric, by step")
 def metric_history(run_id: str, key: str, ws: WorkspaceDep) -> list[Metric]:
     return ws.runs.metric_history(run_id, key)
+
+
+def artifact_response(ws: Workspace, run_id: str, path: str) -> Response:
+    """One artifact of a run with its media type (the recorded one, else guessed from its name).
+
+    Served inside a sandbox (``Content-Security-Policy: sandbox allow-scripts``): an HTML report's charts run,
+    but as an opaque origin, so a page someone logged cannot act with the viewer's session; ``nosniff`` keeps
+    browsers to the declared type.
+    """
+    import mimetypes
+
+    found = next((a for a in ws.runs.get(run_id).artifacts if a.path == path), None)
+    body = ws.runs.artifact_bytes(run_id, path)  # NotFound with the nearest names when absent
+    media = (found.media_type if found is not None else "") or ""
+    if not media or media == "application/octet-stream":
+        media = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    name = path.rsplit("/", 1)[-1].replace('"', "")
+    return Response(
+        body,
+        media_type=media,
+        headers={
+            "content-security-policy": "sandbox allow-scripts",
+            "x-content-type-options": "nosniff",
+            "content-disposition": f'inline; filename="{name}"',
+        },
+    )
+
+
+@router.get(
+    "/{run_id}/artifacts/{path:path}",
+    summary="One artifact of a run (an evaluation report, a chart, a model file) with its content type",
+    response_class=Response,
+)
+def get_artifact(run_id: str, path: str, ws: WorkspaceDep) -> Response:
+    return artifact_response(ws, run_id, path)

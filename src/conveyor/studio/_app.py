@@ -48,6 +48,7 @@ def _env() -> Environment:
     env.filters["json"] = _script_json
     env.filters["q"] = lambda v: quote(str(v), safe="")  # a query value
     env.filters["seg"] = lambda v: quote(str(v), safe=":@")  # a path segment: churn:3, churn@champion
+    env.filters["path"] = lambda v: quote(str(v), safe="/:@")  # an artifact's path: model/model.skops
     return env
 
 
@@ -235,6 +236,14 @@ def run_page(request: Request, principal: Caller, run_id: str) -> Response:
     children = ws.runs.search(f"attributes.parent_run_id = '{run.id}'", max_results=200).runs
     data = {"run": run, "curves": curves, "children": children}
     return _page(request, "run.html", data, principal, title=f"Run {run.name or run.id}")
+
+
+@router.get("/runs/{run_id}/artifacts/{path:path}")
+def run_artifact(request: Request, principal: Caller, run_id: str, path: str) -> Response:
+    """An artifact as the browser should show it (sandboxed: see ``api.runs.artifact_response``)."""
+    from conveyor.api.runs import artifact_response
+
+    return artifact_response(_ws(request), run_id, path)
 
 
 def _finite(value: float) -> float | None:
