@@ -74,8 +74,9 @@ def test_a_killed_runner_is_resumed(tmp_path: Path) -> None:
         run_id = ws.pipelines.runs()[0].id
         runner.send_signal(signal.SIGKILL)
         runner.wait(timeout=10)
-        stale = ws.pipelines.get_run(run_id)
-        assert stale.status == "running" and stale.step("make_numbers").status == "succeeded"
+        crashed = ws.pipelines.get_run(run_id)  # the read finds the runner gone
+        assert crashed.status == "crashed" and "The runner process" in (crashed.error or "")
+        assert crashed.step("make_numbers").status == "succeeded" and crashed.step("wait_for").status == "crashed"
         assert [a.name for a in ws.data.list()] == ["gated-wait.make_numbers"]
         gate.write_text("open")
     resumed = subprocess.run(

@@ -1,9 +1,11 @@
 """Running a pipeline: the DAG walked in parallel, cache hits reused, retries with backoff, failures contained.
 
 Every step's state lives in the store (``step_runs``), written as it changes, so ``pipeline show`` can watch a
-run and ``pipeline resume`` can finish one whose runner was killed. A step's table outputs become data
-versions only after the step succeeded; a failed or killed attempt leaves its blobs unreferenced and nothing
-visible.
+run and ``pipeline resume`` can finish one whose runner was killed. The runner records its process (host, PID,
+start key) and writes a heartbeat every ``HEARTBEAT_SECONDS`` from a thread, so that readers can mark a run
+whose runner died (SIGKILL, power cut) as ``crashed`` instead of ``running`` forever (``Pipelines.mark_crashed``).
+A step's table outputs become data versions only after the step succeeded; a failed or killed attempt leaves
+its blobs unreferenced and nothing visible.
 
 Cache key of a step: SHA-256 of its code (source or SQL), the versions of Conveyor and the libraries that
 shape results, its literal and parameter arguments, and the identities of its inputs (data version ids,
@@ -13,9 +15,9 @@ upstream output descriptors). A step whose key matches a successful earlier step
 from __future__ import annotations
 
 import hashlib
-import os
-import socket
+import logging
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,11 +27,13 @@ from typing import TYPE_CHECKING, Any, cast
 import orjson
 import sqlalchemy as sa
 
+from conveyor._owner import this_process
 from conveyor.errors import UserCodeError
 from conveyor.governance import add_edge
 from conveyor.pipelines._definition import Node, Pipeline
 from conveyor.pipelines._executors import Executor
 from conveyor.pipelines._task import StepResult, StepTask
+from conveyor.store._heartbeat import HEARTBEAT_SECONDS, beat_value
 from conveyor.store._schema import PipelineRunRow, StepRunRow, utcnow
 
 if TYPE_CHECKING:
@@ -40,6 +44,7 @@ __all__ = ["RunOutcome", "run_pipeline"]
 _LIBRARIES = ("conveyor-ml", "pandas", "polars", "pyarrow", "numpy", "scikit-learn", "duckdb")
 _POLL_SECONDS = 0.05
 DONE = ("succeeded", "cached")
+log = logging.getLogger("conveyor.pipelines")
 
 # The statements the loop runs for every step, built once (Core, on the table: no ORM bookkeeping per step).
 _STEP_RUNS = cast(sa.Table, StepRunRow.__table__)
@@ -184,6 +189,7 @@ class _Run:
                 if b.kind == "data"
             }
             graph = self._graph_json()
+            me = this_process()
             with self.ws.store.write() as session:
                 row = PipelineRunRow(
                     pipeline_name=self.pipeline.name,
@@ -192,8 +198,10 @@ class _Run:
                     graph=graph,
                     executor=self.executor.name,
                     trigger=self.trigger,
-                    runner_host=socket.gethostname(),
-                    runner_pid=os.getpid(),
+                    runner_host=me.host,
+                    runner_pid=me.pid,
+                    runner_key=me.key,
+                    heartbeat_at=beat_value(session),
                     created_by=self.ws.actor,
                 )
                 session.add(row)
@@ -209,12 +217,14 @@ class _Run:
             for node in self.pipeline.nodes:
                 self.state[node.name] = "pending"
             return
+        me = this_process()
         with self.ws.store.write() as session:
             run = session.get(PipelineRunRow, self.run_id)
             assert run is not None
             self.data = dict(run.graph.get("data", {}))
             run.status, run.ended_at, run.error = "running", None, None
-            run.runner_host, run.runner_pid, run.executor = socket.gethostname(), os.getpid(), self.executor.name
+            run.runner_host, run.runner_pid, run.runner_key = me.host, me.pid, me.key
+            run.executor, run.heartbeat_at = self.executor.name, beat_value(session)
             for step_row in session.scalars(sa.select(StepRunRow).filter_by(pipeline_run_id=self.run_id)):
                 self.step_ids[step_row.step] = step_row.id
                 if step_row.status in DONE:
@@ -235,9 +245,13 @@ class _Run:
         started = time.perf_counter()
         self.executor.start()  # before anything is recorded: an unreachable cluster leaves no run behind
         running: set[str] = set()
+        beating = threading.Event()
         try:
             self._begin()
             assert self.run_id is not None
+            threading.Thread(
+                target=self._heartbeat, args=(beating,), name="conveyor-pipeline-heartbeat", daemon=True
+            ).start()
             self.progress("run", self.run_id, {"pipeline": self.pipeline.name, "steps": len(self.pipeline.nodes)})
             while True:
                 self._start_ready(running)
@@ -255,10 +269,36 @@ class _Run:
                 self._abandon(running, stopped, repr(exc))
             raise
         finally:
+            beating.set()
             self.executor.close()
         status = "failed" if self.failure else "succeeded"
         self._close(status, self.failure)
         return RunOutcome(self.run_id, status, dict(self.state), time.perf_counter() - started, self.failure)
+
+    def _heartbeat(self, stop: threading.Event) -> None:
+        """Beat every ``HEARTBEAT_SECONDS`` until ``stop``. A run marked ``crashed`` while this runner could not be
+        reached (another machine) is running again: the runner writes each step's true state as it goes on."""
+        table = PipelineRunRow
+        while not stop.wait(HEARTBEAT_SECONDS):
+            try:
+                with self.ws.store.write(audited=False) as session:
+                    beaten = session.execute(
+                        sa.update(table)
+                        .where(table.id == self.run_id, table.status == "running")
+                        .values(heartbeat_at=beat_value(session)),
+                        execution_options={"synchronize_session": False},
+                    )
+                    if cast(sa.CursorResult[Any], beaten).rowcount:
+                        continue
+                with self.ws.store.write() as session:  # a change of status: an audited action
+                    session.execute(
+                        sa.update(table)
+                        .where(table.id == self.run_id, table.status == "crashed")
+                        .values(status="running", ended_at=None, error=None, heartbeat_at=beat_value(session)),
+                        execution_options={"synchronize_session": False},
+                    )
+            except Exception:  # a missed beat is retried at the next one; the run goes on
+                log.debug("could not write the heartbeat of pipeline run %s", self.run_id, exc_info=True)
 
     def _waiting_retries(self) -> bool:
         return "retrying" in self.state.values()

@@ -500,10 +500,16 @@ class Scheduler:
         return trigger_run(self._ws, pipeline, reason=reason, params=params)
 
     def tick(self, now: datetime | None = None) -> list[Fired]:
-        """Fire the schedules due at ``now`` (default: the clock); returns what fired."""
+        """Fire the schedules due at ``now`` (default: the clock); returns what fired. Marks runs and pipeline
+        runs whose process died as ``crashed`` first (``mark_crashed``)."""
         at = self._clock() if now is None else now
         if at.tzinfo is None:
             raise ValueError("Scheduler.tick needs a timezone-aware time (e.g. datetime.now(UTC))")
+        for mark in (self._ws.runs.mark_crashed, self._ws.pipelines.mark_crashed):  # runs whose process died
+            try:
+                mark()
+            except Exception:
+                log.exception("could not check for runs whose process died")
         return self._fire_due(list_schedules(self._ws), at.astimezone(UTC))
 
     def _fire_due(self, schedules: list[Schedule], now: datetime) -> list[Fired]:

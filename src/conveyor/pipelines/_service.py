@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 
@@ -20,6 +20,7 @@ from conveyor.pipelines._executors import Executor, make_executor
 from conveyor.pipelines._runner import Progress, run_pipeline
 from conveyor.pipelines._schedule import Schedule, add_schedule, list_schedules, remove_schedules, trigger_run
 from conveyor.pipelines._spec import load_spec, parse_spec, pipeline_from_spec
+from conveyor.store._heartbeat import Liveness
 from conveyor.store._helpers import lock_or_create
 from conveyor.store._schema import PipelineRow, PipelineRunRow, StepRunRow, utcnow
 
@@ -231,10 +232,13 @@ class Pipelines:
             row = session.get(PipelineRunRow, run_id)
             assert row is not None
             graph = dict(row.graph)
-            host, pid = row.runner_host, row.runner_pid
-        if run.status == "running" and host == socket.gethostname() and pid is not None and alive(pid):
+            host, pid, beating = row.runner_host, row.runner_pid, row.heartbeat_at is not None
+        # get_run marked it crashed if its runner is gone: still running means alive here, or beating elsewhere
+        local = host == socket.gethostname() and pid is not None and alive(pid)
+        if run.status == "running" and (local or beating):
             raise Conflict(
-                f"Run {run_id} is still running in process {pid}; wait for it, or stop that process and resume.",
+                f"Run {run_id} is still running in process {pid} on {host}; wait for it, or stop that process and "
+                "resume.",
                 run_id=run_id,
             )
         pipeline = _pipeline_from_graph(self._ws, run.pipeline, graph)
@@ -243,7 +247,79 @@ class Pipelines:
         )
         return self.get_run(run_id)
 
+    def mark_crashed(self) -> builtins.list[str]:
+        """Mark each ``running`` pipeline run whose runner process is gone as ``crashed``; returns their ids.
+
+        The runner is gone when its PID no longer runs on this machine (or now belongs to a process that started
+        at another time), or, for a runner on another machine, when its heartbeat is older than a minute. The
+        run ends at its last heartbeat; its steps that were running become ``crashed`` (their outputs were never
+        recorded), those not started ``not run``. Steps that succeeded keep their outputs: ``resume`` finishes the
+        run. Reads of runs call this first, and so does the scheduler.
+        """
+        with self._ws.store.read() as session:
+            running = session.execute(
+                sa.select(
+                    PipelineRunRow.id,
+                    PipelineRunRow.runner_host,
+                    PipelineRunRow.runner_pid,
+                    PipelineRunRow.runner_key,
+                    PipelineRunRow.heartbeat_at,
+                ).where(PipelineRunRow.status == "running")
+            ).all()
+            if not running:
+                return []
+            liveness = Liveness(session)
+            gone = []
+            for run_id, host, pid, key, beat in running:
+                dead, why = liveness.gone(host, pid, key, beat)
+                if dead:
+                    gone.append((run_id, host, pid, beat, why))
+        marked = []
+        now = utcnow()
+        with self._ws.store.write() as session:
+            for run_id, host, pid, beat, why in gone:
+                error = (
+                    f"The runner process (PID {pid} on {host}) is gone: {why}. Steps that succeeded keep their "
+                    f"outputs; finish the run with 'conveyor pipeline resume {run_id}'."
+                )
+                changed = session.execute(
+                    sa.update(PipelineRunRow)
+                    .where(PipelineRunRow.id == run_id, PipelineRunRow.status == "running")
+                    .values(status="crashed", ended_at=min(beat or now, now), error=error),
+                    execution_options={"synchronize_session": False},
+                )
+                if not cast(sa.CursorResult[Any], changed).rowcount:
+                    continue  # it ended meanwhile
+                steps = StepRunRow.pipeline_run_id == run_id
+                session.execute(
+                    sa.update(StepRunRow)
+                    .where(steps, StepRunRow.status == "running")
+                    .values(
+                        status="crashed",
+                        ended_at=min(beat or now, now),
+                        error="the runner died while this step ran; its output was not recorded",
+                    ),
+                    execution_options={"synchronize_session": False},
+                )
+                session.execute(
+                    sa.update(StepRunRow)
+                    .where(steps, StepRunRow.status.in_(("pending", "retrying")))
+                    .values(status="not run", error="the runner died before this step could start"),
+                    execution_options={"synchronize_session": False},
+                )
+                marked.append(run_id)
+        return marked
+
     def get_run(self, run_id: str) -> PipelineRun:
+        """The pipeline run with this id, its steps in the graph's order.
+
+        Raises:
+            NotFound: no such run.
+        """
+        self.mark_crashed()
+        return self._get_run(run_id)
+
+    def _get_run(self, run_id: str) -> PipelineRun:
         with self._ws.store.read() as session:
             row = session.get(PipelineRunRow, run_id)
             if row is None:
@@ -267,12 +343,13 @@ class Pipelines:
 
     def runs(self, pipeline: str | None = None, limit: int = 50) -> builtins.list[PipelineRun]:
         """The most recent runs, newest first."""
+        self.mark_crashed()
         with self._ws.store.read() as session:
             query = sa.select(PipelineRunRow.id).order_by(PipelineRunRow.started_at.desc()).limit(limit)
             if pipeline is not None:
                 query = query.where(PipelineRunRow.pipeline_name == pipeline)
             ids = session.scalars(query).all()
-        return [self.get_run(i) for i in ids]
+        return [self._get_run(i) for i in ids]
 
     def logs(self, run_id: str, step: str) -> str:
         """What the step printed (stdout and stderr) and, when it failed, its traceback.

@@ -1,4 +1,9 @@
-"""Experiments and runs: parameters, metrics by step, tags, artifacts and inputs."""
+"""Experiments and runs: parameters, metrics by step, tags, artifacts and inputs.
+
+A run records the process that records it (host, PID, start time) and that process's heartbeat. Reads mark a
+``running`` run whose process is gone as ``crashed`` (:meth:`Tracking.mark_crashed`): ended at its last sign of
+life, with the last stored step and time in its ``error``: values logged after that may not have been stored.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 
+from conveyor._owner import this_process
 from conveyor.errors import BadInput, Conflict, NotFound, did_you_mean
 from conveyor.governance import add_edge, run_inputs
 from conveyor.refs import validate_name
+from conveyor.store._heartbeat import Liveness, beat_value
 from conveyor.store._helpers import lock_or_create
 from conveyor.store._metric_chunks import from_micros, points
 from conveyor.store._schema import (
@@ -40,7 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ActiveRun", "Artifact", "Comparison", "Experiment", "Metric", "Run", "RunPage", "RunStatus", "Tracking"]
 
-RunStatus = str  # "running" | "finished" | "failed" | "killed"
+RunStatus = str  # "running" | "finished" | "failed" | "killed" | "crashed" (its process died; see mark_crashed)
 DEFAULT_EXPERIMENT = "Default"
 
 
@@ -275,6 +282,7 @@ class ActiveRun:
             row.ended_at = utcnow()
             row.error = error
         self._ended = True
+        self._writer.unwatch(self.id)
         if flush_error is not None:
             raise flush_error
 
@@ -322,6 +330,7 @@ class Tracking:
             NotFound: ``parent_run_id`` names no run.
         """
         validate_name(experiment, "experiment")
+        me = this_process()
         with self._ws.store.write() as session:
             if parent_run_id is not None and session.get(RunRow, parent_run_id) is None:
                 raise NotFound(f"No run with id {parent_run_id!r} to be the parent run.", run_id=parent_run_id)
@@ -332,13 +341,82 @@ class Tracking:
                 name=name,
                 status="running",
                 created_by=self._ws.actor,
+                process_host=me.host,
+                process_pid=me.pid,
+                process_key=me.key,
+                heartbeat_at=beat_value(session),
             )
             session.add(row)
             session.flush()
             for key, value in (tags or {}).items():
                 session.add(RunTagRow(run_id=row.id, key=_check_key(key), value=str(value)))
             run_id = row.id
+        self._writer.watch(run_id)
         return ActiveRun(self, run_id, experiment)
+
+    def mark_crashed(self) -> builtins.list[str]:
+        """Mark each ``running`` run whose process is gone as ``crashed``; returns their ids.
+
+        On this machine a run's process is gone when its PID no longer runs (or now belongs to a process that
+        started at another time); on another machine when its heartbeat is older than a minute. A crashed run
+        ends at its last sign of life (heartbeat or stored value); its ``error`` names the last stored step and
+        time, after which logged values may be lost. Every read (``get``, ``list``, ``search``, ``compare``) calls
+        this first, and so does the scheduler of ``conveyor server`` / ``conveyor scheduler``.
+        """
+        with self._ws.store.read() as session:
+            running = session.execute(
+                sa.select(
+                    RunRow.id, RunRow.process_host, RunRow.process_pid, RunRow.process_key, RunRow.heartbeat_at
+                ).where(RunRow.status == "running")
+            ).all()
+            if not running:
+                return []
+            liveness = Liveness(session)
+            gone: dict[str, tuple[str, str | None, int | None, datetime | None]] = {}
+            for run_id, host, pid, key, beat in running:
+                dead, why = liveness.gone(host, pid, key, beat)
+                if dead:
+                    gone[run_id] = (why, host, pid, beat)
+            if not gone:
+                return []
+            last = {
+                run_id: (step, at)
+                for run_id, step, at in session.execute(
+                    sa.select(
+                        RunLatestMetricRow.run_id,
+                        sa.func.max(RunLatestMetricRow.step),
+                        sa.func.max(RunLatestMetricRow.timestamp),
+                    )
+                    .where(RunLatestMetricRow.run_id.in_(gone))
+                    .group_by(RunLatestMetricRow.run_id)
+                )
+            }
+        now = utcnow()
+        marked = []
+        with self._ws.store.write() as session:
+            for run_id, (why, host, pid, beat) in gone.items():
+                step, at = last.get(run_id, (None, None))
+                signs = [t for t in (beat, at) if t is not None]
+                ended = min(max(signs), now) if signs else now
+                stored = (
+                    f"The stored values reach step {step}, the last logged at "
+                    f"{at:%Y-%m-%d %H:%M:%S}.{at.microsecond // 1000:03d} UTC"
+                    if at is not None
+                    else "It had stored no metric values"
+                )
+                error = (
+                    f"The process recording this run (PID {pid} on {host}) is gone: {why}. {stored}; values logged "
+                    "after that may be lost."
+                )
+                changed = session.execute(
+                    sa.update(RunRow)
+                    .where(RunRow.id == run_id, RunRow.status == "running")
+                    .values(status="crashed", ended_at=ended, error=error),
+                    execution_options={"synchronize_session": False},
+                )
+                if cast(sa.CursorResult[Any], changed).rowcount:
+                    marked.append(run_id)
+        return marked
 
     def get(self, run_id: str) -> Run:
         """The run with this id (after storing anything this process logged).
@@ -347,6 +425,7 @@ class Tracking:
             NotFound: no run has that id.
         """
         self._writer.flush()
+        self.mark_crashed()
         with self._ws.store.read() as session:
             runs = _hydrate(session, [run_id])
         if not runs:
@@ -386,6 +465,7 @@ class Tracking:
         fingerprint = PageToken.fingerprint(filter, sorted(experiments or []), order_by)
         offset = PageToken.decode(page_token, fingerprint)
         self._writer.flush()
+        self.mark_crashed()
         with self._ws.store.read() as session:
             where = [condition]
             if experiments:
@@ -426,6 +506,7 @@ class Tracking:
         if len(run_ids) < 2:
             raise BadInput("Compare at least two runs.")
         self._writer.flush()
+        self.mark_crashed()
         with self._ws.store.read() as session:
             runs = _hydrate(session, run_ids)
         missing = [i for i in run_ids if i not in {r.id for r in runs}]

@@ -7,11 +7,17 @@ exit (``atexit``) and on SIGTERM (turned into ``SystemExit`` so ``with`` blocks 
 kept and raised by the next ``flush()`` (a ``run.end()``, a read), and reported on stderr at exit with the
 number of values that were not stored. Only a SIGKILL or a power cut can drop what was logged in the last
 ``interval`` seconds (0.1 s by default).
+
+The same thread writes the heartbeat of the runs this process records (every ``HEARTBEAT_SECONDS``), the sign
+of life a reader on another machine needs to mark a run whose process died as ``crashed`` (on this machine the
+PID decides; see ``conveyor._owner``). A run left open when the workspace closes or the interpreter exits is
+ended there: ``finished``, ``failed`` after an uncaught exception, ``killed`` after SIGTERM.
 """
 
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import signal
 import sys
@@ -20,13 +26,14 @@ import time
 import weakref
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 
 from conveyor.errors import Conflict, ConveyorError, StoreUnavailable
+from conveyor.store._heartbeat import HEARTBEAT_SECONDS, beat_value
 from conveyor.store._metric_chunks import encode, to_micros
-from conveyor.store._schema import RunLatestMetricRow, RunMetricChunkRow, RunParamRow, RunTagRow
+from conveyor.store._schema import RunLatestMetricRow, RunMetricChunkRow, RunParamRow, RunRow, RunTagRow, utcnow
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -41,6 +48,9 @@ MetricTuple = tuple[str, str, float, int, datetime]
 _WRITERS: weakref.WeakSet[TrackingWriter] = weakref.WeakSet()
 _HOOKS_INSTALLED = False
 _HOOKS_LOCK = threading.Lock()
+#: the signal that is ending this process (SIGTERM turned into SystemExit), for runs still open at exit
+_TERMINATED_BY: int | None = None
+log = logging.getLogger("conveyor.tracking")
 
 
 @dataclass
@@ -70,6 +80,8 @@ class TrackingWriter:
         self._lost = 0
         self._thread: threading.Thread | None = None
         self._closing = False
+        self._watched: dict[str, None] = {}  # runs this process records (an ordered set), for their heartbeat
+        self._beat_at = 0.0  # monotonic time of the next heartbeat
 
     # -- the logging side ----------------------------------------------------------------------------
 
@@ -91,6 +103,20 @@ class TrackingWriter:
             before = len(pending)
             pending.update(((run_id, key), value) for key, value in values.items())
             self._queued(len(pending) - before)
+
+    def watch(self, run_id: str) -> None:
+        """Keep run ``run_id``'s heartbeat beating while this process records it."""
+        with self._lock:
+            if not self._watched:
+                self._beat_at = time.monotonic() + HEARTBEAT_SECONDS
+            self._watched[run_id] = None
+            if self._thread is None:
+                self._start()
+            self._wake.notify()
+
+    def unwatch(self, run_id: str) -> None:
+        with self._lock:
+            self._watched.pop(run_id, None)
 
     def _queued(self, count: int) -> None:
         """Called under the lock after ``count`` new items were buffered."""
@@ -131,13 +157,16 @@ class TrackingWriter:
                 f"{lost} logged values could not be stored: {type(cause).__name__}: {str(cause).splitlines()[0]}"
             ) from error
 
-    def close(self) -> None:
-        """Flush and stop the thread; errors are reported on stderr (this runs at exit)."""
+    def close(self, *, at_exit: bool = False) -> None:
+        """Flush, end the runs still open, and stop the thread; errors are reported on stderr (this runs at
+        exit, ``at_exit``: then an uncaught exception or SIGTERM decides how open runs end)."""
         try:
             self.flush(timeout=30)
         except ConveyorError as exc:
             print(f"conveyor: tracking: {exc}", file=sys.stderr)
+            self._end_open_runs("failed", f"logged values were not stored: {exc}")
             return
+        self._end_open_runs(*_exit_status(at_exit))
         with self._lock:
             self._closing = True
             self._wake.notify()
@@ -158,6 +187,7 @@ class TrackingWriter:
         self._submitted = self._written = self._lost = 0
         self._error = None
         self._thread = None
+        self._watched = {}  # the parent's runs: the parent beats for them
 
     # -- the writing side ----------------------------------------------------------------------------
 
@@ -169,24 +199,78 @@ class TrackingWriter:
 
     def _loop(self) -> None:
         while True:
+            beat: list[str] = []
             with self._lock:
                 while not len(self._pending) and not self._closing:
-                    self._wake.wait()
+                    if not self._watched:
+                        self._wake.wait()
+                        continue
+                    # a monotonic schedule: a wall clock set back or forward neither stops nor floods the beats
+                    remaining = self._beat_at - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._wake.wait(remaining)
                 if not len(self._pending) and self._closing:
                     self._thread = None
                     return
-                if len(self._pending) < self._max_batch and not self._closing:
+                if len(self._pending) and len(self._pending) < self._max_batch and not self._closing:
                     # gather for a moment: many small calls become one transaction
                     self._wake.wait(self._interval)
                 batch, self._pending = self._pending, _Batch()
+                if self._watched and time.monotonic() >= self._beat_at and not self._closing:
+                    beat = list(self._watched)
+                    self._beat_at = time.monotonic() + HEARTBEAT_SECONDS
             count = len(batch)
-            error = self._write_with_retry(batch)
-            with self._lock:
-                if error is not None:
-                    self._error = self._error or error
-                    self._lost += count
-                self._written += count
-                self._done.notify_all()
+            if count:
+                error = self._write_with_retry(batch)
+                with self._lock:
+                    if error is not None:
+                        self._error = self._error or error
+                        self._lost += count
+                    self._written += count
+                    self._done.notify_all()
+            if beat:
+                self._beat(beat)
+
+    def _beat(self, run_ids: list[str]) -> None:
+        """Write the heartbeat of ``run_ids``. A run a reader marked ``crashed`` while this process was
+        unreachable (another machine, a network partition) is running again: its process is alive after all."""
+        try:
+            with self._store.write(audited=False) as session:
+                beaten = session.execute(
+                    sa.update(RunRow)
+                    .where(RunRow.id.in_(run_ids), RunRow.status == "running")
+                    .values(heartbeat_at=beat_value(session)),
+                    execution_options={"synchronize_session": False},
+                )
+                if cast(sa.CursorResult[Any], beaten).rowcount == len(run_ids):
+                    return
+            with self._store.write() as session:  # a change of status: an audited action
+                session.execute(
+                    sa.update(RunRow)
+                    .where(RunRow.id.in_(run_ids), RunRow.status == "crashed")
+                    .values(status="running", ended_at=None, error=None, heartbeat_at=beat_value(session)),
+                    execution_options={"synchronize_session": False},
+                )
+        except Exception:  # a missed beat is retried at the next one; logging goes on
+            log.debug("could not write the heartbeat of runs %s", run_ids, exc_info=True)
+
+    def _end_open_runs(self, status: str, error: str | None) -> None:
+        """End the runs this process started and never ended (the workspace closes, or the interpreter exits)."""
+        with self._lock:
+            run_ids, self._watched = list(self._watched), {}
+        if not run_ids:
+            return
+        try:
+            with self._store.write() as session:
+                session.execute(
+                    sa.update(RunRow)
+                    .where(RunRow.id.in_(run_ids), RunRow.status.in_(("running", "crashed")))
+                    .values(status=status, ended_at=utcnow(), error=error),
+                    execution_options={"synchronize_session": False},
+                )
+        except Exception as exc:  # noqa: BLE001 - at exit: say so; a reader marks them crashed later
+            print(f"conveyor: tracking: could not end runs {', '.join(run_ids)}: {exc}", file=sys.stderr)
 
     def _write_with_retry(self, batch: _Batch) -> BaseException | None:
         delay = 0.05
@@ -317,11 +401,29 @@ if hasattr(os, "register_at_fork"):
 
 def _flush_all() -> None:
     for writer in list(_WRITERS):
-        writer.close()
+        writer.close(at_exit=True)
+
+
+def _exit_status(at_exit: bool) -> tuple[str, str | None]:
+    """How runs left open end: ``killed`` after SIGTERM, ``failed`` when the interpreter exits on an uncaught
+    exception, else ``finished``."""
+    if not at_exit:
+        return "finished", None
+    if _TERMINATED_BY is not None:
+        return "killed", f"the process received signal {_TERMINATED_BY}"
+    # An interactive session (IPython, the REPL) keeps the last error of any cell: it says nothing about the exit.
+    uncaught = None if "IPython" in sys.modules or hasattr(sys, "ps1") else getattr(sys, "last_value", None)
+    if isinstance(uncaught, KeyboardInterrupt):
+        return "killed", "KeyboardInterrupt"
+    if isinstance(uncaught, BaseException) and not isinstance(uncaught, SystemExit):
+        return "failed", f"{type(uncaught).__name__}: {uncaught}"
+    return "finished", None
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
     # Unwind like Ctrl+C does: `with ws.runs.start()` blocks end their runs as "killed" and flush.
+    global _TERMINATED_BY  # noqa: PLW0603 - what ends the process
+    _TERMINATED_BY = signum
     raise SystemExit(128 + signum)
 
 

@@ -1,0 +1,66 @@
+"""Helpers of the fault-injection suite: real processes, SIGKILLed at chosen or random moments.
+
+Every test here is marked ``chaos``. A short version runs in ``make test``; ``CONVEYOR_CHAOS_LONG=1``
+(``make chaos``) runs the long versions: more kills, at random moments, on bigger data.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+#: ``make chaos`` sets it: repeat the kills, at random moments, on bigger data.
+LONG = os.environ.get("CONVEYOR_CHAOS_LONG", "") == "1"
+
+long_only = pytest.mark.skipif(not LONG, reason="long fault run: set CONVEYOR_CHAOS_LONG=1 (make chaos)")
+
+
+def start_script(body: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """A Python process running ``body`` (``sys.argv[1:]`` are ``args``), stdout and stderr piped."""
+    script = "import sys, os, time\nfrom conveyor import Workspace\n" + textwrap.dedent(body)
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def start_cli(*args: str, log: Path) -> subprocess.Popen[bytes]:
+    """``conveyor ARGS`` as its own process (output into ``log``)."""
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "conveyor", *args], stdout=out, stderr=subprocess.STDOUT)
+
+
+def sigkill(process: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
+    """SIGKILL, then reap (so no zombie keeps its PID looking alive)."""
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+
+
+def cli_json(*args: str, timeout: float = 120) -> object:
+    """Run ``conveyor ARGS --json`` to the end in its own process and return its JSON."""
+    import orjson
+
+    done = subprocess.run(
+        [sys.executable, "-m", "conveyor", *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return orjson.loads(done.stdout)
+
+
+def tree_bytes(folder: Path) -> int:
+    """Bytes of every file under ``folder`` (0 when it does not exist)."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
