@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from conveyor.errors import BadInput, Conflict
-from conveyor.monitor._loop import _delta, _quantile, check_loop_options, holdout
+from conveyor.monitor._loop import _quantile, check_loop_options, holdout, traffic_between
 from tests.conftest import wait_until
 
 
@@ -68,7 +68,7 @@ def test_loop_options_and_the_holdout_are_checked_and_stable() -> None:
 def test_canary_statistics_from_prometheus_counters() -> None:
     before = {"requests": 100.0, "errors": 1.0, "buckets": {"0.005": 90.0, "0.05": 99.0, "+Inf": 100.0}}
     after = {"requests": 300.0, "errors": 21.0, "buckets": {"0.005": 100.0, "0.05": 240.0, "+Inf": 300.0}}
-    seen = _delta(after, before)
+    seen = traffic_between(after, before)
     assert seen["requests"] == 200 and seen["error_rate"] == pytest.approx(0.1)
     # 10 of the 200 within 5 ms, 150 within 50 ms: the median's bucket ends at 50 ms; the p95 is beyond the last
     # finite bound, which is as far as the histogram can tell.

@@ -134,6 +134,10 @@ def test_a_person_logs_in_reads_charts_moves_an_alias_and_splits_traffic(served,
         page.get_by_role("button", name="Apply the split").click()
         page.wait_for_url(f"{base}/endpoints/e")
         assert ws.endpoints.get("e").traffic == {"blue": 70, "green": 30}
+        for _ in range(5):
+            ws.endpoints.invoke("e", [{"x": 0.2, "z": -1.0}])
+        # The live chart polls every 2 s: after two looks it draws requests/s and p95 for each deployment.
+        page.wait_for_function("() => (document.getElementById('live').data || []).length >= 2", timeout=15_000)
         page.screenshot(path=str(tmp_path / "endpoint.png"), full_page=True)
         _accessible(page, "endpoint page")
 

@@ -307,3 +307,12 @@ def test_run_artifacts_open_in_the_page_sandboxed_and_through_the_rest_api(fille
     assert answer.status_code == 200 and answer.json() == {"x": [0, 1]}
     assert api_client(ws, None).get(f"/api/v1/runs/{run.id}/artifacts/charts/roc.json").status_code == 401
     assert rest.get(f"/api/v1/runs/{run.id}/artifacts/nope").status_code == 404
+
+
+def test_the_live_figures_of_a_stopped_endpoint_are_empty_not_an_error(filled) -> None:  # type: ignore[no-untyped-def]
+    ws, _ = filled
+    client = _browser(ws, "reader")
+    live = client.get("/endpoints/e/live")
+    assert live.status_code == 200 and live.json()["deployments"] == {} and live.json()["status"] != "running"
+    assert client.get("/endpoints/nope/live").status_code == 404
+    assert 'id="live"' not in client.get("/endpoints/e").text  # the chart is drawn only for a running endpoint

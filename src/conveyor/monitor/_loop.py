@@ -50,7 +50,17 @@ if TYPE_CHECKING:
 
     from conveyor.workspace import Workspace
 
-__all__ = ["ACTIVE_STAGES", "LOOP_DEFAULTS", "advance", "approve", "check_loop_options", "holdout", "labelled_rows"]
+__all__ = [
+    "ACTIVE_STAGES",
+    "LOOP_DEFAULTS",
+    "advance",
+    "approve",
+    "check_loop_options",
+    "holdout",
+    "labelled_rows",
+    "scrape_endpoint",
+    "traffic_between",
+]
 
 ACTIVE_STAGES = ("training", "evaluating", "awaiting_approval", "canary")
 LOOP_DEFAULTS: dict[str, Any] = {
@@ -487,7 +497,8 @@ def _judge_canary(
         return
     current = scrape(endpoint)
     seen = {
-        d: _delta(current.get(d, {}), canary["baseline"].get(d, {})) for d in (canary["deployment"], canary["stable"])
+        d: traffic_between(current.get(d, {}), canary["baseline"].get(d, {}))
+        for d in (canary["deployment"], canary["stable"])
     }
     new, old = seen[canary["deployment"]], seen[canary["stable"]]
     canary["observed"] = seen
@@ -583,7 +594,8 @@ def scrape_endpoint(ws: Workspace, endpoint: str) -> dict[str, Any]:
     return stats
 
 
-def _delta(now: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+def traffic_between(now: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    """One deployment's requests, error share and p50/p95 latency (s) between two scrapes of ``/metrics``."""
     requests = now.get("requests", 0.0) - before.get("requests", 0.0)
     errors = now.get("errors", 0.0) - before.get("errors", 0.0)
     buckets = {b: c - before.get("buckets", {}).get(b, 0.0) for b, c in now.get("buckets", {}).items()}

@@ -333,13 +333,49 @@ def _traffic(ws: Workspace, endpoint: Any) -> dict[str, Any]:
     """Per deployment, from the endpoint's own metrics since it started: requests, error share, p50 and p95."""
     if endpoint.status != "running":
         return {}
-    from conveyor.monitor._loop import _delta, scrape_endpoint
+    from conveyor.monitor._loop import scrape_endpoint, traffic_between
 
     try:
         stats = scrape_endpoint(ws, endpoint.name)
     except Exception:  # noqa: BLE001 - an endpoint that does not answer right now: the page says nothing of it
         return {}
-    return {name: _delta(found, {}) for name, found in stats.items()}
+    return {name: traffic_between(found, {}) for name, found in stats.items()}
+
+
+@router.get("/endpoints/{name}/live")
+def endpoint_live(request: Request, principal: Caller, name: str) -> Response:
+    """Requests/s, error share and p50/p95 latency per deployment since the last look (the page's live chart
+    asks every 2 s): two scrapes of the endpoint's ``/metrics`` at least a second apart, the older kept here."""
+    import time
+
+    from conveyor.monitor._loop import scrape_endpoint, traffic_between
+
+    ws = _ws(request)
+    endpoint = ws.endpoints.get(name)
+    seen: dict[str, tuple[float, dict[str, Any]]] = request.app.state.studio_scrapes
+    now = time.monotonic()
+    try:
+        stats = scrape_endpoint(ws, endpoint.name) if endpoint.status == "running" else {}
+    except Exception:  # noqa: BLE001 - an endpoint that does not answer right now: no figures, not an error page
+        stats = {}
+    before_at, before = seen.get(name, (now, {}))
+    interval = now - before_at
+    figures = {}
+    if before and interval > 0:
+        for deployment, found in stats.items():
+            moved = traffic_between(found, before.get(deployment, {}))
+            figures[deployment] = {
+                "requests_per_second": moved["requests"] / interval,
+                "error_rate": moved["error_rate"],
+                "p50_ms": moved["p50"] * 1000,
+                "p95_ms": moved["p95"] * 1000,
+            }
+    if not before or interval >= 1.0:
+        seen[name] = (now, stats)
+    return Response(
+        dumps({"endpoint": name, "status": endpoint.status, "interval": interval, "deployments": figures}),
+        media_type="application/json",
+    )
 
 
 def _recent_requests(ws: Workspace, endpoint: str, rows: int = 20) -> list[dict[str, Any]]:
@@ -595,6 +631,7 @@ def _offline_docs(app: FastAPI) -> None:
 def add_studio(app: FastAPI) -> None:
     """Mount the studio's pages, assets and the offline API docs on the control-plane app."""
     app.state.studio_env = _env()
+    app.state.studio_scrapes = {}  # endpoint name -> (monotonic time, last /metrics scrape): the live charts
     app.include_router(router)
     _offline_docs(app)
 
