@@ -316,3 +316,26 @@ def test_the_live_figures_of_a_stopped_endpoint_are_empty_not_an_error(filled) -
     assert live.status_code == 200 and live.json()["deployments"] == {} and live.json()["status"] != "running"
     assert client.get("/endpoints/nope/live").status_code == 404
     assert 'id="live"' not in client.get("/endpoints/e").text  # the chart is drawn only for a running endpoint
+
+
+def test_columns_are_chosen_runs_compare_with_overlaid_curves_and_step_logs_show(filled) -> None:  # type: ignore[no-untyped-def]
+    ws, run_id = filled
+    with ws.runs.start("studio", name="second") as other:
+        other.log_params({"learner": "rf", "C": 2.0})
+        for step in range(4):
+            other.log_metric("loss", 2.0 / (step + 1), step=step)
+    client = _browser(ws, "reader")
+    chosen = client.get("/runs", params={"col": ["params.C", "metrics.test_accuracy"], "format": "json"}).json()
+    assert chosen["param_keys"] == ["C"] and chosen["metric_keys"] == ["test_accuracy"]
+    assert "learner" in chosen["columns"]["params"] and "loss" in chosen["columns"]["metrics"]
+    page = client.get("/runs", params={"col": ["params.C"]}).text
+    assert 'value="params.C" checked' in page and 'value="params.learner" >' in page
+    assert client.get("/runs", params={"col": ["nonsense"], "format": "json"}).json()["param_keys"]  # ignored
+    compared = client.get("/compare", params={"runs": f"{run_id},{other.id}", "format": "json"}).json()
+    assert [line["run"] for line in compared["curves"]["loss"]] == ["fit", "second"]
+    assert compared["curves"]["loss"][1]["y"] == [2.0, 1.0, pytest.approx(2 / 3), 0.5]
+    assert "Metric curves" in client.get("/compare", params={"runs": f"{run_id},{other.id}"}).text
+    pipeline_run = ws.pipelines.runs(limit=1)[0]
+    shown = client.get(f"/pipelines/runs/{pipeline_run.id}", params={"format": "json"}).json()
+    assert "making 3 numbers" in shown["logs"]["make_numbers"]["tail"]  # what the step printed
+    assert "<h2>Logs</h2>" in client.get(f"/pipelines/runs/{pipeline_run.id}").text

@@ -8,13 +8,14 @@ permission of the change (moving an alias: ``models.promote``; a traffic split: 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
 import orjson
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from conveyor._json import dumps
@@ -32,6 +33,7 @@ __all__ = ["add_studio"]
 
 _HERE = Path(__file__).parent
 RUNS_PAGE = 50
+LOG_LINES = 200  # of a step's log on the pipeline run page
 STATIC = "/studio/static"
 
 router = APIRouter(include_in_schema=False)
@@ -196,7 +198,10 @@ def runs_page(
     order: str | None = None,
     page: str | None = None,
     children: int = 0,
+    col: Annotated[list[str] | None, Query(max_length=200)] = None,
 ) -> Response:
+    """Runs, a page at a time; ``col`` (repeatable: ``params.lr``, ``metrics.auc``) chooses the columns,
+    else the first 6 parameters and 8 metrics of the page."""
     ws = _ws(request)
     filters = [f for f in (q, None if children else "attributes.parent_run_id is null") if f]
     text = " and ".join(f"({f})" for f in filters) if len(filters) > 1 else (filters[0] if filters else None)
@@ -206,10 +211,17 @@ def runs_page(
         runs, next_page = found.runs, found.next_page_token
     except BadInput as exc:
         runs, next_page, error = [], None, exc.message
-    metric_keys = sorted({k for r in runs for k in r.metrics})[:8]
-    param_keys = sorted({k for r in runs for k in r.params})[:6]
+    all_metrics = sorted({k for r in runs for k in r.metrics})
+    all_params = sorted({k for r in runs for k in r.params})
+    chosen = [c for c in (col or [])[:40] if c.startswith(("params.", "metrics."))]
+    if chosen:
+        param_keys = [c.removeprefix("params.") for c in chosen if c.startswith("params.")]
+        metric_keys = [c.removeprefix("metrics.") for c in chosen if c.startswith("metrics.")]
+    else:
+        param_keys, metric_keys = all_params[:6], all_metrics[:8]
     data = {
         "runs": runs,
+        "columns": {"params": all_params, "metrics": all_metrics, "chosen": chosen},
         "next_page": next_page,
         "q": q or "",
         "order": order or "",
@@ -492,7 +504,18 @@ def pipeline_run_page(request: Request, principal: Caller, run_id: str) -> Respo
         edges = [(up, node.name) for node in definition.nodes for up in node.upstream]
     except ConveyorError:
         pass  # an unregistered pipeline's graph is not kept: the steps are listed without their edges
-    data = {"run": run, "dag": _layout([s.name for s in run.steps], edges, {s.name: s.status for s in run.steps})}
+    logs = {}
+    for step in run.steps:
+        with contextlib.suppress(ConveyorError):
+            text = ws.pipelines.logs(run.id, step.name)
+            if text:
+                lines = text.splitlines()
+                logs[step.name] = {"tail": "\n".join(lines[-LOG_LINES:]), "lines": len(lines)}
+    data = {
+        "run": run,
+        "dag": _layout([s.name for s in run.steps], edges, {s.name: s.status for s in run.steps}),
+        "logs": logs,
+    }
     return _page(request, "pipeline_run.html", data, principal, title=f"Pipeline run {run.pipeline}")
 
 
@@ -568,7 +591,25 @@ def compare_page(request: Request, principal: Caller, runs: str = "") -> Respons
         {"label": f"metrics.{k}", "values": [_finite(r.metrics[k]) if k in r.metrics else None for r in chosen]}
         for k in metrics
     ]
-    data = {"runs": chosen, "metrics": metrics, "params": params, "dimensions": dimensions}
+    curves: dict[str, list[dict[str, Any]]] = {}
+    for key in metrics:
+        if len(curves) >= 6:
+            break
+        lines = []
+        for r in chosen:
+            if key in r.metrics:
+                history = ws.runs.metric_history(r.id, key)
+                if len(history) > 1:
+                    lines.append(
+                        {
+                            "run": r.name or r.id,
+                            "x": [m.step for m in history],
+                            "y": [_finite(m.value) for m in history],
+                        }
+                    )
+        if lines:
+            curves[key] = lines
+    data = {"runs": chosen, "metrics": metrics, "params": params, "dimensions": dimensions, "curves": curves}
     return _page(request, "compare.html", data, principal, title=f"Compare {len(chosen)} runs")
 
 
