@@ -5,46 +5,127 @@ exit codes (0 success, 2 bad input or usage, 1 anything else).
 from __future__ import annotations
 
 import contextvars
+import importlib
 import sys
 import traceback
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+import typer.main
+from typer.core import TyperGroup
+from typer.models import TyperInfo
 
 from conveyor._version import __version__
 from conveyor.cli._output import current_output
+from conveyor.cli._state import State, act_as_local_user, open_workspace
 from conveyor.errors import ConveyorError
 
 if TYPE_CHECKING:
-    from conveyor.workspace import Workspace
+    # Typer's own copy of click, as TyperGroup's methods name it.
+    from typer._click import Command as ClickCommand
+    from typer._click import Context as ClickContext
+    from typer._click import HelpFormatter
 
 __all__ = ["State", "act_as_local_user", "app", "main", "open_workspace"]
 
+
+class _Group(TyperGroup):
+    """A command group whose help lists each command's first sentence whole (Click cuts it at the terminal's
+    width with "...")."""
+
+    def format_commands(self, ctx: ClickContext, formatter: HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=500)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+class _RootGroup(_Group):
+    """The ``conveyor`` group: its own commands, then the command groups of :data:`_GROUPS`, each loaded when the
+    command line reaches it, so ``conveyor --help`` and ``conveyor runs list`` do not build ninety commands."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        for name, (modules, attribute, help_text) in _GROUPS.items():
+            self.commands[name] = _LazyGroup(
+                name=name,
+                help=help_text,
+                modules=modules,
+                attribute=attribute,
+                rich_markup_mode=self.rich_markup_mode,
+            )
+
+
+class _LazyGroup(_Group):
+    """A command group listed by name and help; its module is imported and its commands built on first use."""
+
+    def __init__(self, *, modules: tuple[str, ...], attribute: str, **kwargs: Any) -> None:
+        super().__init__(no_args_is_help=True, **kwargs)
+        self._modules = modules
+        self._attribute = attribute
+        self._loaded = False
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        # A group's first module holds its Typer app; the others attach commands to it when imported.
+        loaded = [importlib.import_module(f"conveyor.cli.{module}") for module in self._modules]
+        group = typer.main.get_group_from_info(
+            TyperInfo(getattr(loaded[0], self._attribute), name=self.name, help=self.help),
+            pretty_exceptions_short=True,
+            suggest_commands=self.suggest_commands,
+            rich_markup_mode=self.rich_markup_mode,
+        )
+        self.commands = group.commands
+        self.no_args_is_help = group.no_args_is_help
+        self._loaded = True
+
+    def list_commands(self, ctx: ClickContext) -> list[str]:
+        self._load()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: ClickContext, cmd_name: str) -> ClickCommand | None:
+        self._load()
+        return super().get_command(ctx, cmd_name)
+
+
+#: ``conveyor NAME ...``: (modules, Typer attribute of the first, help line).
+_GROUPS: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "data": (
+        ("data", "data_quality", "data_stream"),
+        "app",
+        "Data: datastores, ingestion, versions, profiles, diffs, export.",
+    ),
+    "pipeline": (("pipeline",), "app", "Pipelines: run, resume, runs, logs, register, schedule."),
+    "runs": (("runs",), "app", "Tracked runs: list, search, show, compare, history, experiments."),
+    "models": (("models",), "app", "The model registry: register, show, alias, tag, export."),
+    "monitor": (("monitor",), "app", "Monitoring: monitors of endpoints, alerts, feedback, reference profiles."),
+    "endpoints": (("endpoints",), "app", "Online endpoints: create, deploy, traffic, mirror, rollback, keys, logs."),
+    "export": (("export",), "app", "Export an endpoint to run elsewhere: Docker, Kubernetes."),
+    "batch": (("batch",), "app", "Batch scoring: a model over a data version, into a new version."),
+    "lineage": (("lineage",), "app", "Lineage: what data, runs, models, endpoints came from and led to."),
+    "users": (("governance",), "users_app", "Users of the REST API and their roles: add, list, role."),
+    "tokens": (("governance",), "tokens_app", "API tokens: create (shown once), list, revoke."),
+    "audit": (("governance",), "audit_app", "The hash-chained audit log: list, verify."),
+    "secrets": (("governance",), "secrets_app", "Secrets encrypted at rest: set, list, delete."),
+}
+
+
 app = typer.Typer(
     name="conveyor",
+    cls=_RootGroup,
     help="Conveyor: data, pipelines, training, tracking, registry, serving and monitoring in one tool.",
     no_args_is_help=True,
     add_completion=False,
-    rich_markup_mode="rich",
+    # Click's plain help: Typer's Rich help loads Markdown, Pygments and tracebacks (~0.1 s more per --help).
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )
-
-
-@dataclass
-class State:
-    """Global options, and the workspace once a command opens it."""
-
-    home: str | None = None
-    db_url: str | None = None
-    artifacts_url: str | None = None
-    workspace: Workspace | None = field(default=None, repr=False)
-
-    def close(self) -> None:
-        if self.workspace is not None:
-            self.workspace.close()
-            self.workspace = None
 
 
 def _version(value: bool) -> None:
@@ -88,52 +169,8 @@ def root(
     ctx.call_on_close(state.close)
 
 
-def open_workspace(ctx: typer.Context) -> Workspace:
-    """The workspace the global options and environment name (opened once per invocation)."""
-    from conveyor.workspace import Workspace
-
-    state: State = ctx.find_root().obj
-    act_as_local_user(ctx)
-    if state.workspace is None:
-        state.workspace = Workspace.open(state.home, db_url=state.db_url, artifacts_url=state.artifacts_url)
-    return state.workspace
-
-
-def act_as_local_user(ctx: typer.Context) -> None:
-    """Record what this command changes as the OS user running it (the audit log's actor), doing the
-    command (``conveyor endpoints deploy``)."""
-    from conveyor.governance._context import local_principal, set_principal
-
-    set_principal(local_principal("cli", action=ctx.command_path))
-
-
 def _register_commands() -> None:
-    from conveyor.cli import (
-        apply,
-        batch,
-        data,
-        data_quality,
-        data_stream,
-        drift,
-        endpoints,
-        export,
-        governance,
-        init,
-        lineage,
-        models,
-        monitor,
-        pipeline,
-        quickstart,
-        runs,
-        scheduler,
-        server,
-        sql,
-        sweep,
-        train,
-    )
-
-    # These modules' commands (data profile, data diff, data stream) attach themselves to the data group.
-    _ = (data_quality, data_stream)
+    from conveyor.cli import apply, drift, init, quickstart, scheduler, server, sql, sweep, train
 
     init.register(app)
     quickstart.register(app)
@@ -144,23 +181,6 @@ def _register_commands() -> None:
     apply.register(app)
     train.register(app)
     sweep.register(app)
-    app.add_typer(data.app, name="data", help="Data: datastores, ingestion, versions, profiles, diffs, export.")
-    app.add_typer(pipeline.app, name="pipeline", help="Pipelines: run, resume, runs, logs, register, schedule.")
-    app.add_typer(runs.app, name="runs", help="Tracked runs: list, search, show, compare, history, experiments.")
-    app.add_typer(models.app, name="models", help="The model registry: register, show, alias, tag, export.")
-    app.add_typer(
-        monitor.app, name="monitor", help="Monitoring: monitors of endpoints, alerts, feedback, reference profiles."
-    )
-    app.add_typer(
-        endpoints.app, name="endpoints", help="Online endpoints: create, deploy, traffic, mirror, rollback, keys, logs."
-    )
-    app.add_typer(export.app, name="export", help="Export an endpoint to run elsewhere: Docker, Kubernetes.")
-    app.add_typer(batch.app, name="batch", help="Batch scoring: a model over a data version, into a new version.")
-    app.add_typer(lineage.app, name="lineage", help="Lineage: what data, runs, models, endpoints came from and led to.")
-    app.add_typer(governance.users_app, name="users", help="Users of the REST API and their roles: add, list, role.")
-    app.add_typer(governance.tokens_app, name="tokens", help="API tokens: create (shown once), list, revoke.")
-    app.add_typer(governance.audit_app, name="audit", help="The hash-chained audit log: list, verify.")
-    app.add_typer(governance.secrets_app, name="secrets", help="Secrets encrypted at rest: set, list, delete.")
 
 
 _register_commands()

@@ -10,13 +10,15 @@ import sys
 from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
-from rich.console import Console
 
 from conveyor._json import dumps
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["JsonFlag", "Output", "YesFlag", "current_output", "fmt_time", "to_jsonable"]
 
@@ -28,10 +30,12 @@ class Output:
     """The output channel of one command invocation."""
 
     def __init__(self, json_mode: bool) -> None:
+        from rich.console import Console  # here, not at import: `conveyor --version` needs no Rich
+
         self.json_mode = json_mode
-        self.console = Console(highlight=False, soft_wrap=True)
+        self.console: Console = Console(highlight=False, soft_wrap=True)
         # Progress and notes: stderr, so stdout stays one JSON object in --json mode.
-        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.err: Console = Console(stderr=True, highlight=False, soft_wrap=True)
         _current.set(self)
 
     @property

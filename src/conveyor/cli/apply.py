@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from conveyor.cli._app import open_workspace
 from conveyor.cli._output import JsonFlag, Output
+from conveyor.cli._state import open_workspace
 
 
 def register(app: typer.Typer) -> None:

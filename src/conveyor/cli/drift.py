@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from conveyor.cli._app import open_workspace
 from conveyor.cli._output import JsonFlag, Output
-from conveyor.cli.data_quality import _write_atomically
+from conveyor.cli._state import open_workspace
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def register(app: typer.Typer) -> None:
@@ -68,9 +68,13 @@ def register(app: typer.Typer) -> None:
             chart=html is not None,
         )
         if html is not None:
+            from conveyor.cli.data_quality import _write_atomically
+
             out.note(f"Report written to {_write_atomically(html, report.to_html())}")
 
         def human(console: Console) -> None:
+            from rich.table import Table
+
             table = Table("column", "type", "metric", "value", "threshold", "drift", box=None)
             for c in report.columns:
                 verdict = "—" if c.drifted is None else ("[red]yes[/]" if c.drifted else "[green]no[/]")

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from conveyor.cli._app import open_workspace
 from conveyor.cli._output import JsonFlag, Output, YesFlag, fmt_time
+from conveyor.cli._state import open_workspace
 from conveyor.errors import BadInput, InvalidSpec, NotFound
-from conveyor.serve import Endpoint
+
+if TYPE_CHECKING:
+    from conveyor.serve import Endpoint
 
 app = typer.Typer(no_args_is_help=True)
 

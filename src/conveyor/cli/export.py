@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from conveyor.cli._app import open_workspace
 from conveyor.cli._output import JsonFlag, Output
+from conveyor.cli._state import open_workspace
 
 if TYPE_CHECKING:
     from conveyor.serve._targets import DeployTarget, ExportedEndpoint

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from conveyor.cli._app import open_workspace
 from conveyor.cli._output import JsonFlag, Output, fmt_time
+from conveyor.cli._state import open_workspace
 from conveyor.errors import BadInput
 
 if TYPE_CHECKING:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
-from conveyor.cli._app import State, act_as_local_user
 from conveyor.cli._output import JsonFlag, Output
+from conveyor.cli._state import State, act_as_local_user
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def register(app: typer.Typer) -> None:

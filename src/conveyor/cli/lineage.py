@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.tree import Tree
 
-from conveyor.cli._app import open_workspace
 from conveyor.cli._output import JsonFlag, Output
+from conveyor.cli._state import open_workspace
 from conveyor.errors import BadInput
-from conveyor.governance import LineageGraph, LineageNode
-from conveyor.governance._lineage import DEFAULT_DEPTH, KIND_WORDS, MAX_DEPTH, REF_FORMS
+from conveyor.governance._lineage_forms import DEFAULT_DEPTH, MAX_DEPTH, REF_FORMS
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.tree import Tree
+
+    from conveyor.governance import LineageGraph, LineageNode
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -44,6 +46,10 @@ def show(
 
 
 def _line(node: LineageNode, relation: str | None = None, arrow: str = "") -> str:
+    from rich.markup import escape
+
+    from conveyor.governance._lineage import KIND_WORDS
+
     kind = KIND_WORDS.get(node.kind, node.kind)
     text = f"{kind} [bold]{escape(node.label)}[/]"
     if node.ref is not None and node.ref.split(":", 1)[1] != node.label:
@@ -54,6 +60,8 @@ def _line(node: LineageNode, relation: str | None = None, arrow: str = "") -> st
 
 
 def _show_tree(console: Console, graph: LineageGraph) -> None:
+    from rich.tree import Tree
+
     nodes = {n.key: n for n in graph.nodes}
     parents: dict[str, list[tuple[str, str]]] = {}
     children: dict[str, list[tuple[str, str]]] = {}

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.markdown import Markdown
 from rich.table import Table
 
-from conveyor.cli._app import open_workspace
 from conveyor.cli._output import JsonFlag, Output, fmt_time
+from conveyor.cli._state import open_workspace
 from conveyor.errors import BadInput
-from conveyor.registry import ModelVersion
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from conveyor.registry import ModelVersion
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -248,6 +250,8 @@ def card(
         if output is not None:
             console.print(f"[green]✓[/] model card of {found.model} written to {output}")
         else:
+            from rich.markdown import Markdown
+
             console.print(Markdown(text))
 
     out.emit(found.to_dict(), human)

@@ -9,8 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from conveyor.cli._app import open_workspace
 from conveyor.cli._output import JsonFlag, Output, fmt_time
+from conveyor.cli._state import open_workspace
 from conveyor.errors import BadInput, UserCodeError
 
 app = typer.Typer(no_args_is_help=True)

@@ -9,8 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from conveyor.cli._app import open_workspace
 from conveyor.cli._output import JsonFlag, Output, fmt_time
+from conveyor.cli._state import open_workspace
 
 if TYPE_CHECKING:
     from conveyor.tracking import Run

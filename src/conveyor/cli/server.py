@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from conveyor.cli._app import open_workspace
 from conveyor.cli._output import Output
+from conveyor.cli._state import open_workspace
 from conveyor.errors import BadInput
 
 if TYPE_CHECKING:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from conveyor.cli._app import open_workspace
 from conveyor.cli._output import JsonFlag, Output
+from conveyor.cli._state import open_workspace
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 _SHOWN_BY_DEFAULT = 1000
 
@@ -76,6 +77,8 @@ def register(app: typer.Typer) -> None:
             return
 
         def human(console: Console) -> None:
+            from rich.table import Table
+
             table = Table(*result.columns, box=None)
             for record in result.records():
                 table.add_row(*("" if value is None else str(value) for value in record.values()))

@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from conveyor.cli._app import open_workspace
 from conveyor.cli._output import JsonFlag, Output
+from conveyor.cli._state import open_workspace
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from conveyor.train import SweepTrial
 
 _STYLE = {"finished": "green", "pruned": "cyan", "failed": "red", "killed": "yellow"}
@@ -61,6 +61,8 @@ def register(app: typer.Typer) -> None:
         )
 
         def human(console: Console) -> None:
+            from rich.table import Table
+
             table = Table("trial", "state", spec.metric, "seconds", "params", box=None)
             for t in result.trials:
                 table.add_row(

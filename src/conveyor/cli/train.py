@@ -6,13 +6,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from conveyor.cli._app import open_workspace
 from conveyor.cli._output import JsonFlag, Output
+from conveyor.cli._state import open_workspace
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from conveyor.train import AutoMLResult
 
 _STATUS_STYLE = {"passed": "green", "fixed": "cyan", "warning": "yellow"}
@@ -163,6 +163,8 @@ class _Progress:
 
 
 def _summary(console: Console, result: AutoMLResult) -> None:
+    from rich.table import Table
+
     console.print("[bold]Data guardrails[/]")
     table = Table("check", "status", "detail", box=None)
     for g in result.guardrails:

@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from conveyor.errors import BadInput, InvalidReference, NotFound, did_you_mean
+from conveyor.governance._lineage_forms import DEFAULT_DEPTH, MAX_DEPTH, REF_FORMS
 from conveyor.refs import LATEST, parse_ref, validate_name
 from conveyor.store._schema import (
     AlertRow,
@@ -74,8 +75,6 @@ __all__ = [
 
 Direction = Literal["upstream", "downstream"]
 
-DEFAULT_DEPTH = 10
-MAX_DEPTH = 50
 #: the most nodes one answer holds (a data version read by thousands of runs is cut here, ``truncated`` set)
 MAX_NODES = 5000
 
@@ -199,14 +198,6 @@ _KINDS = {
 _PREFIX = {kind: prefix for prefix, kind in _KINDS.items()}
 _ID = re.compile(r"[0-9A-Za-z]{1,64}")
 _DIRECTIONS = {"up": ("upstream",), "down": ("downstream",), "both": ("upstream", "downstream")}
-
-#: The reference forms, as help texts and errors show them.
-REF_FORMS = (
-    "data:NAME:N, data:NAME@latest, model:NAME:N, model:NAME@ALIAS, run:ID, endpoint:NAME, "
-    "deployment:ENDPOINT/NAME, pipeline-run:ID, step-run:ID, monitor:NAME, alert:ID (a bare NAME:N or NAME@latest "
-    "is a data version)"
-)
-
 
 @dataclass(frozen=True)
 class LineageRef:

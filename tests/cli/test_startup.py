@@ -1,0 +1,111 @@
+"""The command line starts without loading what its command does not need.
+
+Loading pandas, scikit-learn, SQLAlchemy and the ORM schema, DuckDB or Rich's Markdown cost seconds on a busy
+machine; ``conveyor --help`` and ``--version`` need none of them, and a group's commands load only when the command
+line reaches that group. Each check runs a fresh interpreter and reads ``sys.modules`` (no timing: the
+``cli-startup`` benchmark measures that).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+#: modules that must stay unloaded for --help and --version
+HEAVY = (
+    "pandas",
+    "numpy",
+    "sklearn",
+    "pyarrow",
+    "duckdb",
+    "sqlalchemy",
+    "sqlalchemy.orm",
+    "alembic",
+    "conveyor.store._schema",
+    "conveyor.workspace",
+    "fastapi",
+    "optuna",
+    "plotly",
+    "markdown_it",
+    "pygments",
+)
+
+
+_PROBE = """
+import contextlib, io, json, sys
+out = io.StringIO()
+with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+    try:
+{code}
+    except SystemExit as exc:
+        code = exc.code
+    else:
+        code = 0
+heavy = [m for m in {heavy!r} if m in sys.modules]
+cli = sorted(m for m in sys.modules if m.startswith("conveyor.cli."))
+print(json.dumps({{"code": code, "out": out.getvalue(), "heavy": heavy, "cli": cli}}))
+"""
+
+
+def _loaded_after(code: str) -> dict[str, object]:
+    """Run ``code`` in a fresh interpreter: its exit status, what it printed, which of HEAVY and of Conveyor's
+    command modules it loaded."""
+    script = _PROBE.format(code=textwrap.indent(code, " " * 8), heavy=HEAVY)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_importing_the_command_line_loads_nothing_heavy() -> None:
+    result = _loaded_after("import conveyor.cli._app")
+    assert result["heavy"] == []
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["-h"], []])
+def test_help_loads_nothing_heavy_and_no_command_group(argv: list[str]) -> None:
+    result = _loaded_after(f"from conveyor.cli import main\nmain({argv!r})")
+    assert result["code"] in (0, 2)  # no arguments: the help, with click's usage exit status
+    assert "runs" in str(result["out"]) and "models" in str(result["out"])
+    assert result["heavy"] == []
+    # the groups are listed from their help lines, not imported
+    assert not {"conveyor.cli.runs", "conveyor.cli.models", "conveyor.cli.data", "conveyor.cli.monitor"} & set(
+        result["cli"]  # type: ignore[arg-type]
+    )
+
+
+def test_version_loads_neither_typer_nor_anything_heavy() -> None:
+    from conveyor import __version__
+
+    result = _loaded_after(
+        "from conveyor.cli import main\nmain(['--version'])\nimport sys\nassert 'typer' not in sys.modules"
+    )
+    assert result["code"] == 0
+    assert result["out"] == f"conveyor {__version__}\n"
+    assert result["heavy"] == []
+
+
+def test_a_group_help_loads_only_that_group() -> None:
+    result = _loaded_after("from conveyor.cli import main\nmain(['runs', '--help'])")
+    assert result["code"] == 0
+    assert "search" in str(result["out"])
+    cli = set(result["cli"])  # type: ignore[arg-type]
+    assert "conveyor.cli.runs" in cli
+    assert not {"conveyor.cli.models", "conveyor.cli.data", "conveyor.cli.endpoints"} & cli
+    assert result["heavy"] == []
+
+
+def test_every_command_module_imports_on_its_own() -> None:
+    """A command module imported first (a test, a plugin) must not meet a half-initialised ``_app``."""
+    import pkgutil
+
+    import conveyor.cli
+
+    for module in pkgutil.iter_modules(conveyor.cli.__path__):
+        done = subprocess.run(
+            [sys.executable, "-c", f"import conveyor.cli.{module.name}"], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, f"conveyor.cli.{module.name}: {done.stderr.strip().splitlines()[-1:]}"
