@@ -64,3 +64,31 @@ def cli_json(*args: str, timeout: float = 120) -> object:
 def tree_bytes(folder: Path) -> int:
     """Bytes of every file under ``folder`` (0 when it does not exist)."""
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
+
+
+def make_csv(path: Path, megabytes: float, seed: int = 0) -> Path:
+    """A CSV of about ``megabytes`` MB (ints, floats, strings, dates), written once and reused; returns ``path``."""
+    if path.exists():
+        return path
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    rows = int(megabytes * 1e6 / 61)  # about 61 bytes a row
+    rng = np.random.default_rng(seed)
+    table = pa.table(
+        {
+            "id": np.arange(rows),
+            "a": rng.integers(0, 1_000_000, rows),
+            "b": np.round(rng.normal(size=rows) * 100, 3),
+            "c": np.round(rng.random(rows), 6),
+            "kind": pa.array(rng.choice(["alpha", "beta", "gamma", "delta"], rows)),
+            "day": pa.array(np.datetime64("2024-01-01") + rng.integers(0, 700, rows).astype("timedelta64[D]")),
+            "tag": pa.array([f"t{x:08d}" for x in rng.integers(0, 10**8, rows)]),
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".writing")
+    pa_csv.write_csv(table, tmp)
+    tmp.replace(path)
+    return path

@@ -3,19 +3,26 @@
 Layout under the store's root URL::
 
     blobs/sha256/ab/cdef0123...   one file per distinct content, named by its SHA-256
-    tmp/<id>                      partial writes on a local filesystem (renamed into blobs/ when complete)
+    tmp/put-<owner>-<id>          partial writes on a local filesystem (renamed into blobs/ when complete)
+    tmp/scratch-<owner>-<id>/     a writer's scratch folder (Parquet parts about to be stored)
 
 A blob is addressed by its digest ``sha256:<64 hex>``. On a local filesystem a write goes to ``tmp/`` and is
 renamed into place (atomic on POSIX); on an object store (S3 and compatible) the bytes are hashed into a
 local spool file first and uploaded to their final key in one PUT, which object stores make visible
 atomically. Reading hashes the bytes again and raises ``ArtifactCorrupted`` on any difference, so wrong
 bytes are never returned.
+
+Temporary files and scratch folders are named after the process that owns them (``<owner>`` is its machine
+namespace, PID and start ticks; see ``conveyor._owner``). A process killed mid-write (SIGKILL, power cut) cannot
+clean up; :meth:`ArtifactStore.sweep_scratch` (run when a workspace opens) removes what belongs to processes of
+this machine that are gone, and leaves everything else: live owners, other machines, names it did not make.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
@@ -24,13 +31,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from conveyor._owner import judge, owner_of_name, this_process
 from conveyor.errors import ArtifactCorrupted, ArtifactMissing, InvalidConfig, StoreUnavailable
 
-__all__ = ["ArtifactStore", "Blob"]
+__all__ = ["ArtifactStore", "Blob", "Swept"]
+
+log = logging.getLogger("conveyor.store")
 
 _CHUNK = 1 << 20
 _PREFIX = "sha256:"
 _MARKER = "CONVEYOR_ARTIFACT_STORE"
+
+
+@dataclass(frozen=True)
+class Swept:
+    """What :meth:`ArtifactStore.sweep_scratch` removed: files and folders, and their bytes."""
+
+    entries: int
+    bytes: int
 
 
 @dataclass(frozen=True)
@@ -116,11 +134,55 @@ class ArtifactStore:
             return self.put_stream(iter(lambda: fh.read(_CHUNK), b""))
 
     def scratch_dir(self) -> Path:
-        """A local folder for files about to be stored; on a local store it is on the same filesystem as the
-        blobs, so :meth:`adopt_file` can move a file in without copying it."""
-        folder = Path(self.root) / "tmp" if self.is_local else Path(tempfile.gettempdir())
-        folder.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(dir=folder, prefix="scratch-"))
+        """A local folder for files about to be stored, named after this process (so it is reclaimed if the
+        process dies before removing it); on a local store it is on the same filesystem as the blobs, so
+        :meth:`adopt_file` can move a file in without copying it."""
+        return Path(tempfile.mkdtemp(dir=self._scratch_root(), prefix=f"scratch-{this_process().tag()}-"))
+
+    def sweep_scratch(self) -> Swept:
+        """Remove the scratch folders and partial writes whose owner process is gone. One listing of the
+        scratch folder; an entry whose name does not carry an owner (not Conveyor's, or made before owners were
+        recorded), or whose owner lives or runs on another machine, is left alone. Never raises on a file
+        system error (what cannot be removed now is tried again at the next sweep)."""
+        me = this_process()
+        entries = size = 0
+        try:
+            listing = list(os.scandir(self._scratch_root(create=False)))
+        except OSError:
+            return Swept(0, 0)
+        for entry in listing:
+            named = owner_of_name(entry.name)
+            if named is None or named[0] not in _OWNED_PREFIXES:
+                continue
+            owner = named[1]
+            if owner.namespace != me.namespace or not judge(me.host, owner.pid, owner.key).gone:
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    freed = _tree_size(entry.path)
+                    shutil.rmtree(entry.path)
+                else:
+                    freed = entry.stat(follow_symlinks=False).st_size
+                    Path(entry.path).unlink()
+            except OSError:
+                continue
+            entries += 1
+            size += freed
+        if entries:
+            log.info("removed %d scratch entries (%d bytes) left by processes that are gone", entries, size)
+        return Swept(entries, size)
+
+    def _scratch_root(self, *, create: bool = True) -> Path:
+        """Where scratch and partial writes go: ``tmp/`` beside the blobs on a local store, else a folder of
+        this user's in the system's temporary folder."""
+        if self.is_local:
+            folder = Path(self.root) / "tmp"
+        else:
+            user = os.getuid() if hasattr(os, "getuid") else 0
+            folder = Path(tempfile.gettempdir()) / f"conveyor-scratch-{user}"
+        if create:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return folder
 
     def adopt_file(self, path: str | os.PathLike[str]) -> Blob:
         """Store a local file by moving it in (local store, same filesystem) or uploading it; the file is gone
@@ -166,9 +228,7 @@ class ArtifactStore:
         return self._put_remote(chunks)
 
     def _put_local(self, chunks: Iterable[bytes]) -> Blob:
-        tmp_dir = Path(self.root) / "tmp"
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix="put-")
+        fd, tmp_name = tempfile.mkstemp(dir=self._scratch_root(), prefix=f"put-{this_process().tag()}-")
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -190,7 +250,7 @@ class ArtifactStore:
             raise
 
     def _put_remote(self, chunks: Iterable[bytes]) -> Blob:
-        with tempfile.NamedTemporaryFile(prefix="conveyor-put-") as spool:
+        with tempfile.NamedTemporaryFile(dir=self._scratch_root(), prefix=f"put-{this_process().tag()}-") as spool:
             digest, size = _copy_hashing(chunks, spool)
             spool.flush()
             blob = Blob(digest, size)
@@ -257,7 +317,7 @@ class ArtifactStore:
         if self.is_local:
             yield self.verified_path(digest)
             return
-        tmp_dir = tempfile.mkdtemp(prefix="conveyor-get-")
+        tmp_dir = tempfile.mkdtemp(dir=self._scratch_root(), prefix=f"get-{this_process().tag()}-")
         try:
             yield self.get_file(digest, Path(tmp_dir) / _hex(digest))
         finally:
@@ -319,6 +379,19 @@ class ArtifactStore:
             path=path,
             actual=actual,
         )
+
+
+#: the kinds of entries a sweep may remove (named ``<kind>-<owner>-<random>``)
+_OWNED_PREFIXES = frozenset({"scratch", "put", "get"})
+
+
+def _tree_size(path: str) -> int:
+    total = 0
+    for folder, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += (Path(folder) / name).stat(follow_symlinks=False).st_size
+    return total
 
 
 def _hex(digest: str) -> str:
