@@ -70,6 +70,37 @@ def test_only_the_scratch_of_dead_conveyor_processes_of_this_machine_is_removed(
         assert (folder / "data").exists(), f"{why}: {folder.name} must be left alone"
 
 
+@pytest.mark.s3
+def test_on_an_object_store_scratch_is_a_private_folder_of_the_users_and_is_swept_too(
+    tmp_path: Path, s3_bucket: tuple[str, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    url, options = s3_bucket
+    env = {"CONVEYOR_ARTIFACTS_URL": url, "CONVEYOR_ARTIFACTS_OPTIONS": json.dumps(options)}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    writer = start_script(
+        """
+        ws = Workspace.open(sys.argv[1])
+        scratch = ws.artifacts.scratch_dir()
+        (scratch / "part.parquet").write_bytes(b"x" * 1000)
+        print(scratch, flush=True)
+        time.sleep(300)
+        """,
+        str(tmp_path / "ws"),
+        env=env,
+    )
+    assert writer.stdout is not None
+    dead = Path(writer.stdout.readline().strip())
+    sigkill(writer)
+    assert dead.parent.name == f"conveyor-scratch-{os.getuid()}" and (dead.parent.stat().st_mode & 0o777) == 0o700
+    assert (dead / "part.parquet").exists()
+    with Workspace.open(tmp_path / "ws") as ws:
+        assert not ws.artifacts.is_local
+        assert not dead.exists()
+
+
 def test_a_killed_ingest_leaves_no_scratch_and_no_half_written_version(tmp_path: Path, data: Path) -> None:
     home = tmp_path / "ws"
     csv = make_csv(data / "40mb.csv", 40)

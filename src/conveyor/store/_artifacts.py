@@ -25,6 +25,7 @@ import hashlib
 import logging
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -146,8 +147,11 @@ class ArtifactStore:
         system error (what cannot be removed now is tried again at the next sweep)."""
         me = this_process()
         entries = size = 0
+        root = self._scratch_root(create=False)
+        if not self.is_local and root == Path(tempfile.gettempdir()):
+            return Swept(0, 0)  # no private scratch folder: nothing of ours to sweep
         try:
-            listing = list(os.scandir(self._scratch_root(create=False)))
+            listing = list(os.scandir(root))
         except OSError:
             return Swept(0, 0)
         for entry in listing:
@@ -173,16 +177,26 @@ class ArtifactStore:
         return Swept(entries, size)
 
     def _scratch_root(self, *, create: bool = True) -> Path:
-        """Where scratch and partial writes go: ``tmp/`` beside the blobs on a local store, else a folder of
-        this user's in the system's temporary folder."""
+        """Where scratch and partial writes go: ``tmp/`` beside the blobs on a local store, else a private
+        folder of this user's in the system's temporary folder (the temporary folder itself if that name is
+        taken by something that is not this user's own folder: nothing is written into another's folder)."""
         if self.is_local:
             folder = Path(self.root) / "tmp"
-        else:
-            user = os.getuid() if hasattr(os, "getuid") else 0
-            folder = Path(tempfile.gettempdir()) / f"conveyor-scratch-{user}"
+            if create:
+                folder.mkdir(parents=True, exist_ok=True)
+            return folder
+        user = os.getuid() if hasattr(os, "getuid") else 0
+        shared = Path(tempfile.gettempdir())
+        folder = shared / f"conveyor-scratch-{user}"
         if create:
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return folder
+            with contextlib.suppress(FileExistsError):
+                folder.mkdir(mode=0o700)
+        try:
+            status = folder.lstat()
+        except OSError:
+            return shared
+        mine = stat.S_ISDIR(status.st_mode) and (not hasattr(os, "getuid") or status.st_uid == user)
+        return folder if mine else shared
 
     def adopt_file(self, path: str | os.PathLike[str]) -> Blob:
         """Store a local file by moving it in (local store, same filesystem) or uploading it; the file is gone
