@@ -7,7 +7,7 @@ PIP := $(BIN)/python -m pip
 export CONVEYOR_HOME ?= $(CURDIR)/.conveyor
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev quickstart test test-fast fuzz lint format bench docs migration lock clean
+.PHONY: help install dev quickstart test test-fast fuzz chaos lint format bench docs migration lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ test-fast: dev  ## the suite without the slow end-to-end tests
 
 fuzz: dev  ## a longer fuzzing pass of the REST API from its OpenAPI document (schemathesis)
 	CONVEYOR_FUZZ_EXAMPLES=$${CONVEYOR_FUZZ_EXAMPLES:-200} $(BIN)/python -m pytest -q tests/api/test_fuzz.py
+
+chaos: dev  ## the long fault-injection runs: processes SIGKILLed at random moments (tests/faults)
+	CONVEYOR_CHAOS_LONG=1 $(BIN)/python -m pytest -q -s -m chaos tests/faults $(PYTEST_ARGS)
 
 lint: dev  ## ruff (lint and format check) and mypy --strict on src
 	$(BIN)/ruff check src tests benchmarks tools
