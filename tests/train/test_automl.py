@@ -123,6 +123,26 @@ def test_guardrails_report_imbalance_missing_cardinality_constants_and_leakage()
     assert set(report["high_cardinality"].columns) == {"merchant", "txn_id"}
     assert report["target_leakage"].status == "warning"
     assert report["target_leakage"].columns == ["chargeback_flag"]
+    # The message gives the evidence and the threshold; a column the user vouches for is reported, not warned of.
+    assert "a depth-4 tree on it is 100.0% accurate" in report["target_leakage"].message
+    assert "threshold 99%" in report["target_leakage"].message
+    allowed = {g.check: g for g in check_data(x, y, infer_column_kinds(x), "classification", 0, ["chargeback_flag"])}
+    assert allowed["target_leakage"].status == "passed" and "Allowed by you" in allowed["target_leakage"].message
+
+
+def test_the_useless_model_guardrail_compares_with_the_trivial_model() -> None:
+    from conveyor.train._guardrails import check_model
+
+    worse = check_model("regression", {"r2": -0.2, "rmse": 3.0}, np.zeros(10), "test split")
+    assert worse.status == "warning" and "R² -0.200 ≤ 0" in worse.message
+    assert check_model("regression", {"r2": 0.4}, np.zeros(10), "test split").status == "passed"
+    labels = np.array([0] * 90 + [1] * 10)
+    majority = check_model("classification", {"accuracy": 0.9, "roc_auc": 0.7}, labels, "test split")
+    assert majority.status == "warning" and "most common class" in majority.message and "0.900" in majority.message
+    chance = check_model("classification", {"accuracy": 0.95, "roc_auc": 0.5}, labels, "test split")
+    assert chance.status == "warning" and "no better than chance" in chance.message
+    good = check_model("classification", {"accuracy": 0.95, "roc_auc": 0.9}, labels, "test split")
+    assert good.status == "passed" and "ROC AUC 0.900" in good.message
 
 
 def test_ensemble_selection_prefers_a_blend_when_it_scores_better() -> None:
@@ -196,7 +216,7 @@ def test_classification_search_respects_the_budget_and_tracks_everything(workspa
     for chart in ("confusion_matrix", "roc_curve", "pr_curve", "calibration"):
         assert f"charts/{chart}.json" in artifacts
     guardrails = orjson.loads(runs.artifact_bytes(result.run_id, "guardrails.json"))
-    assert {g["check"] for g in guardrails} >= {"class_imbalance", "missing_values", "target_leakage"}
+    assert {g["check"] for g in guardrails} >= {"class_imbalance", "missing_values", "target_leakage", "useless_model"}
     children = runs.search(f"parent_run_id = '{result.run_id}'", max_results=500).runs
     assert len(children) == len(result.trials)
     complete = [t for t in result.trials if t.state == "complete"]

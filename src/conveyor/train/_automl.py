@@ -43,7 +43,7 @@ import orjson
 import pandas as pd
 
 from conveyor.errors import BadInput, NotFound, ValidationFailed, did_you_mean
-from conveyor.train._guardrails import Guardrail, check_data
+from conveyor.train._guardrails import Guardrail, check_data, check_model
 from conveyor.train._learners import LEARNERS, check_learners, cost_size, initial_points, suggest
 from conveyor.train._metrics import MetricSpec, resolve_metric, score
 from conveyor.train._sweep import SweepResult, SweepSpec, SweepTrial
@@ -204,6 +204,7 @@ def automl(
     register: str | None = None,
     alias: str | None = None,
     exclude: tuple[str, ...] | list[str] = (),
+    allow_leaks: tuple[str, ...] | list[str] = (),
     time_column: str | None = None,
     series_id: str | None = None,
     horizon: int | None = None,
@@ -278,7 +279,11 @@ def automl(
             y_codes = np.asarray(codes, dtype=int)
         else:
             y_codes = y.to_numpy(dtype=float)
-        guardrails = check_data(x, y, kinds, task, dropped)
+        unknown = [c for c in allow_leaks if c not in x.columns]
+        if unknown:
+            hint = did_you_mean(unknown[0], list(x.columns))
+            raise BadInput(f"--allow-leak names no feature column: {', '.join(unknown)}.{hint}")
+        guardrails = check_data(x, y, kinds, task, dropped, allow_leaks)
         x = x.drop(columns=[c for c, k in kinds.items() if k == "ignored"])
         kinds = {c: k for c, k in kinds.items() if k != "ignored"}
         if not kinds:
@@ -853,6 +858,10 @@ def _search_and_finish(  # noqa: PLR0912, PLR0915
                 "trials": len(records),
             },
         )
+        held_out = y_codes[test] if len(test) else y_val
+        where = "test split" if len(test) else "out-of-fold predictions"
+        guardrails = [*guardrails, check_model(task, test_metrics, held_out, where)]
+        parent.log_bytes("guardrails.json", _json([g.to_dict() for g in guardrails]))
         leaderboard = [
             {
                 "trial": r.number,
