@@ -333,6 +333,8 @@ def test_cli_trains_registers_and_prints_one_json_object(cli, tmp_path) -> None:
     assert missing.code == 2 and "Did you mean 'churned'" in missing.json["error"]["message"]
     zero = cli("--home", home, "train", "-d", "customers@latest", "-t", "churned", "--time-budget", "0")
     assert zero.code == 2 and "time budget must be a positive" in zero.err
+    leak = cli("--home", home, "train", "-d", "customers@latest", "-t", "churned", "--allow-leak", "tenur", "--json")
+    assert leak.code == 2 and "--allow-leak names no feature column: tenur" in leak.json["error"]["message"]
 
 
 # -- forecasting -----------------------------------------------------------------------------------------

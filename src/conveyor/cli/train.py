@@ -51,6 +51,13 @@ def register(app: typer.Typer) -> None:
         exclude: Annotated[
             list[str] | None, typer.Option("--exclude", "-x", help="A column the model must not see (repeat).")
         ] = None,
+        allow_leak: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--allow-leak",
+                help="A column legitimately that strong: the leakage check reports it without a warning (repeat).",
+            ),
+        ] = None,
         time_column: Annotated[
             str | None, typer.Option("--time-column", help="Forecasting: the column holding each row's time.")
         ] = None,
@@ -113,6 +120,7 @@ def register(app: typer.Typer) -> None:
                 register=register_as,
                 alias=alias,
                 exclude=exclude or (),
+                allow_leaks=allow_leak or (),
                 time_column=time_column,
                 series_id=series_id,
                 horizon=horizon,
