@@ -101,3 +101,33 @@ def test_runners_killed_at_random_moments_never_stay_running(tmp_path: Path, kil
             if run.status == "crashed":
                 assert ws.pipelines.resume(run.id).status == "succeeded"
         print(f"{len(runs)} runs recorded of {kills} killed: {sorted(r.status for r in runs)}")
+
+
+def test_the_runner_beats_while_its_steps_run(workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    import sqlalchemy as sa
+
+    from conveyor.store._schema import PipelineRunRow
+    from tests.pipelines.steps import gated_wait
+
+    monkeypatch.setattr("conveyor.pipelines._runner.HEARTBEAT_SECONDS", 0.05)
+    gate = tmp_path / "gate"
+    done: list[object] = []
+    params = {"gate": str(gate)}
+    runner = threading.Thread(target=lambda: done.append(workspace.pipelines.run(gated_wait, params=params)))
+    runner.start()
+
+    def beats() -> list[object]:
+        with workspace.store.read() as session:
+            return list(session.scalars(sa.select(PipelineRunRow.heartbeat_at)))
+
+    try:
+        wait_until(lambda: beats() and beats()[0] is not None, timeout=90, what="the run to be recorded")
+        first = beats()[0]
+        wait_until(lambda: beats()[0] != first, timeout=30, what="a heartbeat while the step blocks")
+        assert workspace.pipelines.mark_crashed() == [], "a live runner's run is not crashed"
+    finally:
+        gate.write_text("open")
+        runner.join(120)
+    assert done and getattr(done[0], "status", None) == "succeeded"

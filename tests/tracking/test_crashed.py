@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -170,3 +171,21 @@ def test_the_scheduler_marks_crashed_runs_without_anyone_reading_them(workspace)
     with workspace.store.read() as session:  # the row itself, not a read that would mark it
         row = session.get(RunRow, run.id)
         assert row is not None and row.status == "crashed" and row.ended_at is not None
+
+
+def test_the_writer_thread_beats_while_the_run_is_open_and_stops_when_it_ends(workspace, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import wait_until
+
+    monkeypatch.setattr("conveyor.tracking._writer.HEARTBEAT_SECONDS", 0.05)
+
+    def beat() -> object:
+        with workspace.store.read() as session:
+            return session.scalar(sa.select(RunRow.heartbeat_at).where(RunRow.id == run.id))
+
+    run = workspace.runs.start("beats")  # nothing logged: the heartbeat alone shows the process lives
+    first = beat()
+    wait_until(lambda: beat() != first, timeout=10, what="a heartbeat")
+    run.end()
+    ended = beat()
+    time.sleep(0.3)
+    assert beat() == ended, "an ended run gets no more heartbeats"
