@@ -24,7 +24,7 @@ def home(tmp_path: Path) -> str:
     return str(path)
 
 
-def test_cli_search_compare_history_experiments(cli, home: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_search_compare_history_experiments(cli, home: str, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     result = cli("--home", home, "runs", "search", "params.learner = 'lgbm'", "-o", "metrics.auc desc", "--json")
     assert result.code == 0, result.err
     body = json.loads(result.out)
@@ -54,6 +54,22 @@ def test_cli_search_compare_history_experiments(cli, home: str, tmp_path: Path) 
 
     listed = json.loads(cli("--home", home, "runs", "list", "-e", "churn", "--json").out)
     assert [r["name"] for r in listed["runs"]] == ["t2", "t1", "t0"]
+    # Top-level runs by default, each with its number of child runs; --all lists the children with their parent.
+    with Workspace.open(home) as ws, ws.runs.start("churn", name="search") as parent:
+        for i in range(3):
+            with parent.child(f"trial-{i}"):
+                pass
+    top = json.loads(cli("--home", home, "runs", "list", "--json").out)["runs"]
+    assert [(r["name"], r["children"]) for r in top] == [("search", 3), ("t2", 0), ("t1", 0), ("t0", 0)]
+    every = json.loads(cli("--home", home, "runs", "list", "--all", "--json").out)["runs"]
+    assert [r["name"] for r in every][:4] == ["trial-2", "trial-1", "trial-0", "search"]
+    assert every[0]["parent_run_id"] == top[0]["id"]
+    table = cli("--home", home, "runs", "list", "--all")
+    assert "parent" in table.out and "children" in table.out and "experiment" in table.out
+    monkeypatch.setenv("COLUMNS", "80")  # a narrow terminal: names fold, statuses are never cut
+    narrow = cli("--home", home, "runs", "list", "--all")
+    assert narrow.out.count("finished") == 7 and "finis…" not in narrow.out
+    assert max(len(line) for line in narrow.out.splitlines()) <= 80
 
 
 @pytest.mark.parametrize(

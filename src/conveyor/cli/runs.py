@@ -23,23 +23,33 @@ ExperimentOption = Annotated[
 ]
 
 
-def _runs_table(console: Console, runs: list[Run], metric_keys: list[str] | None = None) -> None:
-    """Runs as a table: the metrics asked for first, so a narrow terminal still shows them."""
+def _runs_table(
+    console: Console,
+    runs: list[Run],
+    metric_keys: list[str] | None = None,
+    children: dict[str, int] | None = None,
+    parents: bool = False,
+) -> None:
+    """Runs as a table: the metrics asked for first, so a narrow terminal still shows them; the status is never
+    cut, the name and the last column fold."""
     if not runs:
         console.print("No runs match.")
         return
     table = Table(box=None)
     table.add_column("id", no_wrap=True)
-    table.add_column("name")
+    table.add_column("name", overflow="fold")
     keys = metric_keys or []
     for key in keys:
         table.add_column(key, justify="right", no_wrap=True)
-    several = len({r.experiment for r in runs}) > 1
-    if several:
-        table.add_column("experiment")
-    for column in ("status", "started", "s"):
-        table.add_column(column, no_wrap=column != "status")
-    table.add_column("params" if keys else "metrics")
+    table.add_column("experiment", overflow="fold")
+    if parents:
+        table.add_column("parent", overflow="fold")
+    if children is not None:
+        table.add_column("children", justify="right", no_wrap=True)
+    table.add_column("status", no_wrap=True, min_width=len("finished"))
+    table.add_column("started", overflow="fold")
+    table.add_column("s", no_wrap=True)
+    table.add_column("params" if keys else "metrics", overflow="fold")
     for r in runs:
         seconds = "" if r.seconds is None else f"{r.seconds:.1f}"
         extra = [f"{r.metrics[k]:.4g}" if k in r.metrics else "" for k in keys]
@@ -48,7 +58,11 @@ def _runs_table(console: Console, runs: list[Run], metric_keys: list[str] | None
             if keys
             else ", ".join(f"{k}={v:.4g}" for k, v in sorted(r.metrics.items())[:3])
         )
-        middle = [r.experiment] if several else []
+        middle = [r.experiment]
+        if parents:
+            middle.append(r.parent_run_id or "")
+        if children is not None:
+            middle.append(str(children.get(r.id, "")) if children.get(r.id) else "")
         table.add_row(r.id, r.name, *extra, *middle, r.status, fmt_time(r.started_at), seconds, rest)
     console.print(table)
 
@@ -58,19 +72,35 @@ def list_runs(
     ctx: typer.Context,
     experiment: ExperimentOption = None,
     limit: Annotated[int, typer.Option(help="At most this many runs.", min=1, max=10_000)] = 20,
+    everything: Annotated[
+        bool, typer.Option("--all", "-a", help="Child runs too (AutoML trials, sweep trials); default: top-level runs.")
+    ] = False,
     json_output: JsonFlag = False,
 ) -> None:
-    """List the most recent runs, newest first."""
+    """List the most recent runs, newest first: top-level runs with their number of child runs (--all for every
+    run, with its parent)."""
     out = Output(json_output)
-    page = open_workspace(ctx).runs.search(experiments=experiment, max_results=limit)
+    ws = open_workspace(ctx)
+    page = ws.runs.search(
+        None if everything else "attributes.parent_run_id is null", experiments=experiment, max_results=limit
+    )
+    children = ws.runs.children_counts([r.id for r in page.runs])
 
     def human(console: Console) -> None:
         if not page.runs:
-            console.print("No runs yet. 'conveyor quickstart' makes one.")
+            console.print("No runs yet. 'conveyor quickstart' makes one." if not experiment else "No runs match.")
             return
-        _runs_table(console, page.runs)
+        _runs_table(console, page.runs, children=children, parents=everything)
+        if page.next_page_token:
+            console.print(f"[dim]Newest {len(page.runs)} shown; --limit N for more.[/]")
 
-    out.emit({"runs": page.runs, "next_page_token": page.next_page_token}, human)
+    out.emit(
+        {
+            "runs": [{**r.__dict__, "children": children.get(r.id, 0)} for r in page.runs],
+            "next_page_token": page.next_page_token,
+        },
+        human,
+    )
 
 
 @app.command("search")

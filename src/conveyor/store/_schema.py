@@ -34,7 +34,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from ulid import ULID
 
 #: The Alembic revision these models correspond to (checked against the migration scripts by a test).
-SCHEMA_REVISION = "0010"
+SCHEMA_REVISION = "0011"
 
 NAME_LENGTH = 128
 
@@ -160,7 +160,7 @@ class RunRow(Entity, Base):
     is that process's last sign of life, so a reader can mark a run whose process died as ``crashed``."""
 
     __tablename__ = "runs"
-    __table_args__ = (Index(None, "experiment_id", "started_at"), Index(None, "status"))
+    __table_args__ = (Index(None, "experiment_id", "started_at"), Index(None, "status"), Index(None, "parent_run_id"))
     experiment_id: Mapped[str] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
     parent_run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id"), default=None)
     name: Mapped[str] = mapped_column(String(NAME_LENGTH), default="")

@@ -440,6 +440,18 @@ class Tracking:
         """
         return self.search(experiments=None if experiment is None else [experiment], max_results=limit).runs
 
+    def children_counts(self, run_ids: builtins.list[str]) -> dict[str, int]:
+        """How many child runs each of ``run_ids`` has (one query; runs without children are left out)."""
+        if not run_ids:
+            return {}
+        with self._ws.store.read() as session:
+            rows = session.execute(
+                sa.select(RunRow.parent_run_id, sa.func.count())
+                .where(RunRow.parent_run_id.in_(run_ids))
+                .group_by(RunRow.parent_run_id)
+            ).all()
+        return {str(parent): int(count) for parent, count in rows}
+
     def search(
         self,
         filter: str | None = None,
