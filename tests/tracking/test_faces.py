@@ -114,3 +114,28 @@ def test_rest_search_compare_and_errors(home: str) -> None:
         bad = client.get("/api/v1/runs/search", params={"filter": "metrics.auc > 'x'"})
         assert bad.status_code == 400 and "is a number" in bad.json()["error"]["message"]
         assert client.get("/api/v1/runs/compare", params={"run_id": [ids[0], "nope"]}).status_code == 404
+
+
+def test_cli_lists_prints_downloads_and_opens_artifacts(cli, home: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    with Workspace.open(home) as ws, ws.runs.start("churn", name="reported") as run:
+        run.log_bytes("evaluation.html", b"<html><body>report</body></html>")
+        run.log_bytes("charts/roc.json", b'{"x": [0, 1]}\n')
+        run.log_bytes("model/model.bin", b"\x00\x01binary")
+    listed = json.loads(cli("--home", home, "runs", "artifacts", run.id, "--json").out)
+    assert [a["path"] for a in listed["artifacts"]] == ["charts/roc.json", "evaluation.html", "model/model.bin"]
+    printed = cli("--home", home, "runs", "artifacts", run.id, "charts/roc.json")
+    assert printed.code == 0 and printed.out == '{"x": [0, 1]}\n'
+    binary = cli("--home", home, "runs", "artifacts", run.id, "model/model.bin")
+    assert binary.code == 2 and "--download" in binary.err
+    typo = cli("--home", home, "runs", "artifacts", run.id, "charts/roc.jsn", "--json")
+    assert typo.code == 2 and "Did you mean 'charts/roc.json'" in json.loads(typo.out)["error"]["message"]
+    out = tmp_path / "out"
+    cli("--home", home, "runs", "artifacts", run.id, "--download", str(out))
+    assert (out / "charts" / "roc.json").read_bytes() == b'{"x": [0, 1]}\n'
+    assert (out / "model" / "model.bin").read_bytes() == b"\x00\x01binary" and not list(out.rglob("*.part"))
+    opened = json.loads(cli("--home", home, "runs", "open", run.id, "--no-browser", "--json").out)
+    assert opened["path"] == "evaluation.html" and Path(opened["file"]).read_bytes().endswith(b"report</body></html>")
+    with Workspace.open(home) as ws, ws.runs.start("churn", name="bare") as bare:
+        pass
+    none = cli("--home", home, "runs", "open", bare.id, "--no-browser")
+    assert none.code == 2 and "no HTML report" in none.err

@@ -259,3 +259,125 @@ def experiments(ctx: typer.Context, json_output: JsonFlag = False) -> None:
         console.print(table)
 
     out.emit({"experiments": found}, human)
+
+
+@app.command("artifacts")
+def artifacts(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    path: Annotated[
+        str | None, typer.Argument(help="One artifact (e.g. evaluation.json); without it, list them all.")
+    ] = None,
+    download: Annotated[
+        Path | None,
+        typer.Option("--download", "-d", help="Write the artifact (or all of them) into this folder, paths kept."),
+    ] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """List a run's artifacts, print one, or download them.
+
+    Examples:
+
+      conveyor runs artifacts RUN                       # the list: path, size, type
+
+      conveyor runs artifacts RUN evaluation.json       # a text artifact printed
+
+      conveyor runs artifacts RUN --download ./out      # every artifact under ./out
+    """
+    from conveyor.errors import BadInput
+
+    out = Output(json_output)
+    ws = open_workspace(ctx)
+    run = ws.runs.get(run_id)
+    if path is not None and download is None:
+        body = ws.runs.artifact_bytes(run.id, path)  # NotFound names the nearest artifact
+        if json_output:
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError:
+                raise BadInput(f"{path} is not text; write it to a folder with --download DIR.") from None
+            out.emit({"run_id": run.id, "path": path, "text": text}, lambda c: None)
+            return
+        if not _printable(body):
+            raise BadInput(f"{path} is binary ({len(body):,} bytes); write it to a folder with --download DIR.")
+        typer.echo(body.decode("utf-8"), nl=not body.endswith(b"\n"))
+        return
+    chosen = run.artifacts if path is None else [a for a in run.artifacts if a.path == path]
+    if path is not None and not chosen:
+        ws.runs.artifact_bytes(run.id, path)  # raises NotFound with the nearest name
+    written: list[str] = []
+    if download is not None:
+        folder = download.expanduser().resolve()
+        for artifact in chosen:
+            target = (folder / artifact.path).resolve()
+            if not target.is_relative_to(folder):  # recorded paths are relative without '..'; checked again here
+                raise BadInput(f"Artifact path {artifact.path!r} would leave {folder}; not written.")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(target.name + ".part")
+            partial.write_bytes(ws.runs.artifact_bytes(run.id, artifact.path))
+            partial.replace(target)  # nothing half-written under the artifact's name
+            written.append(str(target))
+
+    def human(console: Console) -> None:
+        if download is not None:
+            console.print(f"[green]✓[/] Wrote {len(written)} artifact(s) under {download}")
+            return
+        if not chosen:
+            console.print("This run has no artifacts.")
+            return
+        table = Table("path", "size", "type", box=None)
+        for a in chosen:
+            table.add_row(a.path, f"{a.size:,}", a.media_type)
+        console.print(table)
+        console.print(f"[dim]Print one: conveyor runs artifacts {run.id} PATH · all: --download DIR[/]")
+
+    out.emit({"run_id": run.id, "artifacts": chosen, "written": written}, human)
+
+
+def _printable(body: bytes) -> bool:
+    if b"\x00" in body[:8192]:
+        return False
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+@app.command("open")
+def open_report(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    path: Annotated[
+        str | None, typer.Argument(help="An HTML artifact; default: evaluation.html, else the run's first .html.")
+    ] = None,
+    browser: Annotated[
+        bool, typer.Option("--browser/--no-browser", help="Open it in the web browser (else only print its path).")
+    ] = True,
+    json_output: JsonFlag = False,
+) -> None:
+    """Open a run's report (AutoML's evaluation.html: charts, metrics, importance) in the browser."""
+    import tempfile
+
+    from conveyor.errors import NotFound
+
+    out = Output(json_output)
+    ws = open_workspace(ctx)
+    run = ws.runs.get(run_id)
+    pages = [a.path for a in run.artifacts if a.path.endswith((".html", ".htm"))]
+    chosen = path or ("evaluation.html" if "evaluation.html" in pages else (pages[0] if pages else None))
+    if chosen is None:
+        raise NotFound(
+            f"Run {run.id} has no HTML report; `conveyor runs artifacts {run.id}` lists what it has "
+            "(AutoML runs write evaluation.html)."
+        )
+    body = ws.runs.artifact_bytes(run.id, chosen)
+    folder = Path(tempfile.gettempdir()) / f"conveyor-{run.id}"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / Path(chosen).name
+    target.write_bytes(body)
+    opened = bool(browser and not json_output and typer.launch(str(target)) == 0)
+    out.emit(
+        {"run_id": run.id, "path": chosen, "file": str(target), "opened": opened},
+        lambda c: c.print(f"{'Opened' if opened else 'Saved'} {chosen} of run {run.id}: {target}"),
+    )

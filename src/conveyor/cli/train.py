@@ -212,6 +212,6 @@ def _summary(console: Console, result: AutoMLResult) -> None:
     if result.feature_importance:
         top = ", ".join(f"{r['column']} {r['importance']:.3f}" for r in result.feature_importance[:5])
         console.print(f"most important: {top}")
-    console.print(f"run {result.run_id} (charts: conveyor runs show {result.run_id})")
+    console.print(f"run {result.run_id} (report with charts: conveyor runs open {result.run_id})")
     if result.model_ref:
         console.print(f"registered [bold]{result.model_ref}[/]")
