@@ -13,6 +13,7 @@ from benchmarks import (
     batch,
     cards,
     drift,
+    faults,
     governance,
     ingest,
     pipelines,
@@ -41,6 +42,7 @@ BENCHMARKS["governance-audit-append"] = governance.run_audit_append
 BENCHMARKS["governance-audit-verify"] = governance.run_audit_verify
 BENCHMARKS["quickstart-loop"] = quickstart.run_loop
 BENCHMARKS["studio-pages"] = studio.run
+BENCHMARKS["faults-killed-ingest-scratch"] = faults.run_killed_ingests
 BENCHMARKS["model-card"] = cards.run
 #: Benchmarks that need no shared peer environment: they compare Conveyor with itself (with and without a
 #: feature), or set up their peer's own environment (drift: Evidently needs pandas 2).
@@ -52,6 +54,7 @@ WITHOUT_PEERS = {
     "drift-profile",
     "quickstart-loop",
     "model-card",
+    "faults-killed-ingest-scratch",
 }
 
 
