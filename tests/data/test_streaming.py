@@ -164,11 +164,22 @@ def conveyor_command(home: Path | None, *args: str) -> list[str]:
     return [sys.executable, "-m", "conveyor", "--home", str(home), *args]
 
 
+def make_workspace(home: Path) -> Path:
+    """A workspace at ``home`` (the command opens an existing one; only ``init`` creates)."""
+    from conveyor import Workspace
+
+    Workspace.open(home).close()
+    return home
+
+
 def run_cli(home: Path | None, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    if home is not None:
+        make_workspace(home)
     return subprocess.run(conveyor_command(home, *args), capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def start_cli(home: Path, *args: str) -> subprocess.Popen[str]:
+    make_workspace(home)
     return subprocess.Popen(
         conveyor_command(home, *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy()
     )
@@ -205,7 +216,7 @@ def test_source_urls_keep_wildcards_and_refuse_what_is_not_a_broker() -> None:
 
 
 def test_cli_exit_code_2_for_a_bad_scheme_and_an_unreachable_broker(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    home = str(tmp_path / "ws")
+    home = str(make_workspace(tmp_path / "ws"))
     result = cli("--home", home, "data", "stream", "kafka://127.0.0.1/x", "--name", "t")
     assert result.code == 2 and "mqtt://" in result.err
     result = cli("--home", home, "data", "stream", "mqtt://127.0.0.1:1/x/#", "--name", "t", "--json")
@@ -298,35 +309,166 @@ def test_schema_is_inferred_from_the_first_batch_then_enforced(workspace, nats_s
     assert "field 'id' is a boolean" in next(r for p, r in reasons.items() if "true" in p)
     assert {d["topic"] for d in dead} == {f"{nats_stream.prefix}.other"}
     assert all(d["received_at"] is not None for d in dead)
+    # Each dead letter says where it was in the stream: its JetStream sequence (the first batch took 1 and 2).
+    assert {d["payload"]: d["offset"] for d in dead}["{not json"] == 3
+    assert sorted(d["offset"] for d in dead) == [3, 4, 5, 6, 7]
 
 
-def test_a_commit_whose_ack_never_reached_the_broker_is_not_ingested_twice(workspace, mqtt_topic: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_spooled_message_whose_ack_never_reached_the_broker_is_not_ingested_twice(workspace, mqtt_topic: str) -> None:  # type: ignore[no-untyped-def]
     url = mqtt_url(mqtt_topic)
-
-    class Crash(Exception):
-        pass
-
     try:
         mqtt_subscribe_once("telemetry", url, ws=workspace)
         mqtt_publish(f"{mqtt_topic}/a", [_reading(i) for i in range(300)] + [b"not json"])
-        crashing = StreamIngester(workspace, url, name="telemetry", flush_rows=301, flush_seconds=30)
-
-        def crash(_messages: Any) -> None:
-            raise Crash  # committed, then "killed" before the broker heard the acknowledgement
-
-        crashing.source.ack = crash  # type: ignore[method-assign]
-        with pytest.raises(Crash):
-            crashing.run(max_messages=301, max_seconds=30)
-        assert workspace.data.get("telemetry").rows == 300
-        assert workspace.data.get("telemetry_deadletter").rows == 1
-        # The broker redelivers all 301 (flagged DUP); the checkpoints recognise every one.
+        deaf = StreamIngester(workspace, url, name="telemetry", flush_rows=301, flush_seconds=30)
+        deaf.source.ack = lambda _messages: None  # type: ignore[method-assign]  # spooled, committed, never acked
+        first = deaf.run(max_messages=301, max_seconds=30)
+        assert (first.rows, first.dead_lettered) == (300, 1)
+        # The broker redelivers all 301 (flagged DUP); the spool's keys recognise every one.
         again = StreamIngester(workspace, url, name="telemetry", flush_rows=1000, flush_seconds=0.3)
         stats = again.run(max_messages=301, max_seconds=30)
     finally:
         forget_mqtt_session("telemetry", url)
     assert (stats.messages, stats.duplicates, stats.rows, stats.dead_lettered) == (301, 301, 0, 0)
     assert workspace.data.get("telemetry").rows == 300
+    dead = workspace.data.read_table("telemetry_deadletter").to_pylist()
+    # MQTT has no stream sequence: the offset is the message's place in what the ingester took (1-based).
+    assert [(d["payload"], d["topic"], d["offset"]) for d in dead] == [("not json", f"{mqtt_topic}/a", 301)]
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_what_was_spooled_but_not_committed_is_replayed_by_the_next_run(workspace, mqtt_topic: str) -> None:  # type: ignore[no-untyped-def]
+    url = mqtt_url(mqtt_topic)
+    try:
+        mqtt_subscribe_once("telemetry", url, ws=workspace)
+        mqtt_publish(f"{mqtt_topic}/a", [_reading(i) for i in range(300)] + [b"not json"])
+        crashing = StreamIngester(workspace, url, name="telemetry", flush_rows=301, flush_seconds=30)
+
+        def crash(*_args: Any) -> None:
+            raise _Crash  # the dead letter is committed, then the process "dies" before the rows' commit
+
+        crashing._commit_rows = crash  # type: ignore[method-assign]
+        with pytest.raises(_Crash):
+            crashing.run(max_messages=301, max_seconds=30)
+        assert workspace.data.get("telemetry_deadletter").rows == 1
+        with pytest.raises(NotFound):
+            workspace.data.get("telemetry")
+        # Spooled and acknowledged: the broker has nothing more; the next run commits them from the spool.
+        stats = StreamIngester(workspace, url, name="telemetry", flush_rows=1000, flush_seconds=0.3).run(max_seconds=1)
+    finally:
+        forget_mqtt_session("telemetry", url)
+    assert (stats.messages, stats.replayed, stats.rows, stats.dead_lettered, stats.duplicates) == (0, 301, 300, 0, 1)
+    assert any("from the spool" in n for n in stats.notes)
+    assert sorted(workspace.data.read_table("telemetry").column("id").to_pylist()) == list(range(300))
     assert workspace.data.get("telemetry_deadletter").rows == 1
+
+
+def test_the_broker_never_has_more_than_max_in_flight_unacknowledged(workspace, mqtt_topic: str) -> None:  # type: ignore[no-untyped-def]
+    url = mqtt_url(mqtt_topic)
+    try:
+        mqtt_subscribe_once("telemetry", url, ws=workspace)
+        mqtt_publish(f"{mqtt_topic}/a", [_reading(i) for i in range(200)])
+        deaf = StreamIngester(workspace, url, name="telemetry", max_in_flight=50, flush_seconds=0.2)
+        deaf.source.ack = lambda _messages: None  # type: ignore[method-assign]
+        held = deaf.run(max_seconds=2)  # MQTT 5 Receive Maximum 50: the broker stops at 50 unacknowledged
+        assert (held.messages, held.rows, held.max_in_flight) == (50, 50, 50)
+        rest = StreamIngester(workspace, url, name="telemetry", max_in_flight=50, flush_seconds=0.2).run(
+            max_messages=200, max_seconds=30
+        )
+    finally:
+        forget_mqtt_session("telemetry", url)
+    # The 50 come again (redeliveries, dropped) with the 150 never sent.
+    assert (rest.messages, rest.duplicates, rest.rows) == (200, 50, 150)
+    assert sorted(workspace.data.read_table("telemetry").column("id").to_pylist()) == list(range(200))
+
+
+def test_the_nats_consumer_is_bounded_by_max_in_flight(workspace, nats_stream: NatsStream) -> None:  # type: ignore[no-untyped-def]
+    nats_stream.publish([_reading(i) for i in range(100)])
+    stats = StreamIngester(workspace, nats_stream.url(), name="telemetry", max_in_flight=40, flush_seconds=0.2).run(
+        max_messages=100, max_seconds=30
+    )
+    assert (stats.rows, stats.max_in_flight) == (100, 40)
+    assert [c.config.max_ack_pending for c in nats_stream.consumers()] == [40]
+
+
+@pytest.mark.parametrize("bad", ["0", "-5", "65536", "many"])
+def test_max_in_flight_outside_1_to_65535_exits_2(cli, tmp_path: Path, bad: str) -> None:  # type: ignore[no-untyped-def]
+    result = cli(
+        "--home", str(tmp_path / "ws"), "data", "stream", "mqtt://127.0.0.1:1/x/#", "-n", "t", "--max-in-flight", bad
+    )
+    assert result.code == 2
+    assert "--max-in-flight" in result.err and ("65,535" in result.err or "integer" in result.err)
+
+
+def test_sequence_gaps_are_recorded_in_notes_and_stats(tmp_path: Path, nats_stream: NatsStream) -> None:
+    home = tmp_path / "ws"
+    kept = [i for i in range(100) if i not in (10, 11, 12, 50)]
+    nats_stream.publish([orjson.dumps({"seq": i, "v": 1.0}) for i in kept], subject=f"{nats_stream.prefix}.a")
+    nats_stream.publish([orjson.dumps({"seq": i, "v": 2.0}) for i in range(40)], subject=f"{nats_stream.prefix}.b")
+    nats_stream.publish([b"not json"], subject=f"{nats_stream.prefix}.b")
+    args = ("data", "stream", nats_stream.url(), "-n", "t", "--sequence-field", "seq", "--flush-rows", "50")
+    done = run_cli(home, *args, "--max-messages", str(len(kept) + 41), "--json")
+    assert done.returncode == 0, done.stderr
+    summary = orjson.loads(done.stdout)
+    seq = summary["sequence"]
+    assert (seq["field"], seq["gaps"], seq["missing"], seq["out_of_order"], seq["without_value"]) == ("seq", 2, 4, 0, 0)
+    a = f"{nats_stream.prefix}.a"
+    assert seq["first_gaps"] == [
+        {"topic": a, "after": 9, "next": 13, "missing": 3},
+        {"topic": a, "after": 49, "next": 51, "missing": 1},
+    ]
+    assert "gap in 'seq' on " + a + ": 9 then 13 (3 values missing)" in done.stderr
+    from conveyor import Workspace
+
+    with Workspace.open(home) as ws:
+        notes = [n for v in ws.data.versions("t") for n in v.source.get("notes", [])]
+        gaps = [g for v in ws.data.versions("t") for g in v.source.get("sequence_gaps", [])]
+    assert notes == [
+        f"gap in 'seq' on {a}: 9 then 13 (3 values missing)",
+        f"gap in 'seq' on {a}: 49 then 51 (1 value missing)",
+    ]
+    assert gaps == seq["first_gaps"]
+    # Resuming goes on from the checkpoint's last values: 99 then 100 on .a is no gap, 39 then 45 on .b is one.
+    nats_stream.publish([orjson.dumps({"seq": 100, "v": 1.0})], subject=f"{nats_stream.prefix}.a")
+    nats_stream.publish([orjson.dumps({"seq": 45, "v": 1.0})], subject=f"{nats_stream.prefix}.b")
+    again = run_cli(home, *args, "--max-messages", "2", "--json")
+    assert again.returncode == 0, again.stderr
+    assert orjson.loads(again.stdout)["sequence"]["first_gaps"] == [
+        {"topic": f"{nats_stream.prefix}.b", "after": 39, "next": 45, "missing": 5}
+    ]
+
+
+def test_a_second_ingester_on_the_same_spool_is_refused(workspace, nats_stream: NatsStream) -> None:  # type: ignore[no-untyped-def]
+    from conveyor.errors import Conflict
+
+    first = StreamIngester(workspace, nats_stream.url(), name="t", flush_seconds=0.2)
+    runner = threading.Thread(target=first.run, kwargs={"max_seconds": 30})
+    runner.start()
+    try:
+        wait_until(lambda: (first.spool_dir / "lock").exists(), timeout=10, what="the first ingester's spool")
+        time.sleep(0.3)
+        with pytest.raises(Conflict, match="is locked"):
+            StreamIngester(workspace, nats_stream.url(), name="t").run(max_seconds=0)
+    finally:
+        first.stop("test")
+        runner.join(30)
+
+
+def test_a_torn_write_at_the_end_of_the_spool_is_cut_off(workspace, nats_stream: NatsStream) -> None:  # type: ignore[no-untyped-def]
+    nats_stream.publish([_reading(i) for i in range(20)])
+    ingester = StreamIngester(workspace, nats_stream.url(), name="t", flush_seconds=0.2)
+    assert ingester.run(max_messages=20, max_seconds=30).rows == 20
+    segment = max(ingester.spool_dir.glob("*.spool"))
+    with segment.open("ab") as f:
+        f.write(b"CVS1\x05\x00")  # a group header cut short by a crash
+    nats_stream.publish([_reading(i) for i in range(20, 30)])
+    again = StreamIngester(workspace, nats_stream.url(), name="t", flush_seconds=0.2)
+    stats = again.run(max_messages=10, max_seconds=30)
+    assert (stats.rows, stats.replayed, stats.duplicates) == (10, 0, 0)
+    assert any("Cut off 6 bytes" in n for n in stats.notes)
+    assert sorted(workspace.data.read_table("t").column("id").to_pylist()) == list(range(30))
 
 
 @pytest.mark.parametrize("broker", ["mqtt", "nats"])
@@ -389,14 +531,18 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(
     assert orjson.loads(out.strip().splitlines()[-1])["stopped_by"] == "SIGTERM"
 
 
-def test_sigterm_commits_what_is_buffered_acknowledges_it_and_exits_0(tmp_path: Path, nats_stream: NatsStream) -> None:
+def test_sigterm_commits_what_is_spooled_and_exits_0(tmp_path: Path, nats_stream: NatsStream) -> None:
     home = tmp_path / "ws"
     nats_stream.publish([_reading(i) for i in range(300)])
     args = ("data", "stream", nats_stream.url(), "--name", "telemetry", "--flush-rows", "100000")
     process = start_cli(home, *args, "--flush-seconds", "600", "--json")
     try:
-        # Delivered to the ingester and held, uncommitted, until the signal.
-        wait_until(lambda: any(c.num_ack_pending == 300 for c in nats_stream.consumers()), timeout=30, what="delivery")
+        # In the spool, so acknowledged to the broker, and held, uncommitted, until the signal.
+        wait_until(
+            lambda: any(c.ack_floor.stream_seq == 300 and c.num_ack_pending == 0 for c in nats_stream.consumers()),
+            timeout=30,
+            what="the spool's acknowledgements",
+        )
         assert asset_ids(home, "telemetry") == []
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=30)
@@ -407,14 +553,19 @@ def test_sigterm_commits_what_is_buffered_acknowledges_it_and_exits_0(tmp_path: 
     summary = orjson.loads(out)
     assert (summary["messages"], summary["rows"], summary["versions"]) == (300, 300, 1)
     assert sorted(asset_ids(home, "telemetry")) == list(range(300))
-    assert [c.num_ack_pending for c in nats_stream.consumers()] == [0]
 
 
 def test_nats_without_a_stream_for_the_subject_says_how_to_create_one(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     require_service("NATS", NATS_HOST, NATS_PORT)
     subject = f"conveyortest.nostream.{uuid.uuid4().hex[:8]}"
     result = cli(
-        "--home", str(tmp_path / "ws"), "data", "stream", f"nats://{NATS_HOST}:{NATS_PORT}/{subject}", "-n", "t"
+        "--home",
+        str(make_workspace(tmp_path / "ws")),
+        "data",
+        "stream",
+        f"nats://{NATS_HOST}:{NATS_PORT}/{subject}",
+        "-n",
+        "t",
     )
     assert result.code == 2
     assert "No JetStream stream captures the subject" in result.err and "nats stream add" in result.err

@@ -1,12 +1,14 @@
 """``conveyor data stream``: JSON messages from MQTT or NATS JetStream into an asset, micro-batch by micro-batch.
 
-SIGTERM and SIGINT (Ctrl-C) commit what is buffered, acknowledge it to the broker and exit 0.
+SIGTERM and SIGINT (Ctrl-C) commit what is spooled and exit 0. The spool is opened and the broker's session
+resumed before the workspace (the slow part of starting), so a restart leaves the broker little to hold.
 """
 
 from __future__ import annotations
 
 import signal
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -45,21 +47,54 @@ def stream(
     max_seconds: Annotated[
         float | None, typer.Option("--max-seconds", min=0, help="Stop after this many seconds.")
     ] = None,
+    max_in_flight: Annotated[
+        int,
+        typer.Option(
+            "--max-in-flight",
+            help="Most messages the broker may have out to us unacknowledged (MQTT 5 Receive Maximum, JetStream "
+            "max_ack_pending), 1 to 65535. Keep it well under what the broker keeps for a session while the "
+            "ingester is down (Mosquitto: max_queued_messages, 1000 by default).",
+        ),
+    ] = 500,
+    sequence_field: Annotated[
+        str | None,
+        typer.Option(
+            "--sequence-field",
+            help="An integer field that grows by one per message on each topic: gaps are recorded in the "
+            "versions' notes and the summary.",
+        ),
+    ] = None,
+    spool_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--spool-dir",
+            help="Where messages wait between the broker's acknowledgement and the commit (default: "
+            "HOME/streams/NAME-...). Must outlive the process: a persistent disk.",
+        ),
+    ] = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Ingest a stream of JSON messages as appended versions: at least once from the broker, exactly once in the
-    asset (acknowledged only after the commit), bad messages to NAME_deadletter with the reason."""
-    from conveyor.data import StreamIngester
+    asset (acknowledged once in the local spool, committed from there), bad messages to NAME_deadletter with the
+    reason and offset."""
+    from conveyor.config import resolve_settings
+    from conveyor.data._streaming import StreamIngester, spool_folder
 
     out = Output(json_output)
-    ws = open_workspace(ctx)
     live = _LiveLine(out.err) if out.interactive and not json_output else None
+    state = ctx.find_root().obj
+    if spool_dir is None:
+        settings = resolve_settings(state.home, db_url=state.db_url, artifacts_url=state.artifacts_url)
+        spool_dir = spool_folder(settings.home, name, source)
     ingester = StreamIngester(
-        ws,
+        lambda: open_workspace(ctx),
         source,
         name=name,
         flush_rows=flush_rows,
         flush_seconds=flush_seconds,
+        max_in_flight=max_in_flight,
+        sequence_field=sequence_field,
+        spool_dir=spool_dir,
         notify=live.note if live is not None else out.note,
         on_progress=live.update if live is not None else None,
     )
@@ -87,7 +122,18 @@ def stream(
             line += f", [yellow]{stats.dead_lettered:,} dead-lettered[/] to {escape(ingester.deadletter_name)}"
         if stats.duplicates:
             line += f", {stats.duplicates:,} redeliveries dropped"
+        if stats.replayed:
+            line += f", {stats.replayed:,} replayed from the spool"
         console.print(line + f"; stopped by {stats.stopped_by}.")
+        if stats.sequence is not None:
+            seq = stats.sequence
+            if seq["gaps"]:
+                console.print(
+                    f"[yellow]![/] {seq['gaps']:,} gap{'s' if seq['gaps'] != 1 else ''} in {escape(seq['field'])} "
+                    f"({seq['missing']:,} values missing); the versions' notes list them."
+                )
+            else:
+                console.print(f"No gaps in {escape(seq['field'])}.")
 
     out.emit(stats.as_dict(), human)
 

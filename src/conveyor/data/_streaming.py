@@ -3,32 +3,44 @@ micro-batch, at least once on the wire and exactly once in the lake.
 
 The pieces::
 
-    broker ──► StreamSource (an I/O thread fills a deque) ──► StreamIngester.run (main thread)
-                                                              parse, route, commit, then acknowledge
+    broker ──► StreamSource ──► _Intake (its own thread)          ──► StreamIngester.run (main thread)
+               (I/O thread,      poll, append to the spool, fsync,      parse, route, commit versions
+                a deque)         then acknowledge to the broker          (each with its checkpoint)
 
-**Delivery.** A batch is acknowledged to the broker only after its rows are committed, so a crash loses
-nothing: what was not acknowledged is delivered again. Duplicates can then only come from a batch that was
-committed but whose acknowledgement did not reach the broker. Each commit saves, in the same transaction as
-the version (``commit_table(checkpoint=...)``), what is needed to recognise such a redelivery:
+**Delivery.** A message is acknowledged to the broker only once it is in the *spool*, an append-only,
+checksummed, fsynced log on local disk (``<home>/streams/<asset>-<digest>/``); the lake commits micro-batches
+from there. So the broker never holds more unacknowledged messages than ``max_in_flight`` (MQTT 5 Receive
+Maximum; JetStream ``max_ack_pending``), whatever ``flush_rows`` and ``flush_seconds`` are, and a crash at any
+moment loses nothing: what was not in the spool comes again from the broker, what was is replayed from the
+spool when the ingester starts again. Why a spool and not "commit to the lake every ``max_in_flight``
+messages": by Little's law a bound of 500 messages at 32,000 msg/s leaves 15 ms from arrival to
+acknowledgement, less than one lake commit takes; an fsync takes about half a millisecond.
 
-- NATS JetStream: the last committed *stream sequence*. On start (and after a reconnect) the durable pull
-  consumer is re-anchored at that sequence + 1 unless the broker already agrees with the checkpoint, so
-  delivery resumes exactly after the commit, in order; within a run, a message at or below the highest
-  sequence already seen is a redelivery and is dropped.
-- MQTT (QoS 1, persistent session): messages have no stable id, so the checkpoint keeps the xxh3-64 keys of
-  ``topic + payload`` of the last ``receive_maximum`` committed messages. The broker never has more than
-  ``receive_maximum`` unacknowledged messages out to us, so every committed-but-unacknowledged message is in
-  that window. A redelivered message (DUP flag set) whose key is in the window is dropped.
-  Limit: two byte-identical messages on the same topic are indistinguishable; if one was committed and the
-  other is redelivered (uncommitted) within the window, the second is dropped. Give messages an id or a
-  timestamp (telemetry nearly always has one) to rule this out.
+Each message taken gets an *ordinal* (1, 2, 3, ... for this asset and source, kept across runs in the spool).
+Each commit saves, in the same transaction as the version (``commit_table(checkpoint=...)``), the highest
+ordinal it covers, the highest NATS stream sequence, and the ordinal through which every batch is fully
+committed; a restart replays the spool after that point and drops what an asset's checkpoint already covers.
+Redeliveries are recognised before the spool:
+
+- NATS JetStream: a message at or below the highest stream sequence spooled is one we have. On start (and
+  after a reconnect) the durable pull consumer is re-anchored right after it unless the broker agrees.
+- MQTT (QoS 1, persistent session): messages have no stable id, so the spool keeps the xxh3-64 keys of
+  ``topic + payload`` of the last 65,535 messages (the largest Receive Maximum). A redelivered message (DUP
+  flag set) whose key is among them is dropped. Limit: two byte-identical messages on the same topic are
+  indistinguishable; if one was spooled and the other is redelivered within the window, the second is
+  dropped. Give messages an id or a timestamp (telemetry nearly always has one) to rule this out.
 
 **Dead letters.** A message that is not JSON, not an object, has a field the schema does not know, or a
 value of the wrong type goes to the asset ``<name>_deadletter`` (columns ``payload``, ``reason``, ``topic``,
-``received_at``) with a reason that names the field and the expected type. Dead letters are committed
-*before* the batch's rows, each asset with its own checkpoint, so a crash between the two commits resumes
-from the rows' checkpoint and drops the dead letters already stored. Routing must then be the same on the
-second delivery, so before the asset exists the inferred schema rides in the dead-letter checkpoint.
+``received_at``, ``offset``: the NATS stream sequence, or for MQTT the message's ordinal) with a reason that
+names the field and the expected type. Dead letters are committed *before* the batch's rows, each asset with
+its own checkpoint, so a crash between the two commits replays the batch and drops the dead letters already
+stored. Routing must then be the same on the second pass, so before the asset exists the inferred schema
+rides in the dead-letter checkpoint.
+
+**Gaps.** MQTT has no sequence numbers; with ``sequence_field`` the ingester checks a monotonic integer field
+of the messages, per topic, and records each gap (the values missing) in the version's source notes and in
+the stats.
 
 **Schema.** Taken from the asset when it exists, else inferred from the first batch (order of first
 appearance; ints and floats together make a double; a column that is null throughout the first batch
@@ -36,27 +48,31 @@ becomes a string), then enforced: a missing field is null, an unknown field or a
 letter. Nested objects are checked by Arrow, which ignores unknown keys inside them.
 
 **Speed.** The hot path is per-message Python, so it is kept to the minimum: the I/O thread only frames
-packets and appends tuples to a deque (no locks), the main thread parses with orjson and builds Arrow
-columns in one call per column, type checks run over ``set(map(type, column))``. For MQTT, paho's public
-receive path costs ~25 µs a message (one ``select`` per packet, three ``recv`` calls, a v5 ``Properties``
-object per message); :class:`_FastMqttClient` overrides three of paho's private hooks (buffered reads, all
-buffered packets per wake-up, a direct PUBLISH decoder) and falls back to the public API when they are
-missing. For NATS, ``fetch()`` creates two asyncio tasks per message; the source instead subscribes an
-inbox with a callback and sends JetStream pull requests itself, acknowledging with ``AckPolicy.ALL`` (one
-``+ACK`` per batch).
+packets and appends tuples to a deque (no locks), the intake writes a group of messages with a few C-level
+calls (arrays of positions, times and lengths, then the payloads) and one fsync, the main thread parses with
+orjson and builds Arrow columns in one call per column, type checks run over ``set(map(type, column))``. For
+MQTT, paho's public receive path costs ~25 µs a message (one ``select`` per packet, three ``recv`` calls, a
+v5 ``Properties`` object per message); :class:`_FastMqttClient` overrides three of paho's private hooks
+(buffered reads, all buffered packets per wake-up, a direct PUBLISH decoder) and falls back to the public
+API when they are missing. For NATS, ``fetch()`` creates two asyncio tasks per message; the source instead
+subscribes an inbox with a callback and sends JetStream pull requests itself, acknowledging with
+``AckPolicy.ALL`` (one ``+ACK`` per spooled group).
 
-**Broker limits worth knowing.** Mosquitto keeps at most ``max_queued_messages`` (default 1000, in-flight
-messages included) for an *offline* persistent session and drops the rest; for an online one it keeps
-``receive_maximum`` + that. Run Mosquitto with ``max_queued_messages 0`` (or a large value) when publishers
-keep going while the ingester restarts. JetStream keeps what its stream's limits keep.
+**Broker limits worth knowing.** Mosquitto keeps at most ``max_queued_messages`` (default 1000) for a
+persistent session, the unacknowledged in-flight messages included: while we are down, what arrives beyond
+``1000 - in flight`` is dropped. With the default bound (500, and usually far fewer really out: the intake
+acknowledges every 50 ms) a restart has roughly ``(1000 - in flight) / rate`` seconds before the broker drops
+anything: about 1.8 s at 500 msg/s. Raise ``max_queued_messages`` (or set 0) when publishers are faster or
+restarts slower. JetStream keeps what its stream's limits keep.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import math
+import os
+import struct
 import threading
 import time
 from array import array
@@ -65,22 +81,33 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import itemgetter
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
 
 import orjson
 import xxhash
 
-from conveyor.data._assets import Checkpoint
-from conveyor.errors import BadInput, ConveyorError, NotFound, StoreUnavailable, Unauthorized, ValidationFailed
+from conveyor.errors import (
+    BadInput,
+    Conflict,
+    ConveyorError,
+    NotFound,
+    StoreError,
+    StoreUnavailable,
+    Unauthorized,
+    ValidationFailed,
+)
 
 if TYPE_CHECKING:
+    import asyncio
+
     import pyarrow as pa
 
     from conveyor.workspace import Workspace
 
 __all__ = [
     "DEADLETTER_SUFFIX",
-    "Ledger",
+    "DEFAULT_MAX_IN_FLIGHT",
     "StreamIngester",
     "StreamMessage",
     "StreamSource",
@@ -88,22 +115,33 @@ __all__ = [
     "StreamURL",
     "open_stream_source",
     "parse_stream_url",
+    "spool_folder",
 ]
 
 DEADLETTER_SUFFIX: Final = "_deadletter"
 SCHEMES: Final = ("mqtt", "mqtts", "nats")
 _DEFAULT_PORTS: Final = {"mqtt": 1883, "mqtts": 8883, "nats": 4222}
 _INSTALL_HINT: Final = "pip install 'conveyor-ml[stream]'"
-#: The most QoS 1 messages an MQTT 5 broker may have out to us unacknowledged (the protocol's maximum): the
-#: broker's buffer for us is this plus its queue, so the larger, the longer a commit may pause reading.
-MQTT_RECEIVE_MAXIMUM: Final = 65_535
+#: The most messages the broker may have out to us unacknowledged (MQTT 5 Receive Maximum, JetStream
+#: ``max_ack_pending``) by default: half of Mosquitto's default 1,000-message limit for a session, so a crash
+#: leaves the broker room for what arrives while the ingester restarts.
+DEFAULT_MAX_IN_FLIGHT: Final = 500
+#: The protocol's largest Receive Maximum; also how many recent message keys the MQTT intake remembers.
+MAX_IN_FLIGHT_LIMIT: Final = 65_535
 #: How long a persistent MQTT session (its subscription and queued messages) outlives a disconnect.
 MQTT_SESSION_EXPIRY_SECONDS: Final = 7 * 24 * 3600
 _NATS_PULL_BATCH: Final = 5_000
 _NATS_PULL_EXPIRES: Final = 2.0
+_NATS_ACK_WAIT: Final = 30.0
 _CONNECT_TIMEOUT: Final = 10.0
 _POLL_SLICE: Final = 0.05
 _PROGRESS_EVERY: Final = 0.5
+#: The intake appends to the spool (and acknowledges) when it holds half of ``max_in_flight`` or its oldest
+#: message is this old.
+_SPOOL_EVERY: Final = 0.05
+_SPOOL_SEGMENT_BYTES: Final = 16 << 20
+_MAX_GAPS_KEPT: Final = 100
+_MAX_GAP_NOTES: Final = 20
 
 
 # -- URLs ------------------------------------------------------------------------------------------------
@@ -185,7 +223,8 @@ class StreamMessage(NamedTuple):
     """One message as a source hands it over.
 
     ``position`` is the NATS stream sequence (0 for MQTT, which has none); ``handle`` is what the source
-    needs to acknowledge it; ``redelivered`` is the broker's own flag (MQTT DUP, JetStream delivery count > 1).
+    needs to acknowledge it (None for a message replayed from the spool); ``redelivered`` is the broker's own
+    flag (MQTT DUP, JetStream delivery count > 1).
     """
 
     payload: bytes
@@ -197,39 +236,27 @@ class StreamMessage(NamedTuple):
 
 
 class Reset:
-    """Returned by :meth:`StreamSource.poll` after the connection was lost: every message polled since the
-    last commit will come again, so the caller discards its buffer and calls :meth:`StreamSource.rewind`."""
+    """Returned by :meth:`StreamSource.poll` after the connection was lost: every message polled but not yet
+    acknowledged will come again, so the caller drops those and calls :meth:`StreamSource.rewind`."""
 
 
 RESET: Final = Reset()
 
 
-class Ledger(Protocol):
-    """What one asset's checkpoint says about which messages are already committed."""
-
-    def seen(self, message: StreamMessage) -> bool:
-        """Whether ``message`` is a redelivery of one already committed to this asset."""
-        ...
-
-    def advance(self, batch: Sequence[StreamMessage], committed: Sequence[StreamMessage]) -> dict[str, Any]:
-        """Record that ``committed`` (part of ``batch``) is being committed; returns the checkpoint state."""
-        ...
-
-
 class StreamSource(Protocol):
-    """A broker subscription: connect, hand over batches of messages, acknowledge up to a point, close.
+    """A broker subscription: connect, hand over messages, acknowledge up to a point, close.
 
     Implementations read on their own thread and must not block :meth:`poll` for longer than its timeout.
     """
 
     url: StreamURL
-    #: Most messages the broker lets us hold unacknowledged (a micro-batch must fit in half), or None.
-    max_unacked: int | None
+    #: Most messages the broker may have out to us unacknowledged (MQTT Receive Maximum, max_ack_pending).
+    max_in_flight: int
     #: Redeliveries the source itself recognised and dropped (never handed over).
     dropped: int
 
-    def open(self, committed: dict[str, Any] | None, deadletters: dict[str, Any] | None) -> None:
-        """Connect and position the subscription after what the two checkpoints say is committed.
+    def open(self, after: int) -> None:
+        """Connect and subscribe; a source with positions (NATS) resumes right after position ``after``.
 
         Raises:
             StoreUnavailable: the broker cannot be reached.
@@ -242,15 +269,11 @@ class StreamSource(Protocol):
         ...
 
     def ack(self, messages: Sequence[StreamMessage]) -> None:
-        """Acknowledge ``messages`` (all of one batch, in the order polled), after they were committed."""
+        """Acknowledge ``messages`` (all of one poll group, in the order polled), once they are spooled."""
         ...
 
-    def rewind(self, committed: dict[str, Any] | None, deadletters: dict[str, Any] | None) -> None:
-        """After a :class:`Reset`: resume right after what is committed."""
-        ...
-
-    def ledger(self, state: dict[str, Any] | None) -> Ledger:
-        """The redelivery check for an asset whose checkpoint holds ``state``."""
+    def rewind(self, after: int) -> None:
+        """After a :class:`Reset`: resume right after position ``after`` (the highest one spooled)."""
         ...
 
     def close(self) -> None:
@@ -262,20 +285,31 @@ def open_stream_source(
     url: str | StreamURL,
     *,
     name: str,
-    flush_rows: int,
-    flush_seconds: float,
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     notify: Callable[[str], None] | None = None,
 ) -> StreamSource:
     """The source for ``url``, named after the asset (MQTT client id, NATS durable consumer).
 
     Raises:
-        BadInput: bad URL, or the ``stream`` extra is not installed.
+        BadInput: bad URL, a bad ``max_in_flight``, or the ``stream`` extra is not installed.
     """
     parsed = url if isinstance(url, StreamURL) else parse_stream_url(url)
+    check_max_in_flight(max_in_flight)
     say = notify or (lambda _message: None)
     if parsed.scheme == "nats":
-        return _NatsSource(parsed, name=name, flush_rows=flush_rows, flush_seconds=flush_seconds, notify=say)
-    return _MqttSource(parsed, name=name, notify=say)
+        return _NatsSource(parsed, name=name, max_in_flight=max_in_flight, notify=say)
+    return _MqttSource(parsed, name=name, max_in_flight=max_in_flight, notify=say)
+
+
+def check_max_in_flight(value: int) -> None:
+    """Raises BadInput unless ``value`` is a whole number from 1 to 65,535 (MQTT's largest Receive Maximum)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_IN_FLIGHT_LIMIT:
+        raise BadInput(
+            f"--max-in-flight must be a whole number from 1 to {MAX_IN_FLIGHT_LIMIT:,}, not {value!r}. Keep it "
+            "well under what the broker keeps for a session while the ingester is down (Mosquitto: "
+            f"max_queued_messages, 1,000 by default); the default is {DEFAULT_MAX_IN_FLIGHT}.",
+            max_in_flight=value,
+        )
 
 
 def _require(module: str, package: str) -> Any:
@@ -290,52 +324,15 @@ def _require(module: str, package: str) -> Any:
         ) from exc
 
 
-# -- ledgers (how a redelivery is recognised) ------------------------------------------------------------
-
-
-class _SequenceLedger:
-    """NATS: everything at or below the checkpoint's stream sequence is committed."""
-
-    def __init__(self, state: dict[str, Any] | None) -> None:
-        self.seq = int(state.get("seq", 0)) if state else 0
-
-    def seen(self, message: StreamMessage) -> bool:
-        return message.position <= self.seq
-
-    def advance(self, batch: Sequence[StreamMessage], committed: Sequence[StreamMessage]) -> dict[str, Any]:
-        # The whole batch's range: routing is deterministic, so whatever of it belongs here is in `committed`.
-        self.seq = max(self.seq, *(m.position for m in batch))
-        return {"seq": self.seq}
-
-
 _TOPIC_SEEDS: dict[str, int] = {}
 
 
 def _mqtt_key(message: StreamMessage) -> int:
+    """xxh3-64 of the payload, seeded by the topic: how an MQTT redelivery is recognised."""
     seed = _TOPIC_SEEDS.get(message.topic)
     if seed is None:
         seed = _TOPIC_SEEDS[message.topic] = xxhash.xxh3_64_intdigest(message.topic.encode())
     return xxhash.xxh3_64_intdigest(message.payload, seed=seed)
-
-
-class _KeyLedger:
-    """MQTT: the keys of the last ``window`` committed messages; only DUP-flagged messages are checked."""
-
-    def __init__(self, state: dict[str, Any] | None, window: int) -> None:
-        keys = array("Q")
-        if state and state.get("keys"):
-            keys.frombytes(base64.b64decode(state["keys"]))
-        self.keys: deque[int] = deque(keys[-window:], maxlen=window)
-        self.index = set(self.keys)
-
-    def seen(self, message: StreamMessage) -> bool:
-        return message.redelivered and _mqtt_key(message) in self.index
-
-    def advance(self, batch: Sequence[StreamMessage], committed: Sequence[StreamMessage]) -> dict[str, Any]:
-        self.keys.extend(_mqtt_key(m) for m in committed)
-        self.index = set(self.keys)
-        packed = array("Q", self.keys).tobytes()
-        return {"keys": base64.b64encode(packed).decode("ascii"), "window": self.keys.maxlen}
 
 
 # -- MQTT ------------------------------------------------------------------------------------------------
@@ -416,12 +413,15 @@ def mqtt_client_id(name: str, url: StreamURL) -> str:
 class _MqttSource:
     """MQTT 5, QoS 1, a persistent session (clean start off, a session expiry, a fixed client id) and manual
     acknowledgements. paho's network loop runs on its own thread and reconnects with backoff; a lost
-    connection hands the ingester a :class:`Reset` (the broker resends what we did not acknowledge)."""
+    connection hands the intake a :class:`Reset` (the broker resends what we did not acknowledge).
 
-    def __init__(self, url: StreamURL, *, name: str, notify: Callable[[str], None]) -> None:
+    The CONNECT's Receive Maximum is ``max_in_flight``: the broker never has more than that many QoS 1
+    messages out to us unacknowledged, so they are all it has to keep for the session if we die."""
+
+    def __init__(self, url: StreamURL, *, name: str, max_in_flight: int, notify: Callable[[str], None]) -> None:
         self.url = url
         self.client_id = mqtt_client_id(name, url)
-        self.max_unacked: int | None = MQTT_RECEIVE_MAXIMUM
+        self.max_in_flight = max_in_flight
         self.dropped = 0
         self._notify = notify
         self._queue: deque[StreamMessage | Reset] = deque()
@@ -488,14 +488,14 @@ class _MqttSource:
             return
         self._notify(
             f"Lost the connection to the MQTT broker at {self.url.host}:{self.url.port} ({reason}); "
-            "reconnecting with backoff. Uncommitted messages will be delivered again."
+            "reconnecting with backoff. Messages not yet in the spool will be delivered again."
         )
 
     _closing = False
 
     # the contract
 
-    def open(self, committed: dict[str, Any] | None, deadletters: dict[str, Any] | None) -> None:
+    def open(self, after: int) -> None:
         mqtt = _require("paho.mqtt.client", "paho-mqtt")
         from paho.mqtt.enums import CallbackAPIVersion
         from paho.mqtt.packettypes import PacketTypes
@@ -523,7 +523,7 @@ class _MqttSource:
             client.tls_set()
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = MQTT_SESSION_EXPIRY_SECONDS
-        properties.ReceiveMaximum = MQTT_RECEIVE_MAXIMUM
+        properties.ReceiveMaximum = self.max_in_flight
         try:
             client.connect(self.url.host, self.url.port, keepalive=30, clean_start=False, properties=properties)
         except OSError as exc:
@@ -555,14 +555,11 @@ class _MqttSource:
             for m in messages:
                 handle = m.handle
                 # Only packets of this connection: after a reconnect the broker resends them under new ids.
-                if handle & 0xFFFF and handle >> 16 == epoch:
+                if handle is not None and handle & 0xFFFF and handle >> 16 == epoch:
                     client.ack(handle & 0xFFFF, 1)
 
-    def rewind(self, committed: dict[str, Any] | None, deadletters: dict[str, Any] | None) -> None:
+    def rewind(self, after: int) -> None:
         """Nothing to do: the broker's session resends every unacknowledged message on reconnection."""
-
-    def ledger(self, state: dict[str, Any] | None) -> Ledger:
-        return _KeyLedger(state, MQTT_RECEIVE_MAXIMUM)
 
     def close(self) -> None:
         client, self._client = self._client, None
@@ -604,6 +601,13 @@ def _drain(
 # -- NATS JetStream --------------------------------------------------------------------------------------
 
 
+def _aio() -> Any:
+    """asyncio, imported when NATS needs it (it adds ~0.15 s to starting an MQTT ingester otherwise)."""
+    import asyncio
+
+    return asyncio
+
+
 def nats_durable_name(name: str, url: StreamURL) -> str:
     """The durable consumer of asset ``name`` reading ``url``'s subject."""
     digest = xxhash.xxh3_64_hexdigest(url.target.encode())[:8]
@@ -615,27 +619,20 @@ class _NatsSource:
 
     An asyncio loop runs on its own thread; an inbox subscription's callback appends messages to a deque and
     sends the next pull request when the previous one is done (``batch`` delivered, or a 404/408 status), so
-    there is always one request in flight. The consumer's ``max_ack_pending`` (two micro-batches) is the
-    back-pressure: the server stops delivering while two batches wait for their commit.
+    there is always one request in flight. The consumer's ``max_ack_pending`` is ``max_in_flight``: the
+    server stops delivering while that many messages wait for their acknowledgement (sent once they are in
+    the spool).
     """
 
-    def __init__(
-        self,
-        url: StreamURL,
-        *,
-        name: str,
-        flush_rows: int,
-        flush_seconds: float,
-        notify: Callable[[str], None],
-    ) -> None:
+    def __init__(self, url: StreamURL, *, name: str, max_in_flight: int, notify: Callable[[str], None]) -> None:
         self.url = url
         self.durable = nats_durable_name(name, url)
-        self.max_unacked: int | None = None
+        self.max_in_flight = max_in_flight
         self.dropped = 0
         self._notify = notify
-        self._batch = max(1, min(flush_rows, _NATS_PULL_BATCH))
-        self._max_ack_pending = max(2 * flush_rows + self._batch, 1_000)
-        self._ack_wait = max(30.0, 3 * flush_seconds + 30.0)
+        self._batch = max(1, min(max_in_flight, _NATS_PULL_BATCH))
+        self._max_ack_pending = max_in_flight
+        self._ack_wait = _NATS_ACK_WAIT
         self._queue: deque[StreamMessage | Reset] = deque()
         self._wake = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -656,7 +653,7 @@ class _NatsSource:
 
     def _run(self, coro: Any, timeout: float = _CONNECT_TIMEOUT * 3) -> Any:
         assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+        return _aio().run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     async def _connect(self) -> None:
         nats = _require("nats", "nats-py")
@@ -673,7 +670,7 @@ class _NatsSource:
             ) from exc
         user = f"{self.url.username}:{self.url.password or ''}@" if self.url.username else ""
         try:
-            self._nc = await asyncio.wait_for(
+            self._nc = await _aio().wait_for(
                 nats.connect(
                     servers=[f"nats://{user}{self.url.host}:{self.url.port}"],
                     name="conveyor-stream",
@@ -709,13 +706,11 @@ class _NatsSource:
                 url=self.url.display,
             ) from None
 
-    async def _position(self, committed: dict[str, Any] | None, deadletters: dict[str, Any] | None) -> None:
-        """Point the durable consumer right after the rows' checkpoint (recreating it if it disagrees)."""
+    async def _position(self, after: int) -> None:
+        """Point the durable consumer right after stream sequence ``after`` (recreating it if it disagrees)."""
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
         from nats.js.errors import NotFoundError
 
-        rows_seq = int(committed["seq"]) if committed else 0
-        both_seq = max(rows_seq, int(deadletters["seq"]) if deadletters else 0)
         try:
             info = await self._js.consumer_info(self._stream, self.durable)
         except NotFoundError:
@@ -728,18 +723,18 @@ class _NatsSource:
             and config.ack_policy == AckPolicy.ALL
             and info.num_ack_pending == 0
             and info.delivered is not None
-            and (info.delivered.stream_seq or 0) == both_seq
+            and (info.delivered.stream_seq or 0) == after
             and config.max_ack_pending == self._max_ack_pending
         )
         if in_sync:
-            self._high = both_seq
+            self._high = after
             return
         if info is not None:
             await self._js.delete_consumer(self._stream, self.durable)
-        start = rows_seq + 1
+        start = after + 1
         stream = await self._js.stream_info(self._stream)
         first = stream.state.first_seq
-        if rows_seq and first > start:
+        if after and first > start:
             self._notify(
                 f"Stream {self._stream} no longer holds sequences {start}-{first - 1} (its limits removed them) "
                 "before they were ingested; resuming at its first message."
@@ -753,11 +748,11 @@ class _NatsSource:
                 max_ack_pending=self._max_ack_pending,
                 ack_wait=self._ack_wait,
                 max_waiting=16,
-                deliver_policy=DeliverPolicy.BY_START_SEQUENCE if rows_seq else DeliverPolicy.ALL,
-                opt_start_seq=start if rows_seq else None,
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE if after else DeliverPolicy.ALL,
+                opt_start_seq=start if after else None,
             ),
         )
-        self._high = rows_seq
+        self._high = after
 
     async def _subscribe(self) -> None:
         if self._sub is not None:
@@ -808,7 +803,7 @@ class _NatsSource:
                     self._queue.append(RESET)
                     self._wake.set()
                 else:  # e.g. too many waiting requests: ask again, without spinning
-                    await asyncio.sleep(0.05)
+                    await _aio().sleep(0.05)
                     await self._pull()
             return
         tokens = msg.reply.split(".")
@@ -830,7 +825,7 @@ class _NatsSource:
     async def _watch(self) -> None:
         """Re-send the pull request if neither messages nor its expiry status came (a lost request)."""
         while True:
-            await asyncio.sleep(1.0)
+            await _aio().sleep(1.0)
             if not self._paused and time.monotonic() - self._last_activity > _NATS_PULL_EXPIRES + 3:
                 await self._pull()
 
@@ -842,7 +837,7 @@ class _NatsSource:
         self._wake.set()
         self._notify(
             f"Lost the connection to the NATS server at {self.url.host}:{self.url.port}; reconnecting with "
-            "backoff. Uncommitted messages will be delivered again."
+            "backoff. Messages not yet in the spool will be delivered again."
         )
 
     async def _on_reconnected(self) -> None:
@@ -852,16 +847,16 @@ class _NatsSource:
         if not self._paused:
             self._notify(f"NATS: {type(exc).__name__}: {exc}")
 
-    async def _open(self, committed: dict[str, Any] | None, deadletters: dict[str, Any] | None) -> None:
+    async def _open(self, after: int) -> None:
         await self._connect()
-        await self._position(committed, deadletters)
+        await self._position(after)
         await self._subscribe()
-        self._watchdog = asyncio.get_running_loop().create_task(self._watch())
+        self._watchdog = _aio().get_running_loop().create_task(self._watch())
 
-    async def _rewind(self, committed: dict[str, Any] | None, deadletters: dict[str, Any] | None) -> None:
+    async def _rewind(self, after: int) -> None:
         self._paused = True
         self._queue.clear()
-        await self._position(committed, deadletters)
+        await self._position(after)
         await self._subscribe()
 
     async def _ack(self, reply: str) -> None:
@@ -879,13 +874,13 @@ class _NatsSource:
 
     # the contract
 
-    def open(self, committed: dict[str, Any] | None, deadletters: dict[str, Any] | None) -> None:
+    def open(self, after: int) -> None:
         _require("nats", "nats-py")
-        self._loop = asyncio.new_event_loop()
+        self._loop = _aio().new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="conveyor-nats", daemon=True)
         self._thread.start()
         try:
-            self._run(self._open(committed, deadletters))
+            self._run(self._open(after))
         except BaseException:
             self.close()
             raise
@@ -899,11 +894,11 @@ class _NatsSource:
         return got
 
     def ack(self, messages: Sequence[StreamMessage]) -> None:
-        if messages:
+        if messages and messages[-1].handle is not None:
             # AckPolicy.ALL: acknowledging the batch's last (highest) sequence acknowledges all before it.
             self._run(self._ack(messages[-1].handle))
 
-    def rewind(self, committed: dict[str, Any] | None, deadletters: dict[str, Any] | None) -> None:
+    def rewind(self, after: int) -> None:
         """One attempt; the ingester retries :class:`StoreUnavailable` with backoff.
 
         Raises:
@@ -915,7 +910,7 @@ class _NatsSource:
         if self._failure is not None:
             raise self._failure
         try:
-            self._run(self._rewind(committed, deadletters))
+            self._run(self._rewind(after))
         except NotFoundError:
             raise BadInput(
                 f"The JetStream stream {self._stream} that captured {self.url.target!r} no longer exists; recreate "
@@ -931,15 +926,12 @@ class _NatsSource:
                 url=self.url.display,
             ) from exc
 
-    def ledger(self, state: dict[str, Any] | None) -> Ledger:
-        return _SequenceLedger(state)
-
     def close(self) -> None:
         loop, self._loop = self._loop, None
         if loop is None:
             return
         with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(self._close(), loop).result(10)
+            _aio().run_coroutine_threadsafe(self._close(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:
             self._thread.join(10)
@@ -1168,9 +1160,523 @@ def _schema_from_text(text: str) -> pa.Schema:
 # -- the ingester ----------------------------------------------------------------------------------------
 
 
+# -- the spool -------------------------------------------------------------------------------------------
+
+_TOPIC = itemgetter(1)  # StreamMessage.topic
+_POSITION = itemgetter(2)  # StreamMessage.position
+_REDELIVERED = itemgetter(3)  # StreamMessage.redelivered
+_RECEIVED = itemgetter(5)  # StreamMessage.received_at
+#: A group of messages in a spool segment: magic, message count, first ordinal, body bytes, xxh3-64 of the body.
+_GROUP: Final = struct.Struct("<4sIQIQ")
+_GROUP_MAGIC: Final = b"CVS1"
+_fdatasync: Final = getattr(os, "fdatasync", os.fsync)
+
+
+def spool_folder(home: str | os.PathLike[str], name: str, url: str | StreamURL) -> Path:
+    """The spool of asset ``name`` reading ``url``, under a workspace's home folder."""
+    parsed = url if isinstance(url, StreamURL) else parse_stream_url(url)
+    digest = xxhash.xxh3_64_hexdigest(parsed.display.encode())[:12]
+    return Path(home) / "streams" / f"{name}-{digest}"
+
+
+def _encode_group(messages: Sequence[StreamMessage]) -> bytes:
+    """One group's body: its topics, then positions, arrival times, DUP flags, topic indexes and payload
+    lengths as arrays, then the payloads (a handful of C-level calls however many messages)."""
+    topics: dict[str, int] = {}
+    setdefault = topics.setdefault
+    index = array("I", [setdefault(t, len(topics)) for t in map(_TOPIC, messages)])
+    payloads = list(map(_PAYLOAD, messages))
+    table = "\0".join(topics).encode()
+    return b"".join(
+        [
+            struct.pack("<II", len(topics), len(table)),
+            table,
+            array("q", map(_POSITION, messages)).tobytes(),
+            array("d", map(_RECEIVED, messages)).tobytes(),
+            bytes(map(_REDELIVERED, messages)),
+            index.tobytes(),
+            array("I", map(len, payloads)).tobytes(),
+            *payloads,
+        ]
+    )
+
+
+def _decode_group(body: bytes, count: int) -> list[StreamMessage]:
+    n_topics, table_bytes = struct.unpack_from("<II", body)
+    at = 8
+    topics = body[at : at + table_bytes].decode().split("\0") if n_topics else []
+    at += table_bytes
+
+    def column(code: str, size: int) -> array[Any]:
+        nonlocal at
+        values = array(code)
+        values.frombytes(body[at : at + size * count])
+        at += size * count
+        return values
+
+    positions, received = column("q", 8), column("d", 8)
+    flags = body[at : at + count]
+    at += count
+    index, lengths = column("I", 4), column("I", 4)
+    out: list[StreamMessage] = []
+    for i in range(count):
+        end = at + lengths[i]
+        out.append(StreamMessage(body[at:end], topics[index[i]], positions[i], bool(flags[i]), None, received[i]))
+        at = end
+    if at != len(body):
+        raise ValueError("group body length does not match its messages")
+    return out
+
+
+class _Spool:
+    """The messages taken, in order, on local disk: segment files ``<first ordinal>.spool`` of checksummed
+    groups, each written whole and fsynced before its messages are acknowledged to the broker.
+
+    One writer at a time holds an exclusive lock on ``lock`` (released by the kernel when the process dies,
+    SIGKILL included). A group cut short by a crash (never acknowledged) is cut off when the spool is
+    opened. A segment is deleted once every message in it is committed and 65,535 newer ones are spooled:
+    the newest ones stay, so an MQTT redelivery of any of them is recognised after a restart.
+    """
+
+    def __init__(self, folder: Path, *, keyed: bool) -> None:
+        self.folder = folder
+        self.keyed = keyed  # MQTT: remember message keys to recognise DUP redeliveries
+        self.last_ordinal = 0
+        self.max_position = 0
+        self.opened_ordinal = 0
+        self.dropped = 0
+        self.torn_bytes = 0
+        self.recovered: list[tuple[int, list[StreamMessage]]] = []
+        self._keys: deque[int] = deque(maxlen=MAX_IN_FLIGHT_LIMIT)
+        self._index: set[int] | None = None
+        self._segments: list[int] = []  # first ordinal of each segment, oldest first
+        self._fd = -1
+        self._lock_fd = -1
+        self._size = 0
+
+    def _path(self, first: int) -> Path:
+        return self.folder / f"{first:020d}.spool"
+
+    # opening
+
+    @property
+    def is_open(self) -> bool:
+        return self._lock_fd >= 0
+
+    def open(self, *, create: bool) -> None:
+        """Lock the spool and read what it holds; without ``create``, only a spool that exists.
+
+        Raises:
+            Conflict: another ingester holds the lock.
+            StoreError: the folder cannot be written, or a segment other than the last is corrupted.
+        """
+        import fcntl
+
+        if self.is_open or (not create and not self.folder.is_dir()):
+            return
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            lock_fd = os.open(self.folder / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StoreError(
+                f"Cannot create the stream spool in {self.folder}: {exc.strerror or exc}. Choose a folder you "
+                "can write with --spool-dir.",
+                spool=str(self.folder),
+            ) from exc
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(lock_fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(lock_fd)
+            raise Conflict(
+                f"Another `conveyor data stream` (PID {holder}) is ingesting this asset from this source: its "
+                f"spool {self.folder} is locked. Stop that one first, or ingest under another --name.",
+                spool=str(self.folder),
+            ) from None
+        os.ftruncate(lock_fd, 0)
+        os.pwrite(lock_fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = lock_fd
+        try:
+            self._read()
+        except BaseException:
+            self.close()
+            raise
+        self.opened_ordinal = self.last_ordinal
+
+    def _read(self) -> None:
+        firsts = sorted(int(p.name.split(".")[0]) for p in self.folder.glob("*.spool") if p.name[:-6].isdigit())
+        for n, first in enumerate(firsts):
+            self.last_ordinal = max(self.last_ordinal, first - 1)
+            path = self._path(first)
+            data = path.read_bytes()
+            good = self._scan(data)
+            if good < len(data):
+                if n != len(firsts) - 1:
+                    raise StoreError(
+                        f"The stream spool segment {path} is corrupted at byte {good:,} and is not the last one, so "
+                        "it was not cut short by a crash. Move the folder away to start a fresh spool (messages "
+                        "it held that were not committed are then lost).",
+                        spool=str(self.folder),
+                    )
+                with path.open("r+b") as handle:  # the tail of a write a crash cut short: never acknowledged
+                    handle.truncate(good)
+                    os.fsync(handle.fileno())
+                self.torn_bytes = len(data) - good
+        self._segments = firsts
+        if self.keyed:
+            tail: list[StreamMessage] = []
+            for _first, messages in reversed(self.recovered):
+                tail[:0] = messages[-(MAX_IN_FLIGHT_LIMIT - len(tail)) :]
+                if len(tail) >= MAX_IN_FLIGHT_LIMIT:
+                    break
+            self._keys.extend(map(_mqtt_key, tail))
+        if firsts:
+            self._open_segment(firsts[-1])
+
+    def _scan(self, data: bytes) -> int:
+        """Read the groups of one segment into ``recovered``; returns the length of its valid prefix."""
+        at = 0
+        while at + _GROUP.size <= len(data):
+            magic, count, first, length, checksum = _GROUP.unpack_from(data, at)
+            body = data[at + _GROUP.size : at + _GROUP.size + length]
+            if magic != _GROUP_MAGIC or len(body) != length or xxhash.xxh3_64_intdigest(body) != checksum:
+                return at
+            try:
+                messages = _decode_group(body, count)
+            except (ValueError, IndexError, UnicodeDecodeError, struct.error):
+                return at
+            self.recovered.append((first, messages))
+            self.last_ordinal = first + count - 1
+            self.max_position = max(self.max_position, *(m.position for m in messages), 0)
+            at += _GROUP.size + length
+        return at
+
+    def _open_segment(self, first: int) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+        path = self._path(first)
+        created = not path.exists()
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._size = os.fstat(self._fd).st_size
+        if created:
+            self._sync_folder()
+            if first not in self._segments:
+                self._segments.append(first)
+
+    def _sync_folder(self) -> None:
+        fd = os.open(self.folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    # writing (the intake's thread only)
+
+    def append(self, messages: Sequence[StreamMessage]) -> tuple[int, list[StreamMessage]]:
+        """Write ``messages`` as one group and fsync; returns (first ordinal, the messages kept).
+
+        MQTT redeliveries of messages already spooled are dropped (counted in ``dropped``).
+
+        Raises:
+            StoreError: the spool cannot be written (disk full, ...).
+        """
+        kept = list(messages)
+        if self.keyed:
+            keys = list(map(_mqtt_key, kept))
+            if any(map(_REDELIVERED, kept)):
+                index = self._index if self._index is not None else set(self._keys)
+                self._index = index
+                fresh = [not (m.redelivered and k in index) for m, k in zip(kept, keys, strict=True)]
+                if not all(fresh):
+                    self.dropped += fresh.count(False)
+                    kept = [m for m, f in zip(kept, fresh, strict=True) if f]
+                    keys = [k for k, f in zip(keys, fresh, strict=True) if f]
+            if keys:
+                self._keys.extend(keys)
+                self._index = None
+        first = self.last_ordinal + 1
+        if not kept:
+            return first, kept
+        if self._fd < 0:
+            self._open_segment(first)
+        body = _encode_group(kept)
+        data = _GROUP.pack(_GROUP_MAGIC, len(kept), first, len(body), xxhash.xxh3_64_intdigest(body)) + body
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
+            _fdatasync(self._fd)
+        except OSError as exc:
+            raise StoreError(
+                f"Cannot write to the stream spool in {self.folder}: {exc.strerror or exc}. Nothing that was not "
+                "written is acknowledged; free space (or fix the folder) and start the ingester again.",
+                spool=str(self.folder),
+            ) from exc
+        self._size += len(data)
+        self.last_ordinal += len(kept)
+        self.max_position = max(self.max_position, kept[-1].position, kept[0].position)
+        if self._size >= _SPOOL_SEGMENT_BYTES:
+            self._open_segment(self.last_ordinal + 1)
+        return first, kept
+
+    def release(self, complete: int) -> None:
+        """Delete the segments whose messages are all committed (through ordinal ``complete``), keeping the
+        newest 65,535 messages."""
+        while len(self._segments) > 1:
+            last = self._segments[1] - 1
+            if last > complete or self.last_ordinal - last < MAX_IN_FLIGHT_LIMIT:
+                break
+            self._path(self._segments.pop(0)).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        for fd in (self._fd, self._lock_fd):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._fd = self._lock_fd = -1
+
+
+# -- the intake ------------------------------------------------------------------------------------------
+
+
+class _Intake:
+    """Takes messages from the source on its own thread: appends each group to the spool (fsync), then
+    acknowledges it to the broker, then hands it to the ingester, in order. It keeps reading while the
+    ingester commits, so the broker never waits on a lake commit; it pauses when the ingester is
+    ``handoff_limit`` messages behind (the broker then holds what comes, up to its limits)."""
+
+    def __init__(
+        self,
+        source: StreamSource,
+        spool: _Spool,
+        *,
+        max_messages: int | None,
+        handoff_limit: int,
+        notes: deque[str],
+    ) -> None:
+        self.source = source
+        self.spool = spool
+        self.max_messages = max_messages
+        self.taken = 0
+        self.connected = False
+        self.failure: BaseException | None = None
+        self.finished = threading.Event()
+        self._half = max(1, source.max_in_flight // 2)
+        self._handoff: deque[tuple[int, list[StreamMessage], float]] = deque()
+        self._handoff_size = 0
+        self._limit = handoff_limit
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._complete = 0
+        self._released = 0
+        self._notes = notes
+
+    def connect(self, after: int) -> None:
+        self.source.open(after)
+        self.connected = True
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="conveyor-stream-intake", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Spool and acknowledge what was polled, then stop taking messages."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    def join(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+        else:
+            self.finished.set()
+
+    def committed(self, ordinal: int) -> None:
+        """Every message through ``ordinal`` is in the lake: its spool segments may go."""
+        self._complete = max(self._complete, ordinal)
+
+    @property
+    def drained(self) -> bool:
+        return self.finished.is_set() and not self._handoff
+
+    def take(self, limit: int, timeout: float) -> tuple[int, list[StreamMessage], float] | None:
+        """Up to ``limit`` spooled messages of one group: (first ordinal, messages, monotonic arrival time)."""
+        with self._cond:
+            if not self._handoff:
+                if self.finished.is_set():
+                    return None
+                self._cond.wait(timeout)
+                if not self._handoff:
+                    return None
+            first, messages, at = self._handoff[0]
+            if len(messages) <= limit:
+                self._handoff.popleft()
+            else:
+                self._handoff[0] = (first + limit, messages[limit:], at)
+                messages = messages[:limit]
+            self._handoff_size -= len(messages)
+            self._cond.notify_all()
+            return first, messages, at
+
+    # the thread
+
+    def _run(self) -> None:
+        pending: list[StreamMessage] = []
+        pending_at = 0.0
+        limit = self.max_messages
+        try:
+            while not self._stop.is_set() and (limit is None or self.taken < limit):
+                if self._complete > self._released:
+                    self._released = self._complete
+                    self.spool.release(self._released)
+                if not pending and self._handoff_size >= self._limit:
+                    with self._cond:
+                        self._cond.wait_for(lambda: self._handoff_size < self._limit or self._stop.is_set(), 0.25)
+                    continue
+                want = self._half - len(pending)
+                if limit is not None:
+                    want = min(want, limit - self.taken)
+                timeout = 0.25 if not pending else max(0.0, pending_at + _SPOOL_EVERY - time.monotonic())
+                got = self.source.poll(max(want, 1), timeout)
+                if isinstance(got, Reset):
+                    self.taken -= len(pending)  # they come again
+                    pending = []
+                    if not self._rewind():
+                        break
+                    continue
+                if got:
+                    if not pending:
+                        pending_at = time.monotonic()
+                    pending.extend(got)
+                    self.taken += len(got)
+                if pending and (
+                    len(pending) >= self._half
+                    or time.monotonic() - pending_at >= _SPOOL_EVERY
+                    or (limit is not None and self.taken >= limit)
+                ):
+                    self._spool(pending, pending_at)
+                    pending = []
+            if pending:
+                self._spool(pending, pending_at)
+        except BaseException as exc:  # noqa: BLE001 - handed to the ingester's thread, which raises it
+            self.failure = exc
+        finally:
+            with self._cond:
+                self.finished.set()
+                self._cond.notify_all()
+
+    def _spool(self, pending: list[StreamMessage], arrived: float) -> None:
+        first, kept = self.spool.append(pending)
+        self.source.ack(pending)  # redeliveries dropped included: the broker must stop resending them
+        if kept:
+            with self._cond:
+                self._handoff.append((first, kept, arrived))
+                self._handoff_size += len(kept)
+                self._cond.notify_all()
+
+    def _rewind(self) -> bool:
+        """Re-position the source after a lost connection, retrying with backoff; False when stopped meanwhile."""
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                self.source.rewind(self.spool.max_position)
+                return True
+            except StoreUnavailable as exc:
+                self._notes.append(f"{exc.message} Retrying in {delay:.1f} s.")
+            if self._stop.wait(delay):
+                break
+            delay = min(delay * 2, 30.0)
+        return False
+
+
+# -- gaps in a user's sequence field ---------------------------------------------------------------------
+
+#: Topics whose last value is remembered (the most recently seen ones); a topic beyond starts afresh.
+_SEQUENCE_TOPICS: Final = 10_000
+
+
+class _SequenceCheck:
+    """Checks that an integer field grows by one per message on each topic; records the gaps.
+
+    Its state (the last value per topic, and the ordinal through which it has looked) rides in both assets'
+    checkpoints, so a restart goes on from the last commit without reporting a gap twice.
+    """
+
+    def __init__(self, name: str, states: Iterable[dict[str, Any] | None]) -> None:
+        self.field = name
+        self.through = 0
+        self.last: dict[str, int] = {}
+        for state in states:
+            if state and state.get("field") == name and int(state.get("through", 0)) > self.through:
+                self.through = int(state["through"])
+                self.last = {str(k): int(v) for k, v in state.get("last", {}).items()}
+        self.gaps = 0
+        self.missing = 0
+        self.out_of_order = 0
+        self.without_value = 0
+        self.kept: list[dict[str, Any]] = []
+
+    def check(
+        self, messages: Sequence[StreamMessage], records: Sequence[dict[str, Any]], ordinals: Sequence[int]
+    ) -> list[dict[str, Any]]:
+        """The gaps among ``records`` (parsed ``messages``, in order, with their ordinals) not yet looked at."""
+        found: list[dict[str, Any]] = []
+        last, name = self.last, self.field
+        for m, record, ordinal in zip(messages, records, ordinals, strict=True):
+            if ordinal <= self.through:
+                continue  # a replay of what was checked before the last commit
+            value = record.get(name)
+            if type(value) is not int:
+                self.without_value += 1
+                continue
+            previous = last.pop(m.topic, None)
+            last[m.topic] = value
+            if previous is None:
+                if len(last) > _SEQUENCE_TOPICS:
+                    del last[next(iter(last))]
+                continue
+            if value > previous + 1:
+                missing = value - previous - 1
+                gap = {"topic": m.topic, "after": previous, "next": value, "missing": missing}
+                found.append(gap)
+                self.gaps += 1
+                self.missing += missing
+                if len(self.kept) < _MAX_GAPS_KEPT:
+                    self.kept.append(gap)
+            elif value <= previous:
+                self.out_of_order += 1
+        return found
+
+    def state(self, through: int) -> dict[str, Any]:
+        return {"field": self.field, "through": through, "last": dict(self.last)}
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "field": self.field,
+            "gaps": self.gaps,
+            "missing": self.missing,
+            "out_of_order": self.out_of_order,
+            "without_value": self.without_value,
+            "first_gaps": list(self.kept),
+        }
+
+
+def _gap_text(name: str, gap: dict[str, Any]) -> str:
+    missing = gap["missing"]
+    return (
+        f"gap in {name!r} on {gap['topic']}: {gap['after']} then {gap['next']} "
+        f"({missing:,} value{'s' if missing != 1 else ''} missing)"
+    )
+
+
+# -- the ingester ----------------------------------------------------------------------------------------
+
+
 @dataclass
 class StreamStats:
-    """What a run did. ``messages`` counts messages taken from the broker (redeliveries dropped excluded)."""
+    """What a run did. ``messages`` counts messages taken from the broker (redeliveries dropped excluded);
+    ``replayed`` those an earlier run had spooled and acknowledged but not committed."""
 
     source: str
     name: str
@@ -1180,13 +1686,16 @@ class StreamStats:
     duplicates: int = 0
     versions: int = 0
     deadletter_versions: int = 0
+    replayed: int = 0
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     seconds: float = 0.0
     stopped_by: str = ""
     last_version: str | None = None
+    sequence: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "source": self.source,
             "messages": self.messages,
@@ -1195,34 +1704,74 @@ class StreamStats:
             "duplicates": self.duplicates,
             "versions": self.versions,
             "deadletter_versions": self.deadletter_versions,
+            "replayed": self.replayed,
+            "max_in_flight": self.max_in_flight,
             "seconds": round(self.seconds, 3),
             "messages_per_second": round(self.messages / self.seconds, 1) if self.seconds > 0 else 0.0,
             "stopped_by": self.stopped_by,
             "last_version": self.last_version,
         }
+        if self.sequence is not None:
+            out["sequence"] = self.sequence
+        return out
+
+
+@dataclass
+class _Mark:
+    """What one asset's checkpoint says is committed: messages through ``ordinal`` (and NATS sequences
+    through ``seq``); ``complete``: every batch through that ordinal is in both assets."""
+
+    ordinal: int = 0
+    seq: int = 0
+    complete: int = 0
+    legacy_keys: frozenset[int] = frozenset()  # checkpoints written before the spool (MQTT)
+
+    @classmethod
+    def of(cls, state: dict[str, Any] | None) -> _Mark:
+        if not state:
+            return cls()
+        keys: frozenset[int] = frozenset()
+        if "ordinal" not in state and state.get("keys"):
+            packed = array("Q")
+            packed.frombytes(base64.b64decode(state["keys"]))
+            keys = frozenset(packed)
+        return cls(int(state.get("ordinal", 0)), int(state.get("seq", 0)), int(state.get("complete", 0)), keys)
+
+    def covers(self, message: StreamMessage, ordinal: int) -> bool:
+        if ordinal <= self.ordinal or 0 < message.position <= self.seq:
+            return True
+        return bool(self.legacy_keys) and message.redelivered and _mqtt_key(message) in self.legacy_keys
 
 
 class StreamIngester:
     """Ingest JSON messages from ``source`` into asset ``name`` in micro-batches (see the module docstring).
 
-    ``flush_rows`` / ``flush_seconds``: a batch is committed when it has that many messages, or when its
-    first message is that old. :meth:`stop` (from a signal handler or another thread) ends :meth:`run` after
-    committing what is buffered.
+    ``flush_rows`` / ``flush_seconds``: a version is committed when the batch has that many messages, or
+    when its first message is that old. ``max_in_flight``: the most messages the broker may have out to us
+    unacknowledged (1 to 65,535). ``sequence_field``: an integer field that grows by one per message on each
+    topic; gaps are recorded. ``spool_dir``: where the spool lives (default ``<home>/streams/...``).
+    ``workspace`` may be a function that opens it: the intake then starts (and the broker's session
+    resumes) before the workspace is opened, which shortens a restart; ``spool_dir`` is then required.
+    :meth:`stop` (from a signal handler or another thread) ends :meth:`run` after committing what is spooled.
 
     Raises (from :meth:`run`):
         BadInput: a bad URL, a missing extra, a refused subscription.
         StoreUnavailable: the broker cannot be reached at start.
+        Conflict: another ingester holds the spool.
         ValidationFailed: the dead-letter asset exists with other columns.
     """
 
     def __init__(
         self,
-        workspace: Workspace,
+        workspace: Workspace | Callable[[], Workspace],
         source: str | StreamSource,
         *,
         name: str,
         flush_rows: int = 10_000,
         flush_seconds: float = 5.0,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        sequence_field: str | None = None,
+        spool_dir: str | os.PathLike[str] | None = None,
         notify: Callable[[str], None] | None = None,
         on_progress: Callable[[StreamStats], None] | None = None,
     ) -> None:
@@ -1230,36 +1779,40 @@ class StreamIngester:
 
         validate_name(name, "data asset")
         validate_name(name + DEADLETTER_SUFFIX, "data asset")
-        if flush_rows < 1:
-            raise BadInput(f"--flush-rows must be at least 1, not {flush_rows}.", flush_rows=flush_rows)
+        if isinstance(flush_rows, bool) or not isinstance(flush_rows, int) or flush_rows < 1:
+            raise BadInput(f"--flush-rows must be a whole number of at least 1, not {flush_rows!r}.")
         if not (flush_seconds > 0 and math.isfinite(flush_seconds)):
             raise BadInput(f"--flush-seconds must be a positive number, not {flush_seconds}.")
-        self._ws = workspace
-        self.name = name
-        self.deadletter_name = name + DEADLETTER_SUFFIX
+        check_max_in_flight(max_in_flight)
+        if sequence_field is not None and not sequence_field.strip():
+            raise BadInput("--sequence-field needs the name of an integer field of the messages, e.g. seq.")
         self._notes: deque[str] = deque()
         self._notify_user = notify
         if isinstance(source, str):
-            source = open_stream_source(
-                source, name=name, flush_rows=flush_rows, flush_seconds=flush_seconds, notify=self._notes.append
-            )
+            source = open_stream_source(source, name=name, max_in_flight=max_in_flight, notify=self._notes.append)
         self.source = source
         self.source_key = source.url.display
+        self.name = name
+        self.deadletter_name = name + DEADLETTER_SUFFIX
         self.flush_rows = flush_rows
-        if source.max_unacked is not None and flush_rows > source.max_unacked // 2:
-            self.flush_rows = source.max_unacked // 2
-            self._notes.append(
-                f"--flush-rows {flush_rows} is more than the broker lets us hold unacknowledged for two batches; "
-                f"using {self.flush_rows}."
-            )
         self.flush_seconds = flush_seconds
+        self.sequence_field = sequence_field
+        if callable(workspace):
+            if spool_dir is None:
+                raise TypeError("spool_dir is required when the workspace is opened later")
+            self._ws_factory: Callable[[], Workspace] | None = workspace
+        else:
+            self._ws = workspace
+            self._ws_factory = None
+            spool_dir = spool_dir or spool_folder(workspace.settings.home, name, source.url)
+        self.spool_dir = Path(spool_dir)
         self._on_progress = on_progress
         self._stop = threading.Event()
         self._stop_reason = ""
-        self.stats = StreamStats(source=self.source_key, name=name)
+        self.stats = StreamStats(source=self.source_key, name=name, max_in_flight=source.max_in_flight)
 
     def stop(self, reason: str = "signal") -> None:
-        """Ask :meth:`run` to commit what it holds and return (safe from signal handlers and other threads)."""
+        """Ask :meth:`run` to commit what is spooled and return (safe from signal handlers and other threads)."""
         self._stop_reason = self._stop_reason or reason
         self._stop.set()
 
@@ -1267,78 +1820,107 @@ class StreamIngester:
         """Ingest until stopped, ``max_messages`` taken, or ``max_seconds`` passed; returns the stats."""
         _check_limits(max_messages, max_seconds)
         self._started = time.monotonic()
-        self._load_state()
-        self.source.open(self._rows_state, self._dead_state)
-        buffer: list[StreamMessage] = []
-        first_at = last_progress = 0.0
+        nats = self.source.url.scheme == "nats"
+        spool = _Spool(self.spool_dir, keyed=not nats)
+        spool.open(create=self._ws_factory is None)  # else not before the workspace is known to exist
+        intake = self._intake = _Intake(
+            self.source,
+            spool,
+            max_messages=max_messages,
+            handoff_limit=max(2 * self.flush_rows, 4 * self.source.max_in_flight, 10_000),
+            notes=self._notes,
+        )
         try:
-            while not self._should_stop(max_messages, max_seconds):
-                now = time.monotonic()
-                want = self.flush_rows - len(buffer)
-                if max_messages is not None:
-                    want = min(want, max_messages - self.stats.messages)
-                timeout = 0.25
-                if buffer:
-                    timeout = min(timeout, max(0.0, first_at + self.flush_seconds - now))
-                if max_seconds is not None:
-                    timeout = min(timeout, max(0.0, self._started + max_seconds - now))
-                got = self.source.poll(max(want, 1), timeout)
-                if isinstance(got, Reset):
-                    buffer = []  # the broker delivers them again
-                    if not self._rewind():
-                        break
-                    continue
-                if got:
-                    first_at = first_at if buffer else time.monotonic()
-                    buffer.extend(got)
-                    self.stats.messages += len(got)
-                if buffer and (len(buffer) >= self.flush_rows or time.monotonic() - first_at >= self.flush_seconds):
-                    self._flush(buffer)
-                    buffer = []
-                if self._on_progress is not None and time.monotonic() - last_progress >= _PROGRESS_EVERY:
-                    last_progress = time.monotonic()
-                    self._on_progress(self._update_stats())
-            if buffer:
-                self._flush(buffer)
+            # A spool knows where to resume (everything committed was spooled first): reconnect before the
+            # workspace opens. Not a NATS spool that holds no position yet: the checkpoint may know one.
+            early = spool.is_open and (spool.max_position > 0 or not nats)
+            if early:
+                intake.connect(spool.max_position)
+                intake.start()
+            if self._ws_factory is not None:
+                self._ws = self._ws_factory()
+            spool.open(create=True)
+            if spool.torn_bytes:
+                self._notes.append(
+                    f"Cut off {spool.torn_bytes:,} bytes at the end of the spool {spool.folder}: a write that a "
+                    "crash interrupted, never acknowledged, so the broker delivers those messages again."
+                )
+            self._load_state()
+            self._settle_spool(spool, early)
+            self._replay(spool)
+            if not early:
+                intake.connect(spool.max_position)
+                intake.start()
+            self._consume(intake, max_messages, max_seconds)
         finally:
-            self.source.close()
+            intake.stop()
+            intake.join()
+            with contextlib.suppress(Exception):
+                self.source.close()
+            spool.close()
             self._update_stats()
             self._emit_notes()
+        if intake.failure is not None:
+            raise intake.failure
         return self.stats
 
-    def _rewind(self) -> bool:
-        """Re-position the source after a lost connection, retrying with backoff; False when stopped meanwhile."""
-        delay = 0.5
+    def _consume(self, intake: _Intake, max_messages: int | None, max_seconds: float | None) -> None:
+        buffer: list[StreamMessage] = []
+        first = 0
+        first_at = last_progress = 0.0
+        stopping = False
         while True:
             self._emit_notes()
-            try:
-                self.source.rewind(self._rows_state, self._dead_state)
-                return True
-            except StoreUnavailable as exc:
-                self._notes.append(f"{exc.message} Retrying in {delay:.1f} s.")
-            if self._stop.wait(delay):
-                self.stats.stopped_by = self._stop_reason
-                return False
-            delay = min(delay * 2, 30.0)
+            if not stopping and self._should_stop(max_seconds):
+                stopping = True
+                intake.stop()
+            now = time.monotonic()
+            timeout = 0.25
+            if buffer:
+                timeout = min(timeout, max(0.0, first_at + self.flush_seconds - now))
+            if max_seconds is not None and not stopping:
+                timeout = min(timeout, max(0.0, self._started + max_seconds - now))
+            got = intake.take(self.flush_rows - len(buffer), timeout)
+            if got is not None:
+                start, messages, arrived = got
+                if not buffer:
+                    first, first_at = start, arrived
+                buffer.extend(messages)
+            elif intake.drained:
+                break
+            if buffer and (len(buffer) >= self.flush_rows or time.monotonic() - first_at >= self.flush_seconds):
+                self._flush(buffer, first)
+                buffer = []
+            if self._on_progress is not None and time.monotonic() - last_progress >= _PROGRESS_EVERY:
+                last_progress = time.monotonic()
+                self._on_progress(self._update_stats())
+        if buffer:
+            self._flush(buffer, first)
+        if not self.stats.stopped_by and intake.failure is None:
+            self.stats.stopped_by = "max-messages" if max_messages is not None else "source"
 
-    def _should_stop(self, max_messages: int | None, max_seconds: float | None) -> bool:
-        self._emit_notes()
+    def _should_stop(self, max_seconds: float | None) -> bool:
         if self._stop.is_set():
             self.stats.stopped_by = self._stop_reason
-        elif max_messages is not None and self.stats.messages >= max_messages:
-            self.stats.stopped_by = "max-messages"
         elif max_seconds is not None and time.monotonic() - self._started >= max_seconds:
             self.stats.stopped_by = "max-seconds"
         return bool(self.stats.stopped_by)
 
     def _update_stats(self) -> StreamStats:
         self.stats.seconds = time.monotonic() - self._started
-        self.stats.duplicates = self._dropped + self.source.dropped
+        intake = getattr(self, "_intake", None)
+        if intake is not None:
+            self.stats.messages = intake.taken
+            self.stats.duplicates = self._dropped + self.source.dropped + intake.spool.dropped
+        if self._sequence is not None:
+            self.stats.sequence = self._sequence.summary()
         return self.stats
 
     # -- internals ---------------------------------------------------------------------------------------
 
     _dropped = 0
+    _gap_notes = 0
+    _sequence: _SequenceCheck | None = None
 
     def _emit_notes(self) -> None:
         while self._notes:
@@ -1349,25 +1931,79 @@ class StreamIngester:
 
     def _load_state(self) -> None:
         data = self._ws.data
-        self._rows_state = data.checkpoint(self.name, self.source_key)
-        self._dead_state = data.checkpoint(self.deadletter_name, self.source_key)
-        self._rows_ledger = self.source.ledger(self._rows_state)
-        self._dead_ledger = self.source.ledger(self._dead_state)
+        rows_state = data.checkpoint(self.name, self.source_key)
+        dead_state = data.checkpoint(self.deadletter_name, self.source_key)
+        self._rows, self._dead = _Mark.of(rows_state), _Mark.of(dead_state)
+        self._complete = max(self._rows.complete, self._dead.complete)
+        self._seq = max(self._rows.seq, self._dead.seq)
+        self._spooled_before = any(s and "ordinal" in s for s in (rows_state, dead_state))
+        if self.sequence_field is not None:
+            self._sequence = _SequenceCheck(
+                self.sequence_field, [(s or {}).get("sequence") for s in (rows_state, dead_state)]
+            )
         schema = self._asset_schema(self.name)
-        if schema is None and self._dead_state and self._dead_state.get("schema"):
-            schema = _schema_from_text(self._dead_state["schema"])
+        if schema is None and dead_state and dead_state.get("schema"):
+            schema = _schema_from_text(dead_state["schema"])
         self._shape = _Shape(schema, self.name) if schema is not None else None
         self._rows_exist = self._asset_exists(self.name)
         dead_schema = self._asset_schema(self.deadletter_name)
+        self._dead_offsets = True
         if dead_schema is not None:
-            expected = _deadletter_schema()
             have = {f.name for f in dead_schema}
-            if have != set(expected.names):
+            expected = set(_deadletter_schema().names)
+            if have == expected - {"offset"}:
+                self._dead_offsets = False  # made before dead letters carried their offset: keep its columns
+            elif have != expected:
                 raise ValidationFailed(
                     f"{self.deadletter_name!r} exists with columns {', '.join(sorted(have))}; dead letters need "
-                    f"{', '.join(expected.names)}. Rename that asset, or ingest under another --name.",
+                    f"{', '.join(_deadletter_schema().names)}. Rename that asset, or ingest under another --name.",
                     asset=self.deadletter_name,
                 )
+
+    def _settle_spool(self, spool: _Spool, early: bool) -> None:
+        """Line the spool's numbering up with the checkpoints (a new spool continues after them)."""
+        floor = max(self._rows.ordinal, self._dead.ordinal)
+        if early and floor > spool.opened_ordinal:
+            raise StoreError(
+                f"The spool {spool.folder} ends at message {spool.opened_ordinal:,} but {self.name!r} has committed "
+                f"through message {floor:,} from {self.source_key}: the spool is older than the lake (restored "
+                "from a backup?). Move that folder away and start again.",
+                spool=str(spool.folder),
+            )
+        if not early:
+            if self._spooled_before and spool.opened_ordinal == 0:
+                self._notes.append(
+                    f"No spool at {spool.folder}, though {self.name!r} was streamed from {self.source_key} with "
+                    "one before: messages an earlier run had acknowledged but not committed, if any, are lost. "
+                    "Keep the spool on persistent storage (--spool-dir)."
+                )
+            spool.last_ordinal = max(spool.last_ordinal, floor)
+            spool.max_position = max(spool.max_position, self._rows.seq)
+
+    def _replay(self, spool: _Spool) -> None:
+        """Commit what an earlier run spooled (and acknowledged) but had not committed."""
+        recovered, spool.recovered = spool.recovered, []
+        complete = self._complete
+        messages: list[StreamMessage] = []
+        first = 0
+        for start, group in recovered:
+            if start + len(group) - 1 <= complete:
+                continue
+            skip = max(0, complete + 1 - start)
+            if not messages:
+                first = start + skip
+            messages.extend(group[skip:])
+        if not messages:
+            self._intake.committed(complete)
+            return
+        self.stats.replayed = len(messages)
+        self._notes.append(
+            f"Committing {len(messages):,} messages from the spool that an earlier run had taken (and "
+            "acknowledged to the broker) but not committed."
+        )
+        self._emit_notes()
+        for at in range(0, len(messages), self.flush_rows):
+            self._flush(messages[at : at + self.flush_rows], first + at)
 
     def _asset_exists(self, name: str) -> bool:
         try:
@@ -1388,10 +2024,14 @@ class StreamIngester:
             schema = pq.read_schema(path)
         return pa.schema([pa.field(f.name, f.type) for f in schema])
 
-    def _flush(self, batch: list[StreamMessage]) -> None:
-        import pyarrow as pa
-
+    def _flush(self, batch: list[StreamMessage], first: int) -> None:
+        """Commit ``batch`` (spooled messages with ordinals ``first``, ``first + 1``, ...): dead letters, then rows."""
+        last = first + len(batch) - 1
+        ordinals = _Ordinals(batch, first)
         objects_msgs, records, bad = _parse(batch)
+        gaps: list[dict[str, Any]] = []
+        if self._sequence is not None:
+            gaps = self._sequence.check(objects_msgs, records, ordinals.of_all(objects_msgs))
         if self._shape is None and records:
             self._shape = _Shape(infer_schema(records), self.name)
         table: pa.Table | None = None
@@ -1399,51 +2039,124 @@ class StreamIngester:
         if self._shape is not None and records:
             table, good, wrong = self._shape.split(objects_msgs, records)
             bad.extend(wrong)
-        # Redeliveries of what an earlier run committed (each asset by its own checkpoint).
-        if any(self._rows_ledger.seen(m) for m in good):
-            keep = [not self._rows_ledger.seen(m) for m in good]
-            self._dropped += keep.count(False)
-            good = [m for m, k in zip(good, keep, strict=True) if k]
-            table = table.filter(pa.array(keep)) if table is not None else None
-        if bad:
-            fresh = [(m, r) for m, r in bad if not self._dead_ledger.seen(m)]
-            self._dropped += len(bad) - len(fresh)
-            bad = fresh
-        source = {"kind": "stream", "url": self.source_key, "messages": len(batch)}
         positions = [m.position for m in batch if m.position]
+        table, bad = self._drop_replays(table, good, bad, first, min(positions, default=0), ordinals)
+        rows_follow = table is not None and table.num_rows > 0
+        seq = max(self._seq, *positions) if positions else self._seq
+        source: dict[str, Any] = {"kind": "stream", "url": self.source_key, "messages": len(batch)}
+        source["offsets"] = [first, last]
         if positions:
             source["positions"] = [min(positions), max(positions)]
+        if gaps:
+            self._record_gaps(gaps, source)
+        common: dict[str, Any] = {"seq": seq}
+        if self._sequence is not None:
+            common["sequence"] = self._sequence.state(last)
         if bad:  # dead letters first: see "Dead letters" in the module docstring
-            state = self._dead_ledger.advance(batch, [m for m, _ in bad])
-            if not self._rows_exist and self._shape is not None:
-                state["schema"] = _schema_to_text(self._shape.schema)
-            version, _ = self._ws.data.commit_table(
-                _deadletter_table(bad),
-                name=self.deadletter_name,
-                source=source,
-                mode="append",
-                description=f"Messages from {self.source_key} that could not be ingested into {self.name!r}.",
-                checkpoint=Checkpoint(self.source_key, state),
-            )
-            self._dead_state = state
-            self.stats.dead_lettered += len(bad)
-            self.stats.deadletter_versions += 1
-        if table is not None and table.num_rows:
-            state = self._rows_ledger.advance(batch, good)
-            version, _ = self._ws.data.commit_table(
-                table,
-                name=self.name,
-                source=source,
-                mode="append",
-                description=f"Streamed from {self.source_key}.",
-                checkpoint=Checkpoint(self.source_key, state),
-            )
-            self._rows_state = state
-            self._rows_exist = True
-            self.stats.rows += table.num_rows
-            self.stats.versions += 1
-            self.stats.last_version = version.ref
-        self.source.ack(batch)
+            state = {"ordinal": last, "complete": self._complete if rows_follow else last, **common}
+            self._commit_dead(bad, source, state, ordinals)
+            self._dead = _Mark(last, seq, state["complete"])
+        if table is not None and rows_follow:
+            self._commit_rows(table, source, {"ordinal": last, "complete": last, **common})
+            self._rows = _Mark(last, seq, last)
+        self._seq = seq
+        self._complete = last
+        self._intake.committed(last)
+
+    def _drop_replays(
+        self,
+        table: pa.Table | None,
+        good: list[StreamMessage],
+        bad: list[tuple[StreamMessage, str]],
+        first: int,
+        low: int,
+        ordinals: _Ordinals,
+    ) -> tuple[pa.Table | None, list[tuple[StreamMessage, str]]]:
+        """Drop what an asset's checkpoint already covers (each asset by its own checkpoint)."""
+        import pyarrow as pa
+
+        rows, dead = self._rows, self._dead
+        if good and (first <= rows.ordinal or 0 < low <= rows.seq or rows.legacy_keys):
+            keep = [not rows.covers(m, ordinals.of(m)) for m in good]
+            if not all(keep):
+                self._dropped += keep.count(False)
+                table = table.filter(pa.array(keep)) if table is not None else None
+        if bad and (first <= dead.ordinal or 0 < low <= dead.seq or dead.legacy_keys):
+            fresh = [(m, r) for m, r in bad if not dead.covers(m, ordinals.of(m))]
+            self._dropped += len(bad) - len(fresh)
+            bad = fresh
+        return table, bad
+
+    def _record_gaps(self, gaps: list[dict[str, Any]], source: dict[str, Any]) -> None:
+        """Into the version's source notes, and (the first few of a run) the notes printed."""
+        notes = [_gap_text(self.sequence_field or "", g) for g in gaps[:_MAX_GAP_NOTES]]
+        if len(gaps) > _MAX_GAP_NOTES:
+            notes.append(f"... and {len(gaps) - _MAX_GAP_NOTES:,} more gaps")
+        source["notes"] = notes
+        source["sequence_gaps"] = gaps[:_MAX_GAPS_KEPT]
+        for text in notes[: max(0, _MAX_GAP_NOTES - self._gap_notes)]:
+            self._notes.append(f"{self.name}: {text}")
+        if self._gap_notes < _MAX_GAP_NOTES <= self._gap_notes + len(notes):
+            self._notes.append("Further gaps are in the versions' source notes and the --json summary.")
+        self._gap_notes += len(notes)
+
+    def _commit_dead(
+        self,
+        bad: list[tuple[StreamMessage, str]],
+        source: dict[str, Any],
+        state: dict[str, Any],
+        ordinals: _Ordinals,
+    ) -> None:
+        from conveyor.data._assets import Checkpoint
+
+        if not self._rows_exist and self._shape is not None:
+            state["schema"] = _schema_to_text(self._shape.schema)
+        offsets = [m.position or ordinals.of(m) for m, _ in bad] if self._dead_offsets else None
+        self._ws.data.commit_table(
+            _deadletter_table(bad, offsets),
+            name=self.deadletter_name,
+            source=source,
+            mode="append",
+            description=f"Messages from {self.source_key} that could not be ingested into {self.name!r}.",
+            checkpoint=Checkpoint(self.source_key, state),
+        )
+        self.stats.dead_lettered += len(bad)
+        self.stats.deadletter_versions += 1
+
+    def _commit_rows(self, table: pa.Table, source: dict[str, Any], state: dict[str, Any]) -> None:
+        from conveyor.data._assets import Checkpoint
+
+        version, _ = self._ws.data.commit_table(
+            table,
+            name=self.name,
+            source=source,
+            mode="append",
+            description=f"Streamed from {self.source_key}.",
+            checkpoint=Checkpoint(self.source_key, state),
+        )
+        self._rows_exist = True
+        self.stats.rows += table.num_rows
+        self.stats.versions += 1
+        self.stats.last_version = version.ref
+
+
+class _Ordinals:
+    """The ordinals of a batch's messages (``first`` + index), looked up by identity when needed."""
+
+    def __init__(self, batch: Sequence[StreamMessage], first: int) -> None:
+        self._batch = batch
+        self._first = first
+        self._index: dict[int, int] | None = None
+
+    def of(self, message: StreamMessage) -> int:
+        if self._index is None:
+            self._index = {id(m): i for i, m in enumerate(self._batch)}
+        return self._first + self._index[id(message)]
+
+    def of_all(self, messages: Sequence[StreamMessage]) -> list[int]:
+        if len(messages) == len(self._batch):  # the common case: every message parsed
+            return list(range(self._first, self._first + len(messages)))
+        return [self.of(m) for m in messages]
 
 
 def _check_limits(max_messages: int | None, max_seconds: float | None) -> None:
@@ -1462,19 +2175,22 @@ def _deadletter_schema() -> pa.Schema:
             pa.field("reason", pa.string()),
             pa.field("topic", pa.string()),
             pa.field("received_at", pa.timestamp("us", tz="UTC")),
+            pa.field("offset", pa.int64()),
         ]
     )
 
 
-def _deadletter_table(bad: Sequence[tuple[StreamMessage, str]]) -> pa.Table:
+def _deadletter_table(bad: Sequence[tuple[StreamMessage, str]], offsets: Sequence[int] | None) -> pa.Table:
+    """Dead letters with their reason, topic, arrival time and (unless the asset predates it) offset."""
     import pyarrow as pa
 
-    return pa.Table.from_arrays(
-        [
-            pa.array([m.payload.decode("utf-8", errors="backslashreplace") for m, _ in bad], pa.string()),
-            pa.array([reason for _, reason in bad], pa.string()),
-            pa.array([m.topic for m, _ in bad], pa.string()),
-            pa.array([int(m.received_at * 1_000_000) for m, _ in bad], pa.timestamp("us", tz="UTC")),
-        ],
-        schema=_deadletter_schema(),
-    )
+    schema = _deadletter_schema()
+    columns = [
+        pa.array([m.payload.decode("utf-8", errors="backslashreplace") for m, _ in bad], pa.string()),
+        pa.array([reason for _, reason in bad], pa.string()),
+        pa.array([m.topic for m, _ in bad], pa.string()),
+        pa.array([int(m.received_at * 1_000_000) for m, _ in bad], pa.timestamp("us", tz="UTC")),
+    ]
+    if offsets is None:
+        return pa.Table.from_arrays(columns, schema=pa.schema(list(schema)[:4]))
+    return pa.Table.from_arrays([*columns, pa.array(offsets, pa.int64())], schema=schema)
