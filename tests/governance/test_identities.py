@@ -129,3 +129,16 @@ def test_the_commands(tmp_path: Path, cli, monkeypatch) -> None:  # type: ignore
     assert cli("--home", home, "users", "password", "nobody").code == 2  # a typo is told before any prompt
     cleared = cli("--home", home, "users", "password", "ana", "--clear", "--json")
     assert cleared.json["user"]["has_password"] is False
+
+
+def test_tokens_create_on_a_workspace_without_users_makes_you_its_first_admin(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    home = tmp_path / "ws"
+    Workspace.open(home).close()  # made by the SDK (or quickstart --no-serve): no users yet
+    made = cli("--home", str(home), "tokens", "create", "--json")
+    assert made.code == 0, made.err
+    with Workspace.open(home) as ws:
+        (user,) = ws.identities.users()
+        assert user.role == "admin" and made.json["token"]["user"] == user.name
+        assert ws.identities.authenticate(made.json["secret"]).name == user.name
+    again = cli("--home", str(home), "tokens", "create", "--json")
+    assert again.code == 0 and again.json["token"]["user"] == user.name  # no second admin

@@ -156,11 +156,10 @@ def tokens_create(
 ) -> None:
     """Create an API token; it is printed once and stored only as a hash."""
     from conveyor.governance import parse_duration
-    from conveyor.governance._context import os_user
 
     out = Output(json_output)
     ws = open_workspace(ctx)
-    owner = user or os_user()
+    owner = user or ws.identities.local_user()  # on a workspace without users, you become its first admin
     issued = ws.identities.create_token(owner, name=name, expires_in=parse_duration(expires))
     token = issued.token
 

@@ -223,6 +223,19 @@ class Identities:
     def bootstrap(self) -> IssuedToken | None:
         """On a workspace with no users: add the OS user as ``admin`` and issue their first token (shown once).
         Returns None when users exist already."""
+        name = self._first_admin()
+        return None if name is None else self.create_token(name, name="initial")
+
+    def local_user(self) -> str:
+        """The user name of whoever runs this process (the OS user, as a valid name); on a workspace with no
+        users yet they are added as ``admin`` first (whoever can open the workspace's files holds it already)."""
+        from conveyor.governance._context import os_user
+
+        self._first_admin()
+        return re.sub(r"[^A-Za-z0-9._-]", "-", os_user())[:64] or "admin"
+
+    def _first_admin(self) -> str | None:
+        """Add the OS user as ``admin`` when there are no users; their name, or None when users existed."""
         from conveyor.governance._context import os_user
 
         with self._ws.store.read() as session:
@@ -233,7 +246,7 @@ class Identities:
             self.add_user(name, "admin")
         except Conflict:
             return None
-        return self.create_token(name, name="initial")
+        return name
 
     # -- passwords (the studio's login form) ---------------------------------------------------------
 
