@@ -116,6 +116,7 @@ def run_quickstart(
             if on_done:
                 on_done(done)
 
+    _refuse_what_is_not_ours(ws)
     run = ws.pipelines.run(churn_pipeline, params={"rows": rows, "seed": seed}, progress=progress)
     if run.status != "succeeded":
         raise UserCodeError(f"The quickstart pipeline failed: {run.error}", run_id=run.id)
@@ -136,6 +137,7 @@ def run_quickstart(
             on_done(done)
 
     with stage("deploy") as info:
+        _create_ours(ws)
         ws.endpoints.deploy(ENDPOINT, f"{MODEL}@champion", deployment="blue")
         endpoint = ws.endpoints.get(ENDPOINT)
         routes = endpoint.routes
@@ -188,3 +190,56 @@ def _scoring_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     sample = pd.concat([churned, stayed]).drop(columns=[TARGET, ID_COLUMN])
     records: list[dict[str, Any]] = orjson.loads(sample.to_json(orient="records"))
     return records
+
+
+def _create_ours(ws: Workspace) -> None:
+    """Make the endpoint, marked as the quickstart's, unless it exists (checked as ours before the pipeline)."""
+    from conveyor.errors import NotFound
+    from conveyor.quickstart._pipeline import MADE_BY
+
+    try:
+        ws.endpoints.get(ENDPOINT)
+    except NotFound:
+        ws.endpoints.create(ENDPOINT, description=MADE_BY)
+
+
+def _refuse_what_is_not_ours(ws: Workspace) -> None:
+    """The quickstart redeploys the endpoint ``churn`` and moves ``churn@champion``: refuse, before anything
+    runs, when either is the user's own (not marked as made by the quickstart; an endpoint or versions made by an
+    older quickstart are recognised by their one ``blue`` deployment and their run's experiment)."""
+    from conveyor.errors import Conflict, NotFound
+    from conveyor.quickstart._pipeline import EXPERIMENT, MADE_BY
+
+    def ours(version: Any) -> bool:
+        if version.tags.get("made_by") == MADE_BY:
+            return True
+        try:
+            return bool(version.run_id) and ws.runs.get(version.run_id).experiment == EXPERIMENT
+        except NotFound:
+            return False
+
+    try:
+        versions = ws.models.versions(MODEL)
+    except NotFound:
+        versions = []
+    foreign = [v.ref for v in versions if not ours(v)]
+    if foreign:
+        raise Conflict(
+            f"The model {MODEL!r} has versions the quickstart did not make ({', '.join(foreign[:3])}); it would move "
+            f"their @champion alias. Run the quickstart in another workspace (--home DIR), or rename your model.",
+            model=MODEL,
+        )
+    try:
+        endpoint = ws.endpoints.get(ENDPOINT)
+    except NotFound:
+        return
+    legacy = [d.name for d in endpoint.deployments] == ["blue"] and any(
+        v.ref == endpoint.deployments[0].model and ours(v) for v in versions
+    )
+    if endpoint.description != MADE_BY and not legacy:
+        raise Conflict(
+            f"An endpoint named {ENDPOINT!r} exists that the quickstart did not make; the quickstart redeploys and "
+            f"stops that name, so it leaves yours alone. Run it in another workspace (--home DIR), or rename or "
+            f"delete your endpoint (conveyor endpoints delete {ENDPOINT}).",
+            endpoint=ENDPOINT,
+        )

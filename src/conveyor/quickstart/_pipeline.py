@@ -18,6 +18,8 @@ __all__ = ["ASSET", "EXPERIMENT", "MODEL", "TrainedModel", "churn_pipeline"]
 ASSET = "churn"
 EXPERIMENT = "quickstart-churn"
 MODEL = "churn"
+MADE_BY = "conveyor quickstart"
+"""The tag (``made_by``) and description that mark what the quickstart made: it touches nothing else."""
 AUTOML_BUDGET = 10.0  # seconds: a short AutoML search keeps the quickstart quick
 
 
@@ -93,7 +95,9 @@ def register(trained: TrainedModel, metrics: dict[str, Any]) -> Any:
     training = trained.training
     example = training.example
     signature = infer_signature(example, training.model.predict(example.head(50)))
-    version = ws.models.register(MODEL, training.model, run_id=trained.run_id, signature=signature, metrics=metrics)
+    version = ws.models.register(
+        MODEL, training.model, run_id=trained.run_id, signature=signature, metrics=metrics, tags={"made_by": MADE_BY}
+    )
     return ws.models.set_alias(MODEL, "champion", version.version)
 
 

@@ -94,6 +94,7 @@ class Endpoint:
     created_at: datetime
     error: str | None = None
     routes: dict[str, str] = field(default_factory=dict)
+    description: str = ""
 
 
 P = ParamSpec("P")
@@ -563,6 +564,7 @@ class Endpoints:
                 created_at=ep.created_at,
                 error=error,
                 routes=_routes(url, ep.name),
+                description=ep.description,
             )
 
     def list(self) -> builtins.list[Endpoint]:
