@@ -82,7 +82,7 @@ def check_lifecycle(result: dict[str, object], home: Path, ws: Workspace) -> Non
 
 
 @pytest.mark.slow
-def test_quickstart_on_the_embedded_default(tmp_path: Path) -> None:
+def test_quickstart_on_the_embedded_default(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
     home = tmp_path / "ws"
     result = run_quickstart(home)
     with Workspace.open(home) as ws:
@@ -92,6 +92,15 @@ def test_quickstart_on_the_embedded_default(tmp_path: Path) -> None:
     assert again["model"] == "churn:1", "every pipeline step is answered from the cache"
     assert [s["summary"].endswith("(cached)") for s in again["stages"][:5]] == [True] * 5
     assert again["predictions"] == result["predictions"], "same seed, same model, same scores"
+    # Every README example runs as printed on the quickstart's workspace (tests/test_docs.py lists them).
+    import shlex
+
+    from tests.test_docs import readme_commands
+
+    for command in readme_commands():
+        ran = cli("--home", str(home), *shlex.split(command)[1:])
+        assert ran.code == 0, f"README example failed: {command}\n{ran.err or ran.out}"
+        assert "No runs match" not in ran.out and "No models" not in ran.out, f"README example found nothing: {command}"
 
 
 @pytest.mark.slow
@@ -201,3 +210,22 @@ def test_quickstart_loop_closes_the_loop_by_itself(tmp_path: Path) -> None:
         assert ws.endpoints.get("churn-live").status == "stopped"  # --no-serve stops both endpoints
         graph = ws.lineage.show("monitor:churn-live-watch", direction="down", depth=6)
         assert {"alert", "pipeline_run", "model_version", "deployment"} <= {n.kind for n in graph.nodes}
+
+
+def test_the_quickstart_leaves_an_endpoint_or_model_named_churn_that_it_did_not_make_alone(tmp_path: Path) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from conveyor.errors import Conflict
+    from conveyor.quickstart import run_quickstart
+
+    with Workspace.open(tmp_path / "endpoint") as ws:
+        ws.endpoints.create("churn", description="ours, extended by hand")
+        with pytest.raises(Conflict, match="exists that the quickstart did not make"):
+            run_quickstart(ws)
+        assert ws.pipelines.runs() == []  # refused before anything ran
+    with Workspace.open(tmp_path / "model") as ws:
+        model = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
+        ws.models.register("churn", model)
+        with pytest.raises(Conflict, match=r"versions the quickstart did not make \(churn:1\)"):
+            run_quickstart(ws)
+        assert ws.models.get("churn:1").aliases == []
