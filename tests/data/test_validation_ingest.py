@@ -76,3 +76,34 @@ def test_a_broken_rules_file_is_explained(workspace, files: tuple[Path, Path], t
     with pytest.raises(InvalidSpec, match=r"broken.yaml.*line 2.*Did you mean 'max'"):
         workspace.data.ingest(data, name="people", rules=broken)
     assert workspace.data.list() == []
+
+
+def test_bad_lines_are_refused_skipped_or_quarantined_with_their_line_numbers(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from conveyor import Workspace
+
+    home = str(tmp_path / "ws")
+    assert cli("--home", home, "init").code == 0
+    source = tmp_path / "ragged.csv"
+    source.write_text('id,name,amount\n1,ann,3.5\n2,"bo, jr",4\n3,cy,5,EXTRA\n4,di,6\n5\n6,ed,7\n')
+    refused = cli("--home", home, "data", "ingest", str(source), "--name", "r", "--json")
+    assert refused.code == 2 and "line 4 has 4 fields" in json.loads(refused.out)["error"]["message"]
+    skipped = json.loads(cli("--home", home, "data", "ingest", str(source), "--name", "r", "--bad-lines", "skip",
+                             "--json").out)  # fmt: skip
+    assert skipped["rows"] == 4 and skipped["bad_lines"] == {"policy": "skip", "count": 2, "lines": [4, 6]}
+    assert "2 malformed line(s) left out (line 4, 6)" in skipped["notes"][0]
+    kept = json.loads(cli("--home", home, "data", "ingest", str(source), "--name", "r", "--bad-lines", "quarantine",
+                          "--json").out)  # fmt: skip
+    assert kept["version"] == 1 and kept["rows"] == 4 and "stored in r_quarantine:1" in kept["notes"][0]
+    with Workspace.open(home) as ws:
+        quarantine = ws.data.to_pandas("r_quarantine:1")
+        assert quarantine["line"].tolist() == [4, 6]
+        assert quarantine["text"].tolist() == ["3,cy,5,EXTRA", "5"]
+        assert quarantine["reason"].tolist()[0] == "4 fields where the header has 3"
+        assert ws.data.to_pandas("r:1")["name"].tolist() == ["ann", "bo, jr", "di", "ed"]  # quoted commas kept
+    again = json.loads(cli("--home", home, "data", "ingest", str(source), "--name", "r", "--bad-lines", "quarantine",
+                           "--json").out)  # fmt: skip
+    assert again["created"] is False  # same file, same policy: no new version
+    wrong = cli("--home", home, "data", "ingest", str(source), "--name", "r", "--bad-lines", "fix", "--json")
+    assert wrong.code == 2 and "must be one of error, skip, quarantine" in json.loads(wrong.out)["error"]["message"]

@@ -45,6 +45,14 @@ def ingest(
     profile: Annotated[
         bool, typer.Option("--profile/--no-profile", help="Compute column statistics and store them with the version.")
     ] = True,
+    bad_lines: Annotated[
+        str,
+        typer.Option(
+            "--bad-lines",
+            help="A CSV line with the wrong number of fields: error (refuse the file), skip (leave it out) or "
+            "quarantine (leave it out and keep it, with its line number, in NAME_quarantine).",
+        ),
+    ] = "error",
     description: Annotated[str, typer.Option(help="What the asset holds.")] = "",
     json_output: JsonFlag = False,
 ) -> None:
@@ -74,6 +82,7 @@ def ingest(
             rules=rules,
             fail_on_invalid=fail_on_invalid,
             profile=profile,
+            bad_lines=bad_lines,
         )
     v = result.version
     validation = v.validation or {}
@@ -87,6 +96,7 @@ def ingest(
         "notes": result.notes,
         "quarantined": validation.get("rows_quarantined", 0),
         "quarantine": validation.get("quarantine"),
+        "bad_lines": v.source.get("bad_lines"),
     }
 
     def human(console: Console) -> None:

@@ -108,6 +108,39 @@ class IngestResult:
 
 
 Mode = Literal["new", "append"]
+BAD_LINES = ("error", "skip", "quarantine")
+_BAD_LINE_TEXT = 10_000  # characters of a malformed line kept in the quarantine
+
+
+def _split_bad_lines(path: Path, clean: Path) -> list[dict[str, Any]]:
+    """Copy a CSV to ``clean`` without its lines whose number of fields differs from the header's; the left-out
+    lines (1-based line number where the record starts, its text, the reason). Streams the file once."""
+    import csv
+
+    separator = "\t" if path.suffix.lower() == ".tsv" else ","
+    bad: list[dict[str, Any]] = []
+    with path.open(newline="", encoding="utf-8", errors="strict") as source, clean.open("w", newline="") as out:
+        reader = csv.reader(source, delimiter=separator)
+        writer = csv.writer(out, delimiter=separator, lineterminator="\n")
+        expected: int | None = None
+        start = 1
+        for row in reader:
+            if expected is None:
+                expected = len(row)
+                writer.writerow(row)
+            elif row and len(row) != expected:
+                text = separator.join(row)
+                bad.append(
+                    {
+                        "line": start,
+                        "text": text[:_BAD_LINE_TEXT],
+                        "reason": f"{len(row)} fields where the header has {expected}",
+                    }
+                )
+            elif row:
+                writer.writerow(row)
+            start = reader.line_num + 1
+    return bad
 
 
 class DataAssets:
@@ -131,6 +164,7 @@ class DataAssets:
         rules: str | Path | Rules | None = None,
         fail_on_invalid: bool = False,
         profile: bool = True,
+        bad_lines: str = "error",
     ) -> IngestResult:
         """Ingest a file (CSV, JSON, JSON lines or Parquet), or the result of a SQL query, as a new version of
         asset ``name``.
@@ -145,6 +179,12 @@ class DataAssets:
         version and stored as a version of ``<name>_quarantine`` with the rule and reason per row; the summary
         is kept with the version. ``fail_on_invalid`` makes any failure an error that commits nothing.
 
+        ``bad_lines`` (CSV): ``error`` (default) refuses a file with a malformed line (a wrong number of fields),
+        naming it; ``skip`` leaves such lines out; ``quarantine`` leaves them out and stores them, with their line
+        numbers and text, as a version of ``<name>_quarantine``. Either way the version's notes and
+        ``source["bad_lines"]`` say how many and which. Clean files cost nothing extra (the lines are looked at
+        only when the fast read fails).
+
         Raises:
             InvalidReference: ``name`` is not a valid asset name.
             NotFound: the file or datastore does not exist.
@@ -155,6 +195,8 @@ class DataAssets:
         """
         started = time.perf_counter()
         validate_name(name, "data asset")
+        if bad_lines not in BAD_LINES:
+            raise BadInput(f"--bad-lines must be one of {', '.join(BAD_LINES)}; got {bad_lines!r}.")
         loaded_rules = _load_rules(rules)
         if query is not None or incremental_column is not None:
             if store is None or query is None:
@@ -173,27 +215,54 @@ class DataAssets:
             print_ = fingerprint(path, fmt)
             if loaded_rules is not None:
                 print_ += ":rules-" + _rules_digest(loaded_rules)
+            if bad_lines != "error":
+                print_ += f":bad-lines-{bad_lines}"
             latest = self._latest_if_fingerprint(name, print_)
             if latest is not None:
                 return IngestResult(latest, created=False, seconds=time.perf_counter() - started)
-            source_info = {**origin, "format": fmt, "fingerprint": print_}
-            scratch = self._ws.artifacts.scratch_dir()
-            try:
-                part = scratch / "part-00000.parquet"
-                self._sink_file(path, fmt, part)
-                if _parquet_rows(part) == 0:
-                    raise BadInput(f"{str(path)!r} has no rows (a header at most); there is nothing to ingest.")
-                if loaded_rules is None:
-                    version, created = self._commit_parts(
-                        [part], name=name, source=source_info, description=description, profile=profile
-                    )
-                    return IngestResult(version, created=created, seconds=time.perf_counter() - started)
-                return self._commit_validated(
-                    part, loaded_rules, fail_on_invalid, name=name, source=source_info, description=description,
+            return self._ingest_parts(
+                path, fmt, {**origin, "format": fmt, "fingerprint": print_}, name=name, description=description,
+                rules=loaded_rules, fail_on_invalid=fail_on_invalid, profile=profile, bad_lines=bad_lines,
+                started=started,
+            )  # fmt: skip
+
+    def _ingest_parts(
+        self,
+        path: Path,
+        fmt: Format,
+        source_info: dict[str, Any],
+        *,
+        name: str,
+        description: str,
+        rules: Rules | None,
+        fail_on_invalid: bool,
+        profile: bool,
+        bad_lines: str,
+        started: float,
+    ) -> IngestResult:
+        """Read a local file into scratch Parquet and commit it (validated with ``rules`` when given)."""
+        scratch = self._ws.artifacts.scratch_dir()
+        try:
+            part = scratch / "part-00000.parquet"
+            bad = self._sink_file(path, fmt, part, bad_lines, scratch)
+            if bad:
+                lines = [b["line"] for b in bad[:100]]
+                source_info["bad_lines"] = {"policy": bad_lines, "count": len(bad), "lines": lines}
+            if _parquet_rows(part) == 0:
+                raise BadInput(f"{str(path)!r} has no rows (a header at most); there is nothing to ingest.")
+            if rules is None:
+                version, created = self._commit_parts(
+                    [part], name=name, source=source_info, description=description, profile=profile
+                )
+                result = IngestResult(version, created=created, seconds=time.perf_counter() - started)
+            else:
+                result = self._commit_validated(
+                    part, rules, fail_on_invalid, name=name, source=source_info, description=description,
                     started=started, profile=profile,
                 )  # fmt: skip
-            finally:
-                shutil.rmtree(scratch, ignore_errors=True)
+            return self._report_bad_lines(result, bad, bad_lines, name) if bad else result
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
     def _commit_validated(
         self,
@@ -385,7 +454,50 @@ class DataAssets:
             ).first()
             return None if row is None else dict(row[0])
 
-    def _sink_file(self, path: Path, fmt: Format, dest: Path) -> None:
+    def _sink_file(
+        self, path: Path, fmt: Format, dest: Path, bad_lines: str = "error", scratch: Path | None = None
+    ) -> list[dict[str, Any]]:
+        """Write the file as Parquet at ``dest``; with ``bad_lines`` other than ``error`` (CSV), a file that does
+        not parse is read again without its malformed lines, which are returned (line number, text, reason)."""
+        try:
+            self._sink_whole(path, fmt, dest)
+        except ValidationFailed:
+            if bad_lines == "error" or fmt != "csv" or scratch is None:
+                raise
+            clean = scratch / "clean.csv"
+            bad = _split_bad_lines(path, clean)
+            if not bad:
+                raise
+            self._sink_whole(clean, fmt, dest)
+            return bad
+        return []
+
+    def _report_bad_lines(
+        self, result: IngestResult, bad: list[dict[str, Any]], policy: str, name: str
+    ) -> IngestResult:
+        shown = ", ".join(str(b["line"]) for b in bad[:10]) + (", …" if len(bad) > 10 else "")
+        note = f"{len(bad):,} malformed line(s) left out (line {shown})"
+        if policy == "quarantine":  # also when the good rows were there already (kept once: content-addressed)
+            import pyarrow as pa
+
+            table = pa.table(
+                {
+                    "line": pa.array([b["line"] for b in bad], pa.int64()),
+                    "text": pa.array([b["text"] for b in bad], pa.string()),
+                    "reason": pa.array([b["reason"] for b in bad], pa.string()),
+                }
+            )
+            kept, _ = self.commit_table(
+                table,
+                name=f"{name}_quarantine",
+                source={"kind": "quarantine", "of": result.version.ref, "bad_lines": len(bad)},
+                description=f"Malformed lines of {name}'s source (line number, text, reason)",
+                parents=[result.version.id],
+            )
+            note += f"; stored in {kept.ref}"
+        return IngestResult(result.version, result.created, result.seconds, [*result.notes, note])
+
+    def _sink_whole(self, path: Path, fmt: Format, dest: Path) -> None:
         import polars as pl
 
         try:
