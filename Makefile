@@ -14,15 +14,19 @@ help:  ## list the targets
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Conveyor needs Python 3.11 or newer; set PYTHON=python3.11 (or newer)")'
+	@echo "==> Creating $(VENV) (Python: $$($(PYTHON) --version))"
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
-	$(PIP) install --quiet -c constraints.txt -e .
+	@echo "==> Installing Conveyor and its dependencies into $(VENV) (about a minute the first time; pinned in constraints.txt)"
+	$(PIP) install --progress-bar on -c constraints.txt -e . | grep -E --line-buffered '^(Collecting|Successfully|ERROR)' | sed -u 's/^/    /'; test $${PIPESTATUS[0]} -eq 0
+	@echo "==> Installed: $$($(BIN)/conveyor --version)"
 	@touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
+	@echo "==> Installing the development tools (tests, lint, S3 and PostgreSQL drivers)"
+	$(PIP) install --progress-bar on -c constraints.txt -e '.[dev]' | grep -E --line-buffered '^(Collecting|Successfully|ERROR)' | sed -u 's/^/    /'; test $${PIPESTATUS[0]} -eq 0
 	@touch $@
 
 install: $(VENV)/.installed  ## create .venv and install Conveyor
