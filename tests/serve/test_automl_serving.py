@@ -15,6 +15,7 @@ import pyarrow as pa
 import pytest
 
 from tests.automl_models import tabular
+from tests.serve.slim import serving_like_the_image
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +93,19 @@ def test_an_automl_model_of_each_task_deploys_serves_batch_scores_and_exports(  
         assert out["prediction"].tolist() == expected.tolist() and "probability" in out.columns
     else:
         np.testing.assert_allclose(out["prediction"].to_numpy(dtype=float), expected.astype(float), rtol=1e-9)
+
+    # The Docker export: its image installs only what serving this model needs, and that is enough.
+    image = tmp_path / "image"
+    made = cli("--home", str(ws.settings.home), "export", "docker", endpoint.name, "--out", str(image), "--json")
+    assert made.code == 0, made.err
+    assert made.json["packages"] > 10 and made.json["packages_mb"] > 0
+    with serving_like_the_image(image, "k1,k2") as url:
+        slim = httpx.post(f"{url}/predict", json=_records(frame), headers={"Authorization": "Bearer k1"}, timeout=30)
+    assert slim.status_code == 200, slim.text
+    if model == "clf":
+        assert slim.json()["predictions"] == expected.tolist()
+    else:
+        np.testing.assert_allclose(np.asarray(slim.json()["predictions"], dtype=float), expected.astype(float))
 
     folder = tmp_path / "mlflow"
     exported = cli("--home", str(ws.settings.home), "models", "export", model, str(folder), "--format", "mlflow")

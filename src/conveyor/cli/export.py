@@ -81,6 +81,8 @@ def _export(ctx: typer.Context, name: str, target: DeployTarget, out: str, force
         "path": result.path,
         "image": result.image,
         "files": result.files,
+        "packages": result.packages,
+        "packages_mb": result.packages_mb,
     }
     output.emit(payload, lambda console: _human(console, result))
 
@@ -91,6 +93,11 @@ def _human(console: Console, result: ExportedEndpoint) -> None:
     console.print(f"[green]✓[/] endpoint {result.endpoint} (revision {result.revision}) → {result.path}")
     for file in result.files:
         console.print(f"  {file}")
+    if result.packages:
+        console.print(
+            f"The image installs {result.packages} packages, {result.packages_mb:,.0f} MB installed (what serving "
+            "these models needs), on top of the python:slim base image."
+        )
     console.print("Next:")
     console.print(f"  docker build -t {result.image} {result.path}")
     if result.target == "k8s":

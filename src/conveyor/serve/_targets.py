@@ -70,6 +70,16 @@ _DISTRIBUTION = "conveyor-ml"
 # The model registry pins ``xgboost`` at the version of whichever build provides the import; Conveyor installs
 # the CPU build, and installing both would pull 470 MB of CUDA libraries into the image for nothing.
 _PROVIDED_BY = {"xgboost": "xgboost-cpu"}
+#: Conveyor's own dependencies that loading and serving a model needs: the image installs these (with what they
+#: need, all pinned) and Conveyor without its other dependencies (training, the lake, the control plane, the
+#: studio). The model's own requirements (xgboost for an XGBoost model, ...) are added per export.
+#: tests/serve/test_export.py serves exported models with every other package made unimportable.
+SERVE_DEPENDENCIES = frozenset(
+    {
+        "numpy", "pandas", "scikit-learn", "joblib", "skops", "pyarrow",  # models and their inputs
+        "orjson", "uvicorn", "httptools", "uvloop", "prometheus-client",  # the HTTP server and its metrics
+    }
+)  # fmt: skip
 # Kubernetes names are DNS-1123 labels; the longest suffix added to the base name is "-config".
 _DNS_LABEL_MAX = 63
 _LONGEST_SUFFIX = len("-config")
@@ -96,7 +106,8 @@ class DeployTarget(Protocol):
 
 @dataclass(frozen=True)
 class ExportedEndpoint:
-    """An endpoint written to a folder by a deploy target."""
+    """An endpoint written to a folder by a deploy target; ``packages_mb``: what the image's packages take
+    installed (measured on this machine's copies), beside the base image."""
 
     target: str
     endpoint: str
@@ -104,6 +115,8 @@ class ExportedEndpoint:
     path: str
     image: str
     files: list[str]
+    packages: int = 0
+    packages_mb: float = 0.0
 
 
 # -- the Docker target ----------------------------------------------------------------------------------
@@ -451,6 +464,7 @@ def write_export(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     image = getattr(target, "image", None) or default_image(spec)
+    count, size = installed_size(destination / "requirements.txt")
     return ExportedEndpoint(
         target=target.name,
         endpoint=spec.name,
@@ -458,7 +472,29 @@ def write_export(
         path=str(destination),
         image=image,
         files=files,
+        packages=count,
+        packages_mb=round(size / 1e6, 1),
     )
+
+
+def installed_size(requirements: Path) -> tuple[int, int]:
+    """How many packages a ``requirements.txt`` names and the bytes their installed files take here (0, 0 when
+    there is no such file; a package not installed here counts as nothing)."""
+    if not requirements.is_file():
+        return 0, 0
+    count = total = 0
+    for raw in requirements.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        count += 1
+        name = re.split(r"[=<>!~;@ \[]", line, maxsplit=1)[0]
+        try:
+            files = metadata.distribution(name).files or []
+        except metadata.PackageNotFoundError:
+            continue
+        total += sum(f.size or 0 for f in files)
+    return count, total
 
 
 # -- the bundle -----------------------------------------------------------------------------------------
@@ -489,7 +525,9 @@ def write_bundle(spec: EndpointSpec, blob: BlobSource, folder: Path) -> list[Pat
 
 def pinned_requirements(model_requirements: Iterable[str], *, onnx: bool, wheel: Path | None) -> list[str]:
     """Every package the image installs, pinned: the models' own pins, and for everything else the version
-    installed here (Conveyor's dependencies and theirs, ONNX Runtime when a deployment serves ONNX).
+    installed here (Conveyor's serving dependencies, :data:`SERVE_DEPENDENCIES`, and theirs; the models'
+    requirements and theirs; ONNX Runtime when a deployment serves ONNX). The image installs exactly these
+    (``pip install --no-deps``): Conveyor's training, lake and control-plane dependencies stay out.
 
     Conveyor itself comes first: from the wheel in the image when there is one, else from the package index.
 
@@ -514,8 +552,11 @@ def pinned_requirements(model_requirements: Iterable[str], *, onnx: bool, wheel:
                 package=requirement.name,
             )
         pins[key] = (pinned, line)
-    roots = [Requirement(line) for line in (metadata.requires(_DISTRIBUTION) or [])]
-    roots += [_requirement(line) for line in model_requirements]
+    declared = [Requirement(line) for line in (metadata.requires(_DISTRIBUTION) or [])]
+    roots = [r for r in declared if r.marker is None or "extra" not in str(r.marker)]
+    roots = [r for r in roots if canonicalize_name(r.name) in SERVE_DEPENDENCIES]
+    # A model's own pin of Conveyor is the wheel in the image, not a way back to all of Conveyor's dependencies.
+    roots += [r for r in map(_requirement, model_requirements) if canonicalize_name(r.name) != _DISTRIBUTION]
     if onnx:
         roots.append(Requirement("onnxruntime"))
     closure = _closure(roots)
