@@ -194,3 +194,23 @@ def test_dates_are_parsed_and_a_late_odd_value_keeps_the_column_text(workspace, 
     assert w.rows == 51
     assert w.schema[0]["type"] == "string", "a date in another format: the column stays text, nothing is lost"
     assert "31/12/2024" in workspace.data.read_table(w).column("day").to_pylist()
+
+
+def test_data_head_fits_a_narrow_terminal_and_names_what_it_left_out(tmp_path: Path, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    home = str(tmp_path / "ws")
+    assert cli("--home", home, "init").code == 0
+    names = [f"customer_attribute_{i:02d}" for i in range(12)]
+    source = tmp_path / "wide.csv"
+    source.write_text(",".join(names) + "\n" + ",".join(f"value-{i}" for i in range(12)) + "\n")
+    assert cli("--home", home, "data", "ingest", str(source), "--name", "wide").code == 0
+    monkeypatch.setenv("COLUMNS", "80")
+    narrow = cli("--home", home, "data", "head", "wide")
+    assert narrow.code == 0 and "customer_attribute_00" in narrow.out and "…" not in narrow.out.splitlines()[0]
+    assert "more column(s): customer_attribute_" in narrow.out and "--wide" in narrow.out
+    assert max(len(line) for line in narrow.out.splitlines()) <= 80
+    wide = cli("--home", home, "data", "head", "wide", "--wide")
+    assert all(name in wide.out for name in names) and "more column" not in wide.out
+    picked = cli("--home", home, "data", "head", "wide", "--columns", "customer_attribute_11,customer_attribute_03")
+    assert picked.out.split()[:2] == ["customer_attribute_11", "customer_attribute_03"]
+    typo = cli("--home", home, "data", "head", "wide", "--columns", "customer_atribute_03")
+    assert typo.code == 2 and "'customer_attribute_03'" in typo.err and "Did you mean" in typo.err

@@ -171,20 +171,58 @@ def head(
     ctx: typer.Context,
     ref: Annotated[str, typer.Argument(help="NAME, NAME:VERSION or NAME@latest.")],
     rows: Annotated[int, typer.Option("--rows", "-n", help="How many rows.", min=1, max=10_000)] = 10,
+    columns: Annotated[
+        str | None, typer.Option("--columns", "-c", help="Only these columns, comma-separated, in this order.")
+    ] = None,
+    wide: Annotated[
+        bool, typer.Option("--wide", "-w", help="Every column, even past the terminal's width (no truncation).")
+    ] = False,
     json_output: JsonFlag = False,
 ) -> None:
-    """Print the first rows of a data version."""
+    """Print the first rows of a data version.
+
+    On a narrow terminal the columns that fit are shown whole and the rest are named below the table
+    (--wide prints them all; --columns picks them).
+    """
+    from conveyor.errors import BadInput, did_you_mean
+
     out = Output(json_output)
     ws = open_workspace(ctx)
     version = ws.data.get(ref)
     table_data = ws.data.read_table(version).slice(0, rows)
+    if columns:
+        chosen = [c.strip() for c in columns.split(",") if c.strip()]
+        unknown = [c for c in chosen if c not in table_data.column_names]
+        if unknown:
+            hint = did_you_mean(unknown[0], table_data.column_names)
+            raise BadInput(f"{version.ref} has no column {unknown[0]!r}.{hint}")
+        table_data = table_data.select(chosen)
     records = table_data.to_pylist()
 
     def human(console: Console) -> None:
-        table = Table(*table_data.column_names, box=None)
-        for record in records:
-            table.add_row(*("" if value is None else str(value) for value in record.values()))
+        names = table_data.column_names
+        cells = {n: ["" if r[n] is None else str(r[n]) for r in records] for n in names}
+        widths = {n: min(max([len(n), *map(len, cells[n])]), 40) for n in names}
+        shown: list[str] = []
+        used = 0
+        for n in names:
+            if not wide and shown and used + widths[n] + 2 > console.width:  # each cell is padded by one a side
+                break
+            shown.append(n)
+            used += widths[n] + 2
+        table = Table(box=None)
+        for n in shown:
+            table.add_column(n, no_wrap=not wide, overflow="fold" if wide else "ellipsis", max_width=None)
+        for i in range(len(records)):
+            table.add_row(*(cells[n][i] for n in shown))
+        if wide:
+            console.width = max(console.width, used)
         console.print(table)
+        hidden = names[len(shown) :]
+        if hidden:
+            listed = ", ".join(hidden[:8]) + (", …" if len(hidden) > 8 else "")
+            note = f"+{len(hidden)} more column(s): {listed} (--wide for all, --columns to choose)"
+            console.print(note, style="dim", soft_wrap=False)
 
     out.emit({"ref": version.ref, "columns": table_data.column_names, "rows": records}, human)
 
