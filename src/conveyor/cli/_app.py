@@ -44,9 +44,71 @@ class _Group(TyperGroup):
                 formatter.write_dl(rows)
 
 
+class _PlainValues:
+    """Typer's coercion of one parameter, without Pydantic where it is not needed.
+
+    Typer (0.29) coerces every parameter through a Pydantic TypeAdapter that it builds on first use, importing
+    Pydantic (a tenth of a second) even for a missing value or a default. The common values are answered here as
+    Typer answers them: a missing value, a default already of its type, a string for a ``str``, strings for a
+    ``list[str]``, digits for an ``int`` within its range. Anything else (paths, choices, floats typed on the
+    command line, values Typer refuses) goes to Typer's own coercion, so its checks and messages stay its own.
+    """
+
+    def __init__(self, descriptor: Any) -> None:
+        self._descriptor = descriptor
+        self._typer: Any = None
+
+    def coerce(self, value: Any, param: Any, ctx: ClickContext) -> Any:
+        multiple = param.multiple or param.nargs == -1
+        if value is None:
+            return () if multiple else None
+        annotation, info = self._descriptor.annotation, self._descriptor.parameter_info
+        if info.parser is None:
+            if multiple:
+                if annotation == list[str] and all(type(item) is str for item in value):
+                    return list(value)
+            elif annotation is int and type(value) is str and value.isascii() and value.isdigit():
+                value = int(value)  # a count typed on the command line; its range is checked below
+            if type(value) is annotation and annotation in (str, bool, int, float):
+                in_range = annotation in (str, bool) or (
+                    (info.min is None or value >= info.min) and (info.max is None or value <= info.max)
+                )
+                if in_range:
+                    return value
+        if self._typer is None:
+            from typer._coercion import build_runtime_param
+
+            self._typer = build_runtime_param(self._descriptor)
+        return self._typer.coerce(value, param=param, ctx=ctx)
+
+
+def _plain_values(command: ClickCommand) -> None:
+    """Give ``command``'s parameters, its help option, and its subcommands' (built already) :class:`_PlainValues`."""
+    for param in command.params:
+        _plain_param(param)
+    make_help_option = command.get_help_option
+
+    def get_help_option(ctx: ClickContext) -> Any:
+        option = make_help_option(ctx)
+        if option is not None:
+            _plain_param(option)
+        return option
+
+    command.get_help_option = get_help_option  # type: ignore[method-assign]
+    if isinstance(command, TyperGroup) and not isinstance(command, _LazyGroup):  # a lazy group does its own
+        for sub in command.commands.values():
+            _plain_values(sub)
+
+
+def _plain_param(param: Any) -> None:
+    if getattr(param, "_runtime_param", 0) is None and hasattr(param, "type_descriptor"):
+        param._runtime_param = _PlainValues(param.type_descriptor)
+
+
 class _RootGroup(_Group):
-    """The ``conveyor`` group: its own commands, then the command groups of :data:`_GROUPS`, each loaded when the
-    command line reaches it, so ``conveyor --help`` and ``conveyor runs list`` do not build ninety commands."""
+    """The ``conveyor`` group: the top-level commands of :data:`_COMMANDS` and the command groups of
+    :data:`_GROUPS`, each listed from its help line and built when the command line reaches it, so that
+    ``conveyor --help`` imports no command module and ``conveyor runs list`` builds six commands, not ninety."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -58,6 +120,39 @@ class _RootGroup(_Group):
                 attribute=attribute,
                 rich_markup_mode=self.rich_markup_mode,
             )
+        _plain_values(self)
+
+    def list_commands(self, ctx: ClickContext) -> list[str]:
+        return [*_COMMANDS, *(name for name in self.commands if name not in _COMMANDS)]
+
+    def get_command(self, ctx: ClickContext, cmd_name: str) -> ClickCommand | None:
+        if cmd_name in _COMMANDS and cmd_name not in self.commands:
+            self.commands[cmd_name] = self._build(cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def _build(self, name: str) -> ClickCommand:
+        """A top-level command: its module registers it on a Typer of its own, built as Typer builds commands."""
+        module = importlib.import_module(f"conveyor.cli.{_COMMANDS[name][0]}")
+        holder = typer.Typer()
+        module.register(holder)
+        (info,) = holder.registered_commands
+        command = typer.main.get_command_from_info(
+            info, pretty_exceptions_short=True, rich_markup_mode=self.rich_markup_mode
+        )
+        _plain_values(command)
+        return command
+
+    def format_commands(self, ctx: ClickContext, formatter: HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in _COMMANDS and name not in self.commands:
+                rows.append((name, _COMMANDS[name][1]))  # its help line, without importing it
+                continue
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=500)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 class _LazyGroup(_Group):
@@ -82,6 +177,8 @@ class _LazyGroup(_Group):
         )
         self.commands = group.commands
         self.no_args_is_help = group.no_args_is_help
+        for command in self.commands.values():
+            _plain_values(command)
         self._loaded = True
 
     def list_commands(self, ctx: ClickContext) -> list[str]:
@@ -92,6 +189,32 @@ class _LazyGroup(_Group):
         self._load()
         return super().get_command(ctx, cmd_name)
 
+
+#: ``conveyor NAME``: (module whose ``register(app)`` adds it, its help line: the first sentence of its docstring,
+#: which a test compares).
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("init", "Create a workspace: its folder, conveyor.toml, the metadata database and the artifact store."),
+    "quickstart": (
+        "quickstart",
+        "Generate churn data, ingest it, train in a tracked run, register, deploy and score over HTTP.",
+    ),
+    "server": (
+        "server",
+        "Run the studio (/), the REST API (OpenAPI at /docs) and the scheduler over the workspace until Ctrl+C.",
+    ),
+    "scheduler": (
+        "scheduler",
+        "Fire pipeline schedules (cron times, new data versions) and run scheduled monitors until Ctrl+C or SIGTERM.",
+    ),
+    "sql": ("sql", "Query data assets with DuckDB."),
+    "drift": ("drift", "Compare the distribution of every column of CURRENT with REFERENCE."),
+    "apply": ("apply", "Check a YAML spec fully and register it (again: it replaces the previous definition)."),
+    "train": ("train", "Search learners and hyperparameters for TARGET under a strict time budget (AutoML)."),
+    "sweep": (
+        "sweep",
+        "Run a sweep: every trial in its own process and a child run; early termination stops the weak ones.",
+    ),
+}
 
 #: ``conveyor NAME ...``: (modules, Typer attribute of the first, help line).
 _GROUPS: dict[str, tuple[tuple[str, ...], str, str]] = {
@@ -141,7 +264,8 @@ def root(
         str | None,
         typer.Option(
             "--home",
-            help="Workspace folder (env CONVEYOR_HOME); default: nearest .conveyor/, else ~/.conveyor.",
+            help="Workspace folder (env CONVEYOR_HOME); default: nearest .conveyor/, else ~/.conveyor. Only init "
+            "and quickstart create one.",
         ),
     ] = None,
     db_url: Annotated[
@@ -158,32 +282,19 @@ def root(
             help="Artifact store URL (env CONVEYOR_ARTIFACTS_URL); default: artifacts/ in the workspace.",
         ),
     ] = None,
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", help="Say on stderr which workspace the command used and where it keeps things."),
+    ] = False,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
     ] = False,
 ) -> None:
     """Conveyor: the machine-learning lifecycle on your own machine or cluster."""
-    state = State(home=home, db_url=db_url, artifacts_url=artifacts_url)
+    state = State(home=home, db_url=db_url, artifacts_url=artifacts_url, verbose=verbose)
     ctx.obj = state
     ctx.call_on_close(state.close)
-
-
-def _register_commands() -> None:
-    from conveyor.cli import apply, drift, init, quickstart, scheduler, server, sql, sweep, train
-
-    init.register(app)
-    quickstart.register(app)
-    server.register(app)
-    scheduler.register(app)
-    sql.register(app)
-    drift.register(app)
-    apply.register(app)
-    train.register(app)
-    sweep.register(app)
-
-
-_register_commands()
 
 
 def _report(exc: ConveyorError) -> None:
