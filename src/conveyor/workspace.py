@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import os
 from functools import cached_property
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from conveyor.config import Settings, resolve_settings
-from conveyor.errors import InvalidConfig
+from conveyor.errors import InvalidConfig, NotFound
 from conveyor.store import ArtifactStore, MetadataStore
 
 if TYPE_CHECKING:
@@ -79,15 +80,22 @@ class Workspace:
         *,
         db_url: str | None = None,
         artifacts_url: str | None = None,
+        create: bool = True,
     ) -> Workspace:
-        """Open (creating on first use) the workspace that the arguments, environment or defaults name.
+        """Open the workspace that the arguments, environment or defaults name, creating it on first use.
+
+        With ``create=False`` (the ``conveyor`` command's way for everything but ``init`` and ``quickstart``) only
+        a workspace that exists is opened: a misspelt path is an error naming where it looked, not a new empty
+        workspace.
 
         Raises:
-            InvalidConfig: the workspace path is a file, or its configuration is wrong.
+            NotFound: ``create`` is false and there is no workspace there (no database holding Conveyor's tables).
+            InvalidConfig: the workspace path is a file or cannot be written, its configuration is wrong, or a
+                newer Conveyor made it.
             StoreUnavailable: the database or artifact store cannot be reached.
         """
         settings = resolve_settings(home, db_url=db_url, artifacts_url=artifacts_url)
-        return cls._open_settings(settings)
+        return cls._open_settings(settings, create=create)
 
     @classmethod
     def init(
@@ -123,7 +131,12 @@ class Workspace:
         return cls._open_settings(settings), created
 
     @classmethod
-    def _open_settings(cls, settings: Settings) -> Workspace:
+    def _open_settings(cls, settings: Settings, *, create: bool = True) -> Workspace:
+        database = _sqlite_file(settings.db_url)
+        if not create and database is not None and not database.is_file():
+            raise _no_workspace(settings, database)
+        if database is not None:
+            _check_writable(database)
         try:
             settings.home.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -131,7 +144,11 @@ class Workspace:
                 f"Cannot create the workspace folder {str(settings.home)!r}: {exc.strerror}. "
                 "Choose a folder you can write with --home or CONVEYOR_HOME."
             ) from exc
-        store = MetadataStore(settings.db_url, url_origin=settings.origin.get("db_url", "default")).open()
+        store = MetadataStore(settings.db_url, url_origin=settings.origin.get("db_url", "default"))
+        try:
+            store.open(create=create)
+        except NotFound as exc:  # the database answers but holds no workspace
+            raise _no_workspace(settings, database) from exc
         try:
             artifacts = ArtifactStore(settings.artifacts_url, dict(settings.artifacts_options)).open()
         except BaseException:
@@ -271,6 +288,98 @@ class Workspace:
             "artifacts_url": self.settings.artifacts_url,
             "origin": dict(self.settings.origin),
         }
+
+
+def _sqlite_file(db_url: str) -> Path | None:
+    """The file of an SQLite database URL; None for another database or one in memory."""
+    if not db_url.startswith("sqlite"):
+        return None
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(db_url)
+    except ArgumentError:
+        return None  # the store says what is wrong with it
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _check_writable(database: Path) -> None:
+    """Refuse an SQLite workspace whose folder or files this user cannot write: SQLite writes its journal
+    (``-wal``, ``-shm``) beside the database even to read, and fails later with a less helpful message.
+
+    Raises:
+        InvalidConfig: the database, its journal or its folder is read-only for this user.
+    """
+    folder = database.parent
+    if not folder.is_dir():
+        return
+    for path in (database, database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")):
+        if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+            raise InvalidConfig(
+                f"The workspace database file {str(path)!r} is read-only for this user. Conveyor writes to it even to "
+                f"read (SQLite's journal): make it writable (chmod u+w {str(path)!r}, or run as its owner), or copy "
+                "the workspace folder somewhere you can write and use --home.",
+                path=str(path),
+            )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InvalidConfig(
+            f"The workspace folder {str(folder)!r} is read-only for this user. Conveyor writes there even to read "
+            f"(SQLite's journal beside {database.name}): make it writable (chmod u+w {str(folder)!r}, or run as its "
+            "owner), or copy the workspace folder somewhere you can write and use --home.",
+            path=str(folder),
+        )
+
+
+def _no_workspace(settings: Settings, database: Path | None) -> NotFound:
+    """The error for a workspace that does not exist: where it was looked for, and how to create one."""
+    from conveyor.config import CONFIG_FILE, PROJECT_DIR
+    from conveyor.store import mask_url
+
+    home = settings.home
+    how = settings.origin.get("home", "default")
+    init = f"conveyor init --home {_shell_quote(str(home))}"
+    db_named = settings.origin.get("db_url") in ("flag", "env")
+    if db_named:
+        by = "--db-url" if settings.origin.get("db_url") == "flag" else "CONVEYOR_DB_URL"
+        where = f"the database {mask_url(settings.db_url)} (named by {by})"
+        found = "it has no Conveyor tables" if database is None else "that file does not exist"
+        fix = f"Create one with `{init}` and the same {by}"
+    elif how == "default":
+        cwd = Path.cwd()
+        where = f"{str(cwd)!r} and the folders above it for a {PROJECT_DIR}/ folder, then {str(home)!r}"
+        found = "none holds a workspace"
+        fix = (
+            f"Create one with `{init}` (or `conveyor init --home {PROJECT_DIR}` for a workspace of this project, "
+            "found from any folder below it)"
+        )
+    else:
+        by = {"flag": "--home", "env": "CONVEYOR_HOME", "discovered": f"the nearest {PROJECT_DIR}/"}.get(how, how)
+        where = f"{str(home)!r} (named by {by})"
+        has_config = (home / CONFIG_FILE).is_file()
+        found = (
+            f"its {CONFIG_FILE} is there but its database {mask_url(settings.db_url)} is missing or empty"
+            if has_config
+            else f"there is no {CONFIG_FILE} and no database there"
+        )
+        fix = f"Create one with `{init}`"
+    return NotFound(
+        f"No Conveyor workspace: looked in {where}; {found}. {fix}, or name an existing workspace with --home or "
+        "CONVEYOR_HOME.",
+        home=str(home),
+        home_from=how,
+        db_url=mask_url(settings.db_url),
+        create=init,
+    )
+
+
+def _shell_quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
 
 
 def _has_password(url: str) -> bool:

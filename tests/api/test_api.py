@@ -75,6 +75,7 @@ def test_openapi_and_docs(client) -> None:  # type: ignore[no-untyped-def]
 
 @pytest.mark.slow
 def test_conveyor_server_binds_loopback_and_stops_on_sigint(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "conveyor", "init", str(tmp_path / "ws")], check=True, capture_output=True)
     process = subprocess.Popen(
         [sys.executable, "-m", "conveyor", "--home", str(tmp_path / "ws"), "server", "--port", "0"],
         stdout=subprocess.PIPE,

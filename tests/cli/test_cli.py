@@ -9,7 +9,15 @@ import pytest
 
 @pytest.fixture
 def home(tmp_path: Path) -> str:
+    """Where a test's workspace goes (not made yet: only ``init`` and ``quickstart`` make one)."""
     return str(tmp_path / "ws")
+
+
+@pytest.fixture
+def made(cli, home: str) -> str:  # type: ignore[no-untyped-def]
+    """A workspace made with ``conveyor init``; its folder."""
+    assert cli("--home", home, "init").code == 0
+    return home
 
 
 def test_help_lists_the_command_groups(cli) -> None:  # type: ignore[no-untyped-def]
@@ -50,10 +58,10 @@ def test_init_writes_urls_but_never_a_password(cli, tmp_path: Path) -> None:  # 
     assert cli("--home", str(tmp_path / "b"), "init", "--json").json["artifacts_url"] == lake
 
 
-def test_data_commands(cli, home: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_data_commands(cli, made: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     source = tmp_path / "sales.csv"
     source.write_text("region,amount\nnorth,10\nsouth,20\n")
-    ingested = cli("--home", home, "data", "ingest", str(source), "--name", "sales", "--json")
+    ingested = cli("--home", made, "data", "ingest", str(source), "--name", "sales", "--json")
     assert ingested.code == 0
     assert {k: ingested.json[k] for k in ("name", "version", "created", "rows")} == {
         "name": "sales",
@@ -62,14 +70,14 @@ def test_data_commands(cli, home: str, tmp_path: Path) -> None:  # type: ignore[
         "rows": 2,
     }
     assert ingested.json["hash"].startswith("sha256:")
-    again = cli("--home", home, "data", "ingest", str(source), "--name", "sales")
+    again = cli("--home", made, "data", "ingest", str(source), "--name", "sales")
     assert "already holds this content" in again.out
-    assert cli("--home", home, "data", "list", "--json").json["assets"][0]["name"] == "sales"
-    shown = cli("--home", home, "data", "show", "sales:1", "--json").json
+    assert cli("--home", made, "data", "list", "--json").json["assets"][0]["name"] == "sales"
+    shown = cli("--home", made, "data", "show", "sales:1", "--json").json
     assert shown["ref"] == "sales:1" and shown["rows"] == 2
-    head = cli("--home", home, "data", "head", "sales", "-n", "1", "--json").json
+    head = cli("--home", made, "data", "head", "sales", "-n", "1", "--json").json
     assert head["rows"] == [{"region": "north", "amount": 10}]
-    assert "north" in cli("--home", home, "data", "head", "sales").out
+    assert "north" in cli("--home", made, "data", "head", "sales").out
 
 
 @pytest.mark.parametrize(
@@ -86,16 +94,16 @@ def test_data_commands(cli, home: str, tmp_path: Path) -> None:  # type: ignore[
         (["--db-url", "postgresql+psycopg://bob:hunter2@127.0.0.1:1/x", "data", "list"], 2, "bob:***@127.0.0.1:1"),
     ],
 )
-def test_bad_input_exits_2_with_a_clear_message(cli, home: str, args: list[str], code: int, message: str) -> None:  # type: ignore[no-untyped-def]
-    result = cli("--home", home, *args)
+def test_bad_input_exits_2_with_a_clear_message(cli, made: str, args: list[str], code: int, message: str) -> None:  # type: ignore[no-untyped-def]
+    result = cli("--home", made, *args)
     assert result.code == code
     assert message in result.err
     assert "hunter2" not in result.err + result.out
     assert "Traceback" not in result.err
 
 
-def test_errors_in_json_mode_are_one_json_object(cli, home: str) -> None:  # type: ignore[no-untyped-def]
-    result = cli("--home", home, "data", "show", "nope", "--json")
+def test_errors_in_json_mode_are_one_json_object(cli, made: str) -> None:  # type: ignore[no-untyped-def]
+    result = cli("--home", made, "data", "show", "nope", "--json")
     assert result.code == 2
     assert result.json["error"]["code"] == "not_found"
 
@@ -114,8 +122,8 @@ def test_environment_selects_the_workspace(cli, tmp_path: Path, monkeypatch: pyt
     assert cli("init", "--json").json["origin"]["home"] == "env"
 
 
-def test_empty_listings_say_what_to_do(cli, home: str) -> None:  # type: ignore[no-untyped-def]
-    assert "conveyor data ingest" in cli("--home", home, "data", "list").out
-    assert "quickstart" in cli("--home", home, "runs", "list").out
-    assert "quickstart" in cli("--home", home, "models", "list").out
-    assert "endpoints deploy" in cli("--home", home, "endpoints", "list").out
+def test_empty_listings_say_what_to_do(cli, made: str) -> None:  # type: ignore[no-untyped-def]
+    assert "conveyor data ingest" in cli("--home", made, "data", "list").out
+    assert "quickstart" in cli("--home", made, "runs", "list").out
+    assert "quickstart" in cli("--home", made, "models", "list").out
+    assert "endpoints deploy" in cli("--home", made, "endpoints", "list").out

@@ -12,6 +12,7 @@ import pytest
 @pytest.fixture
 def home(tmp_path: Path, cli) -> str:  # type: ignore[no-untyped-def]
     home = str(tmp_path / "ws")
+    assert cli("--home", home, "init").code == 0
     source = tmp_path / "sales.csv"
     source.write_text("region,amount\nnorth,10\nsouth,20\nnorth,5\n")
     assert cli("--home", home, "data", "ingest", str(source), "--name", "sales").code == 0
@@ -25,6 +26,7 @@ def test_sql_prints_a_table_json_or_csv(cli, home: str) -> None:  # type: ignore
     assert as_json.json == {
         "columns": ["region", "total"],
         "rows": [{"region": "north", "total": 15}, {"region": "south", "total": 20}],
+        "workspace": home,
     }
     as_csv = cli("--home", home, "sql", query, "--csv")
     assert list(csv.reader(io.StringIO(as_csv.out))) == [["region", "total"], ["north", "15"], ["south", "20"]]

@@ -337,6 +337,7 @@ def test_profile_and_diff_of_stored_versions(workspace, frame: pd.DataFrame) -> 
 @pytest.fixture
 def home(tmp_path: Path, cli, frame: pd.DataFrame) -> str:  # type: ignore[no-untyped-def]
     home = str(tmp_path / "ws")
+    assert cli("--home", home, "init").code == 0
     frame.to_csv(tmp_path / "sales.csv", index=False)
     assert cli("--home", home, "data", "ingest", str(tmp_path / "sales.csv"), "--name", "sales").code == 0
     changed = frame.drop(columns=["note"]).assign(amount=frame["amount"] - 50, extra="x")
@@ -349,7 +350,7 @@ def test_cli_profile(cli, home: str, tmp_path: Path) -> None:  # type: ignore[no
     result = cli("--home", home, "data", "profile", "sales:1", "--json")
     assert result.code == 0, result.err
     payload = result.json
-    assert set(payload) == {"ref", "rows", "columns"}
+    assert set(payload) == {"ref", "rows", "columns", "workspace"}
     assert (payload["ref"], payload["rows"]) == ("sales:1", N)
     assert payload["columns"]["region"]["distinct"] == 5
     human = cli("--home", home, "data", "profile", "sales")

@@ -183,7 +183,7 @@ def test_conveyor_sql_runs_a_query_naming_no_asset_and_refuses_files(cli, tmp_pa
     assert cli("--home", home, "init").code == 0
     ran = cli("--home", home, "sql", "select 1 as x", "--json")
     assert ran.code == 0, ran.err
-    assert ran.json == {"columns": ["x"], "rows": [{"x": 1}]}
+    assert ran.json == {"columns": ["x"], "rows": [{"x": 1}], "workspace": home}
     refused = cli("--home", home, "sql", "SELECT * FROM read_csv('/etc/passwd')")
     assert refused.code == 2 and _OUTSIDE in refused.err + refused.out
     saved = cli("--home", home, "sql", "SELECT * FROM read_text('/etc/os-release')", "--save-as", "leak")

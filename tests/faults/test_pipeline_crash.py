@@ -48,6 +48,7 @@ def _stop_group(runner: subprocess.Popen[bytes]) -> None:
 
 def test_a_runner_killed_mid_step_leaves_a_crashed_run_that_resume_finishes(tmp_path: Path) -> None:
     home, gate = tmp_path / "ws", tmp_path / "gate"
+    Workspace.open(home).close()
     runner = _runner(home, "tests.pipelines.steps:gated_wait", "--param", f"gate={gate}")
     try:
         with Workspace.open(home) as ws:

@@ -85,6 +85,7 @@ def test_the_cli_reads_the_value_from_stdin_and_never_prints_it(tmp_path: Path) 
     import sys
 
     home = str(tmp_path / "ws")
+    Workspace.open(home).close()
     env = {**os.environ, "CONVEYOR_HOME": home}
     done = subprocess.run(
         [sys.executable, "-m", "conveyor", "secrets", "set", "pw", "--json"],

@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_run_runs_show_logs(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     home = str(tmp_path / "ws")
+    assert cli("--home", home, "init").code == 0
     ran = cli("--home", home, "pipeline", "run", "tests.pipelines.steps:numbers", "--param", "n=3", "--json")
     assert ran.code == 0, ran.err
     run = ran.json
@@ -33,6 +34,7 @@ def test_run_runs_show_logs(cli, tmp_path: Path) -> None:  # type: ignore[no-unt
 
 
 def test_a_failed_run_exits_1_and_points_at_the_logs(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert cli("--home", str(tmp_path / "ws"), "init").code == 0
     result = cli("--home", str(tmp_path / "ws"), "pipeline", "run", "tests.pipelines.steps:failing")
     assert result.code == 1
     assert "step 'explode' failed" in result.err
@@ -41,6 +43,7 @@ def test_a_failed_run_exits_1_and_points_at_the_logs(cli, tmp_path: Path) -> Non
 
 def test_bad_input_exits_2(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     home = str(tmp_path / "ws")
+    assert cli("--home", home, "init").code == 0
     unknown = cli("--home", home, "pipeline", "run", "tests.pipelines.steps:numbers", "--param", "m=3")
     assert unknown.code == 2 and "has no parameter 'm'" in unknown.err
     assert cli("--home", home, "pipeline", "run", "tests.pipelines.steps:numbers", "--param", "n").code == 2

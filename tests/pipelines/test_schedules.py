@@ -332,6 +332,7 @@ def test_a_run_that_cannot_start_is_reported_with_its_log(
 
 def test_schedule_commands(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     home = str(tmp_path / "ws")
+    assert cli("--home", home, "init").code == 0
     assert cli("--home", home, "pipeline", "register", NUMBERS).code == 0
     made = cli("--home", home, "pipeline", "schedule", "numbers", "--cron", "0 9 * * 1-5", "--timezone",
                "Europe/Paris", "-p", "n=3", "--json")  # fmt: skip
@@ -346,7 +347,7 @@ def test_schedule_commands(cli, tmp_path: Path) -> None:  # type: ignore[no-unty
     bad = cli("--home", home, "pipeline", "schedule", "numbers", "--cron", "0 9 * *")
     assert bad.code == 2 and "is not a cron expression" in bad.err
     once = cli("--home", home, "scheduler", "--once", "--json")
-    assert once.code == 0 and once.json == {"fired": [], "monitors": []}  # nothing due, no monitor either
+    assert once.code == 0 and once.json == {"fired": [], "monitors": [], "workspace": home}  # nothing due or watched
     removed = cli("--home", home, "pipeline", "unschedule", "numbers", "--json")
     assert removed.code == 0 and [s["id"] for s in removed.json["removed"]] == [schedule["id"]]
     again = cli("--home", home, "pipeline", "unschedule", "numbers")

@@ -159,6 +159,7 @@ def test_the_cli_apply_stays_trusted_and_forbidden_exits_2(cli, tmp_path: Path) 
     home = tmp_path / "ws"
     spec = tmp_path / "nums.yaml"
     spec.write_text(_spec("tests.pipelines.steps:make_numbers", name="nums"))
+    assert cli("--home", str(home), "init").code == 0
     applied = cli("--home", str(home), "apply", "-f", str(spec))
     assert applied.code == 0, applied.err
     # the same pipeline sent over the API is restricted, and refused wherever it runs once no longer trusted

@@ -34,7 +34,7 @@ def test_register_alias_tag_and_export_from_the_command_line(cli, logged, tmp_pa
     body = registered.json
     assert (body["ref"], body["format"], body["tags"]) == ("churn:1", "skops", {"team": "growth"})
     alias = cli("--home", home, "models", "alias", "churn", "champion", "1", "--json")
-    assert alias.json == {"name": "churn", "alias": "champion", "version": 1}
+    assert alias.json == {"name": "churn", "alias": "champion", "version": 1, "workspace": home}
     tagged = cli("--home", home, "models", "tag", "churn@champion", "stage=prod", "--json").json
     assert tagged["tags"] == {"team": "growth", "stage": "prod"}
     assert cli("--home", home, "models", "untag", "churn:1", "team", "--json").json["tags"] == {"stage": "prod"}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from conveyor.errors import InvalidConfig, StoreError, StoreUnavailable
+from conveyor.errors import InvalidConfig, StoreUnavailable
 from conveyor.store import MetadataStore, mask_url
 from conveyor.store._schema import SCHEMA_REVISION, Base, ExperimentRow
 
@@ -83,7 +83,7 @@ def test_a_database_with_a_newer_schema_is_refused(tmp_path: Path) -> None:
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
     engine.dispose()
-    with pytest.raises(StoreError, match=r"schema revision 9999, newer than this Conveyor's"):
+    with pytest.raises(InvalidConfig, match=r"schema revision 9999, newer than this Conveyor's"):
         MetadataStore(url).open()
 
 

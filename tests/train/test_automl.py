@@ -292,6 +292,7 @@ def test_a_trial_that_overruns_is_killed_within_the_budget(workspace) -> None:  
 
 def test_cli_trains_registers_and_prints_one_json_object(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
     home = str(tmp_path / "cli-ws")
+    assert cli("--home", home, "init").code == 0
     source = tmp_path / "customers.csv"
     mixed_frame(800, seed=3).to_csv(source, index=False)
     assert cli("--home", home, "data", "ingest", str(source), "--name", "customers").code == 0

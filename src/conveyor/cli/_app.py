@@ -1,5 +1,5 @@
-"""The root of the ``conveyor`` command: global options, the workspace, and the one place errors become
-exit codes (0 success, 2 bad input or usage, 1 anything else).
+"""The root of the ``conveyor`` command: global options, the command tree (each command built when the command
+line reaches it), and the one place errors become exit codes (0 success, 2 bad input or usage, 1 anything else).
 """
 
 from __future__ import annotations

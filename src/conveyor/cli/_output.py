@@ -20,7 +20,7 @@ from conveyor._json import dumps
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["JsonFlag", "Output", "YesFlag", "current_output", "fmt_time", "to_jsonable"]
+__all__ = ["JsonFlag", "Output", "YesFlag", "current_output", "fmt_time", "set_workspace", "to_jsonable"]
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout (for scripts).")]
 YesFlag = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
@@ -45,6 +45,9 @@ class Output:
     def emit(self, payload: Any, human: Callable[[Console], None]) -> None:
         """Print the result: ``payload`` as JSON in --json mode, else ``human(console)``."""
         if self.json_mode:
+            home = _workspace.get()
+            if home is not None and isinstance(payload, dict) and "workspace" not in payload:
+                payload = {**payload, "workspace": home}  # which workspace answered (objects only; last key)
             sys.stdout.buffer.write(dumps(payload) + b"\n")
             sys.stdout.flush()
         else:
@@ -69,6 +72,12 @@ class Output:
 
 
 _current: ContextVar[Output | None] = ContextVar("conveyor_cli_output", default=None)
+_workspace: ContextVar[str | None] = ContextVar("conveyor_cli_workspace", default=None)
+
+
+def set_workspace(home: str) -> None:
+    """Name the workspace this command opened in its JSON output (a ``workspace`` key in the object)."""
+    _workspace.set(home)
 
 
 def current_output() -> Output | None:

@@ -57,16 +57,24 @@ def register(app: typer.Typer) -> None:
           conveyor drift model:churn@champion today.parquet
         """
         out = Output(json_output)
-        ws = open_workspace(ctx)
-        report = ws.monitors.drift(
-            reference,
-            current,
-            metric=metric,
-            columns=columns,
-            threshold=threshold,
-            prediction=prediction,
-            chart=html is not None,
-        )
+        options: dict[str, Any] = {
+            "metric": metric,
+            "columns": columns,
+            "threshold": threshold,
+            "prediction": prediction,
+            "chart": html is not None,
+        }
+        from conveyor.monitor._service import _file_table, looks_like_path
+
+        if looks_like_path(reference) and looks_like_path(current):
+            # Two files: no workspace is needed, so none is looked for (or required).
+            from conveyor.monitor import compute_drift
+
+            report = compute_drift(
+                _file_table(Path(reference), "reference"), _file_table(Path(current), "current"), **options
+            )
+        else:
+            report = open_workspace(ctx).monitors.drift(reference, current, **options)
         if html is not None:
             from conveyor.cli.data_quality import _write_atomically
 

@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
         state: State = ctx.find_root().obj
         act_as_local_user(ctx)
         ws, created = Workspace.init(path or state.home, db_url=state.db_url, artifacts_url=state.artifacts_url)
-        state.workspace = ws
+        state.use(ws)
         issued = ws.identities.bootstrap()
         info = {**ws.describe(), "created": created}
         if issued is not None:

@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
         from conveyor.quickstart._lifecycle import ENDPOINT
 
         out = Output(json_output)
-        ws = open_workspace(ctx)
+        ws = open_workspace(ctx, create=True)
         timeline = out.err if json_output else out.console
         show_timeline = not json_output or out.interactive
         status = out.err.status("starting…") if out.interactive else contextlib.nullcontext()

@@ -10,6 +10,7 @@ lock on PostgreSQL), so many processes can open a new workspace at once.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from sqlalchemy.engine.url import URL
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
-from conveyor.errors import InvalidConfig, StoreError, StoreUnavailable
+from conveyor.errors import ConveyorError, InvalidConfig, NotFound, StoreError, StoreUnavailable
 from conveyor.store._schema import SCHEMA_REVISION
 
 __all__ = ["UNAUDITED_TABLES", "Change", "MetadataStore", "WriteHook", "mask_url"]
@@ -83,20 +84,24 @@ class MetadataStore:
             raise StoreError("The metadata store is not open; call open() first.")
         return self._engine
 
-    def open(self) -> MetadataStore:
+    def open(self, *, create: bool = True) -> MetadataStore:
         """Connect, check the database answers, and bring its schema up to date.
 
+        With ``create=False`` a database without Conveyor's tables is refused rather than given them.
+
         Raises:
-            InvalidConfig: the URL does not parse, names an unsupported database, or lacks its driver.
+            InvalidConfig: the URL does not parse, names an unsupported database, or lacks its driver; the
+                database's schema revision is one this version of Conveyor does not know (a newer one made it);
+                an SQLite database cannot be written.
+            NotFound: ``create`` is false and the database holds no Conveyor schema.
             StoreUnavailable: the database cannot be reached.
-            StoreError: the database's schema is newer than this version of Conveyor.
         """
         with self._lock:
             if self._engine is not None:
                 return self
             engine = self._create_engine()
             try:
-                self._migrate(engine)
+                self._migrate(engine, create=create)
             except BaseException:
                 engine.dispose()
                 raise
@@ -205,23 +210,49 @@ class MetadataStore:
             _configure_sqlite(engine)
         return engine
 
-    def _migrate(self, engine: Engine) -> None:
+    def _migrate(self, engine: Engine, *, create: bool = True) -> None:
+        # The usual case costs one query: the stored revision is this Conveyor's head. Alembic (its script
+        # directory, its migration modules) loads only when there is something to upgrade.
         try:
             with engine.connect() as conn:
                 current = _current_revision(conn)
                 if current == SCHEMA_REVISION:
                     return
         except OperationalError as exc:
-            raise StoreUnavailable(self._unreachable_message(exc), url=mask_url(self.url)) from exc
-        if current is not None and current > SCHEMA_REVISION:
-            raise StoreError(
-                f"The database at {mask_url(self.url)} has schema revision {current}, newer than this "
-                f"Conveyor's {SCHEMA_REVISION}. Upgrade Conveyor (pip install -U conveyor-ml).",
+            raise self._open_error(exc, engine.dialect.name) from exc
+        if current is None and not create:
+            raise NotFound(f"The database {mask_url(self.url)} holds no Conveyor workspace.", url=mask_url(self.url))
+        if current is not None and current not in _known_revisions():
+            from conveyor._version import __version__
+
+            newer = current > SCHEMA_REVISION
+            raise InvalidConfig(
+                f"The workspace's database {mask_url(self.url)} has schema revision {current}"
+                + (f", newer than this Conveyor's {SCHEMA_REVISION}" if newer else ", unknown to this Conveyor")
+                + f" (Conveyor {__version__} knows revisions up to {SCHEMA_REVISION}): "
+                + ("a newer Conveyor made or upgraded it. " if newer else "")
+                + "Upgrade Conveyor (pip install -U conveyor-ml) to open it; this version does not change it.",
+                url=mask_url(self.url),
+                revision=current,
+                supported=SCHEMA_REVISION,
+                conveyor_version=__version__,
             )
         with _migration_lock(engine) as conn:
             if _current_revision(conn) != SCHEMA_REVISION:
                 _run_alembic_upgrade(conn)
             conn.commit()
+
+    def _open_error(self, exc: OperationalError, backend: str) -> ConveyorError:
+        """What a failure to query the database at open means: a read-only SQLite file, else unreachable."""
+        reason = str(exc.orig or exc).lower()
+        if backend == "sqlite" and ("readonly" in reason or "unable to open" in reason):
+            return InvalidConfig(
+                f"Cannot write the workspace database {mask_url(self.url)} ({str(exc.orig or exc).strip()}): SQLite "
+                "writes its journal beside the file even to read. Make the file and its folder writable for this "
+                "user, or copy the workspace somewhere you can write and use --home.",
+                url=mask_url(self.url),
+            )
+        return StoreUnavailable(self._unreachable_message(exc), url=mask_url(self.url))
 
     def _unreachable_message(self, exc: OperationalError) -> str:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
@@ -324,6 +355,13 @@ def _migration_lock(engine: Engine) -> Iterator[Connection]:
 
     with FileLock(f"{database}.migrate.lock", timeout=120), write_engine.connect() as conn:
         yield conn
+
+
+@functools.cache
+def _known_revisions() -> frozenset[str]:
+    """The schema revisions this Conveyor has migrations for (file names ``NNNN_*.py``; Alembic not loaded)."""
+    versions = Path(__file__).with_name("migrations") / "versions"
+    return frozenset(path.name[:4] for path in versions.glob("[0-9][0-9][0-9][0-9]_*.py"))
 
 
 def _run_alembic_upgrade(conn: Connection) -> None:
