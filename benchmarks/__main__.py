@@ -12,6 +12,7 @@ from benchmarks import (
     automl,
     batch,
     cards,
+    cli_startup,
     drift,
     faults,
     governance,
@@ -44,6 +45,7 @@ BENCHMARKS["quickstart-loop"] = quickstart.run_loop
 BENCHMARKS["studio-pages"] = studio.run
 BENCHMARKS["faults-killed-ingest-scratch"] = faults.run_killed_ingests
 BENCHMARKS["model-card"] = cards.run
+BENCHMARKS["cli-startup"] = cli_startup.run
 #: Benchmarks that need no shared peer environment: they compare Conveyor with itself (with and without a
 #: feature), or set up their peer's own environment (drift: Evidently needs pandas 2).
 WITHOUT_PEERS = {
