@@ -82,7 +82,7 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from operator import itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol, cast
 
 import orjson
 import xxhash
@@ -376,6 +376,13 @@ def _mqtt_client_class(mqtt: Any) -> Any:
             self._rbuf, self._rpos = b"", 0
             super()._sock_close()
 
+        def ack_many(self, mids: Sequence[int]) -> None:
+            """PUBACK (success, MQTT 5's short form) for every packet id in ``mids``, as one write: paho's
+            ``ack`` queues a packet and wakes its thread once per message."""
+            if mids:
+                blob = struct.pack(f">{len(mids)}I", *[0x40020000 | mid for mid in mids])
+                self._packet_queue(0x40, blob, 0, 0)
+
         def _handle_publish(self) -> Any:
             command = self._in_packet["command"]
             qos = (command >> 1) & 3
@@ -516,7 +523,9 @@ class _MqttSource:
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        # A first retry after 0.25 s (paho takes floats): a broker restart or a dropped connection costs the
+        # offline session little of its queue limit.
+        client.reconnect_delay_set(min_delay=cast(int, 0.25), max_delay=30)
         if self.url.username:
             client.username_pw_set(self.url.username, self.url.password)
         if self.url.scheme == "mqtts":
@@ -552,11 +561,13 @@ class _MqttSource:
         client = self._client
         with self._lock:
             epoch = self._epoch
-            for m in messages:
-                handle = m.handle
-                # Only packets of this connection: after a reconnect the broker resends them under new ids.
-                if handle is not None and handle & 0xFFFF and handle >> 16 == epoch:
-                    client.ack(handle & 0xFFFF, 1)
+            # Only packets of this connection: after a reconnect the broker resends them under new ids.
+            mids = [h & 0xFFFF for h in map(_HANDLE, messages) if h is not None and h & 0xFFFF and h >> 16 == epoch]
+            if hasattr(client, "ack_many"):
+                client.ack_many(mids)
+            else:
+                for mid in mids:
+                    client.ack(mid, 1)
 
     def rewind(self, after: int) -> None:
         """Nothing to do: the broker's session resends every unacknowledged message on reconnection."""
@@ -1163,6 +1174,7 @@ def _schema_from_text(text: str) -> pa.Schema:
 # -- the spool -------------------------------------------------------------------------------------------
 
 _TOPIC = itemgetter(1)  # StreamMessage.topic
+_HANDLE = itemgetter(4)  # StreamMessage.handle
 _POSITION = itemgetter(2)  # StreamMessage.position
 _REDELIVERED = itemgetter(3)  # StreamMessage.redelivered
 _RECEIVED = itemgetter(5)  # StreamMessage.received_at
@@ -1247,7 +1259,8 @@ class _Spool:
         self.dropped = 0
         self.torn_bytes = 0
         self.recovered: list[tuple[int, list[StreamMessage]]] = []
-        self._keys: deque[int] = deque(maxlen=MAX_IN_FLIGHT_LIMIT)
+        # The newest messages (MQTT): their keys are computed only when a redelivery has to be checked.
+        self._recent: deque[StreamMessage] = deque(maxlen=MAX_IN_FLIGHT_LIMIT)
         self._index: set[int] | None = None
         self._segments: list[int] = []  # first ordinal of each segment, oldest first
         self._fd = -1
@@ -1324,12 +1337,8 @@ class _Spool:
                 self.torn_bytes = len(data) - good
         self._segments = firsts
         if self.keyed:
-            tail: list[StreamMessage] = []
-            for _first, messages in reversed(self.recovered):
-                tail[:0] = messages[-(MAX_IN_FLIGHT_LIMIT - len(tail)) :]
-                if len(tail) >= MAX_IN_FLIGHT_LIMIT:
-                    break
-            self._keys.extend(map(_mqtt_key, tail))
+            for _first, messages in self.recovered:
+                self._recent.extend(messages)
         if firsts:
             self._open_segment(firsts[-1])
 
@@ -1382,17 +1391,16 @@ class _Spool:
         """
         kept = list(messages)
         if self.keyed:
-            keys = list(map(_mqtt_key, kept))
             if any(map(_REDELIVERED, kept)):
-                index = self._index if self._index is not None else set(self._keys)
-                self._index = index
-                fresh = [not (m.redelivered and k in index) for m, k in zip(kept, keys, strict=True)]
+                if self._index is None:
+                    self._index = set(map(_mqtt_key, self._recent))
+                index = self._index
+                fresh = [not (m.redelivered and _mqtt_key(m) in index) for m in kept]
                 if not all(fresh):
                     self.dropped += fresh.count(False)
                     kept = [m for m, f in zip(kept, fresh, strict=True) if f]
-                    keys = [k for k, f in zip(keys, fresh, strict=True) if f]
-            if keys:
-                self._keys.extend(keys)
+            if kept:
+                self._recent.extend(kept)
                 self._index = None
         first = self.last_ordinal + 1
         if not kept:
@@ -1676,7 +1684,8 @@ def _gap_text(name: str, gap: dict[str, Any]) -> str:
 @dataclass
 class StreamStats:
     """What a run did. ``messages`` counts messages taken from the broker (redeliveries dropped excluded);
-    ``replayed`` those an earlier run had spooled and acknowledged but not committed."""
+    ``replayed`` those an earlier run had spooled and acknowledged but not committed; ``seconds`` the run's
+    time, connecting included, opening the workspace not (the CLI's intake is already taking messages then)."""
 
     source: str
     name: str
@@ -1838,7 +1847,9 @@ class StreamIngester:
                 intake.connect(spool.max_position)
                 intake.start()
             if self._ws_factory is not None:
+                opening = time.monotonic()
                 self._ws = self._ws_factory()
+                self._opening = time.monotonic() - opening
             spool.open(create=True)
             if spool.torn_bytes:
                 self._notes.append(
@@ -1907,7 +1918,7 @@ class StreamIngester:
         return bool(self.stats.stopped_by)
 
     def _update_stats(self) -> StreamStats:
-        self.stats.seconds = time.monotonic() - self._started
+        self.stats.seconds = time.monotonic() - self._started - self._opening
         intake = getattr(self, "_intake", None)
         if intake is not None:
             self.stats.messages = intake.taken
@@ -1920,6 +1931,7 @@ class StreamIngester:
 
     _dropped = 0
     _gap_notes = 0
+    _opening = 0.0  # seconds spent opening the workspace (a factory's), left out of the stats' seconds
     _sequence: _SequenceCheck | None = None
 
     def _emit_notes(self) -> None:
