@@ -51,8 +51,20 @@ def _seed() -> random.Random:
     return random.Random(seed)
 
 
+#: In the MQTT SIGKILL test every 250th message is not JSON: it must land in the dead letters exactly once.
+BAD_EVERY = 250
+
+
 def _reading(i: int) -> bytes:
     return orjson.dumps({"id": i, "seq": i, "device": f"d{i % 7}", "temp": 20.0 + (i % 50) / 10})
+
+
+def _bad(i: int) -> bytes:
+    return b"not json %d" % i
+
+
+def _is_bad(i: int, bad_every: int | None) -> bool:
+    return bad_every is not None and i % bad_every == bad_every - 1
 
 
 def _free_port() -> int:
@@ -131,8 +143,9 @@ def persistent_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
         broker.stop()
 
 
-def publish_mqtt(port: int, topic: str, ids: range, rate: float) -> None:
-    """Publish ``ids`` at QoS 1, paced to ``rate``, and wait until the broker acknowledged every one."""
+def publish_mqtt(port: int, topic: str, ids: range, rate: float, bad_every: int | None = None) -> None:
+    """Publish ``ids`` at QoS 1, paced to ``rate``, and wait until the broker acknowledged every one (every
+    ``bad_every``-th one is not JSON)."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
@@ -143,7 +156,7 @@ def publish_mqtt(port: int, topic: str, ids: range, rate: float) -> None:
     started = time.monotonic()
     infos = []
     for n, i in enumerate(ids):
-        infos.append(client.publish(topic, _reading(i), qos=1))
+        infos.append(client.publish(topic, _bad(i) if _is_bad(i, bad_every) else _reading(i), qos=1))
         ahead = started + (n + 1) / rate - time.monotonic()
         if ahead > 0:
             time.sleep(ahead)
@@ -282,36 +295,46 @@ class Ingester:
                 return []
 
 
-def assert_whole(ingester: Ingester, total: int) -> None:
-    """Every id once, versions whole (each readable, rows growing to the total), no dead letters, no process left."""
+def assert_whole(ingester: Ingester, total: int, bad_every: int | None = None) -> None:
+    """Every id once, the messages that are not JSON once each among the dead letters (with their topic and
+    offset), versions whole (each readable, rows growing), no process left."""
     from conveyor import Workspace
     from conveyor.errors import NotFound
 
+    expected = {i for i in range(total) if not _is_bad(i, bad_every)}
     ids = ingester.ids()
     unique = set(ids)
-    lost = sorted(set(range(total)) - unique)
+    lost = sorted(expected - unique)
     duplicated = len(ids) - len(unique)
     print(f"published {total}, in the asset {len(ids)}: lost {len(lost)}, duplicated {duplicated}")
     assert not lost and not duplicated, (
         f"lost {len(lost)} (first {lost[:10]}), duplicated {duplicated}\n{ingester.output()}"
     )
-    assert unique == set(range(total))
+    assert unique == expected
+    assert all(p.poll() is not None for p in ingester.processes)
     with Workspace.open(ingester.home) as ws:
         versions = ws.data.versions("readings")
         rows = [v.rows for v in versions]
-        assert rows == sorted(set(rows)) and rows[-1] == total, rows
+        assert rows == sorted(set(rows)) and rows[-1] == len(expected), rows
         for v in (versions[0], versions[len(versions) // 2], versions[-1]):  # each one's parts are all there
             assert ws.data.read_table(v.ref).num_rows == v.rows
-        with pytest.raises(NotFound):
-            ws.data.get("readings_deadletter")
-    assert all(p.poll() is not None for p in ingester.processes)
+        if bad_every is None:
+            with pytest.raises(NotFound):
+                ws.data.get("readings_deadletter")
+            return
+        dead = ws.data.read_table("readings_deadletter").to_pylist()
+    payloads = sorted(d["payload"] for d in dead)
+    assert payloads == sorted(_bad(i).decode() for i in range(total) if _is_bad(i, bad_every)), payloads
+    assert all(d["topic"] and d["offset"] and "not valid JSON" in d["reason"] for d in dead)
+    print(f"dead letters: {len(dead)}, each once, with topic and offset")
 
 
-def _wait_all(ingester: Ingester, total: int, timeout: float = 60) -> None:
+def _wait_all(ingester: Ingester, total: int, timeout: float = 60, bad_every: int | None = None) -> None:
     """Until every message is in the asset, or ``timeout`` (then the counts in :func:`assert_whole` say what is
     missing)."""
     deadline = time.monotonic() + timeout
-    while len(set(ingester.ids())) < total and time.monotonic() < deadline:
+    rows = total - (total // bad_every if bad_every else 0)
+    while len(set(ingester.ids())) < rows and time.monotonic() < deadline:
         time.sleep(0.5)
 
 
@@ -339,7 +362,9 @@ def test_mqtt_sigkills_at_random_moments_lose_and_duplicate_nothing(tmp_path: Pa
     try:
         ingester.prime()
         ingester.start()
-        publisher, errors = _publisher(lambda: publish_mqtt(mosquitto.port, f"{topic}/line1", range(TOTAL), RATE))
+        publisher, errors = _publisher(
+            lambda: publish_mqtt(mosquitto.port, f"{topic}/line1", range(TOTAL), RATE, BAD_EVERY)
+        )
         duration = TOTAL / RATE
         moments = sorted(rng.uniform(0.1, 0.85) * duration for _ in range(KILLS))
         started = time.monotonic()
@@ -348,12 +373,12 @@ def test_mqtt_sigkills_at_random_moments_lose_and_duplicate_nothing(tmp_path: Pa
             ingester.kill_and_restart()
         publisher.join(duration + 120)
         assert not errors, errors
-        _wait_all(ingester, TOTAL)
+        _wait_all(ingester, TOTAL, bad_every=BAD_EVERY)
         summary = ingester.finish()
     finally:
         ingester.reap()
     assert summary["stopped_by"] == "SIGTERM"
-    assert_whole(ingester, TOTAL)
+    assert_whole(ingester, TOTAL, BAD_EVERY)
 
 
 def test_mqtt_connection_dropped_mid_batch_loses_nothing(tmp_path: Path, mosquitto: Mosquitto) -> None:
