@@ -585,3 +585,108 @@ def test_a_deleted_stream_ends_the_ingester_with_a_clear_error(tmp_path: Path, n
     assert process.returncode == 2, err
     assert "deleted" in err or "no longer exists" in err
     assert orjson.loads(out)["error"]["code"] in ("store_unavailable", "bad_input")
+
+
+def test_the_public_paho_path_ingests_and_acknowledges(  # type: ignore[no-untyped-def]
+    workspace, mqtt_topic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conveyor.data import _streaming
+
+    monkeypatch.setattr(_streaming, "_mqtt_client_class", lambda mqtt: mqtt.Client)  # a paho without our hooks
+    url = mqtt_url(mqtt_topic)
+    try:
+        mqtt_subscribe_once("telemetry", url, ws=workspace)
+        mqtt_publish(f"{mqtt_topic}/a", [_reading(i) for i in range(300)])
+        first = StreamIngester(workspace, url, name="telemetry", flush_seconds=0.2).run(
+            max_messages=300, max_seconds=30
+        )
+        mqtt_publish(f"{mqtt_topic}/a", [_reading(i) for i in range(300, 310)])
+        second = StreamIngester(workspace, url, name="telemetry", flush_seconds=0.2).run(
+            max_messages=10, max_seconds=30
+        )
+    finally:
+        forget_mqtt_session("telemetry", url)
+    assert (first.rows, second.rows, second.duplicates) == (300, 10, 0)  # every one acknowledged: none came again
+
+
+# -- the spool (no broker) -------------------------------------------------------------------------------
+
+
+def _message(i: int, *, topic: str = "t/a", dup: bool = False, position: int = 0) -> Any:
+    from conveyor.data._streaming import StreamMessage
+
+    return StreamMessage(_reading(i), topic, position, dup, None, 1_700_000_000.0 + i)
+
+
+def test_the_spool_keeps_messages_across_a_reopen_and_cuts_a_torn_tail(tmp_path: Path) -> None:
+    from conveyor.data._streaming import _Spool
+
+    spool = _Spool(tmp_path / "s", keyed=True)
+    spool.open(create=True)
+    first, kept = spool.append([_message(0), _message(1, topic="t/b"), _message(2)])
+    assert (first, len(kept), spool.last_ordinal) == (1, 3, 3)
+    assert spool.append([_message(3)])[0] == 4
+    spool.close()
+    segment = next((tmp_path / "s").glob("*.spool"))
+    with segment.open("ab") as f:
+        f.write(b"CVS1\x09\x00\x00")  # a header cut short
+    again = _Spool(tmp_path / "s", keyed=True)
+    again.open(create=False)
+    assert again.torn_bytes == 7 and again.last_ordinal == 4
+    got = [(start, [(m.payload, m.topic, m.received_at, m.handle) for m in ms]) for start, ms in again.recovered]
+    assert got == [
+        (
+            1,
+            [
+                (_reading(0), "t/a", 1_700_000_000.0, None),
+                (_reading(1), "t/b", 1_700_000_001.0, None),
+                (_reading(2), "t/a", 1_700_000_002.0, None),
+            ],
+        ),
+        (4, [(_reading(3), "t/a", 1_700_000_003.0, None)]),
+    ]
+    # A redelivery (DUP) of a spooled message is dropped; a new one, or a DUP of one never spooled, is kept.
+    first, kept = again.append([_message(2, dup=True), _message(9, dup=True), _message(5)])
+    assert (first, [m.payload for m in kept], again.dropped) == (5, [_reading(9), _reading(5)], 1)
+    again.close()
+    assert segment.stat().st_size > 0 and (tmp_path / "s" / "lock").exists()
+
+
+def test_a_second_spool_on_the_same_folder_is_refused(tmp_path: Path) -> None:
+    from conveyor.data._streaming import _Spool
+    from conveyor.errors import Conflict
+
+    first = _Spool(tmp_path / "s", keyed=False)
+    first.open(create=True)
+    try:
+        with pytest.raises(Conflict, match=f"PID {os.getpid()}"):
+            _Spool(tmp_path / "s", keyed=False).open(create=True)
+    finally:
+        first.close()
+    second = _Spool(tmp_path / "s", keyed=False)
+    second.open(create=True)  # the lock went with the first
+    second.close()
+
+
+def test_spool_segments_go_once_committed_keeping_the_newest_65535(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conveyor.data import _streaming
+
+    monkeypatch.setattr(_streaming, "_SPOOL_SEGMENT_BYTES", 50_000)  # small segments
+    spool = _streaming._Spool(tmp_path / "s", keyed=False)
+    spool.open(create=True)
+    for start in range(0, 90_000, 1_000):
+        spool.append([_message(i, position=i + 1) for i in range(start, start + 1_000)])
+    segments = sorted((tmp_path / "s").glob("*.spool"))
+    assert len(segments) > 10
+    spool.release(10_000)  # only what is committed may go ...
+    assert min(int(p.name.split(".")[0]) for p in (tmp_path / "s").glob("*.spool")) <= 10_001
+    spool.release(90_000)  # ... and the newest 65,535 messages stay
+    left = sorted(int(p.name.split(".")[0]) for p in (tmp_path / "s").glob("*.spool"))
+    assert left[0] <= 90_000 - 65_535 + 1 < left[1]
+    spool.close()
+    reopened = _streaming._Spool(tmp_path / "s", keyed=False)
+    reopened.open(create=False)
+    assert (reopened.last_ordinal, reopened.max_position) == (90_000, 90_000)
+    reopened.close()

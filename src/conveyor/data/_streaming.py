@@ -343,7 +343,8 @@ def _mqtt_client_class(mqtt: Any) -> Any:
     from paho.mqtt.enums import MQTTErrorCode
 
     base = mqtt.Client
-    if not all(hasattr(base, hook) for hook in ("_sock_recv", "_sock_close", "_handle_publish", "loop_read")):
+    hooks = ("_sock_recv", "_sock_close", "_handle_publish", "loop_read", "_packet_queue")
+    if not all(hasattr(base, hook) for hook in hooks):
         return base  # a paho without these hooks: the public (slower) path
 
     class _FastMqttClient(base):  # type: ignore[misc, valid-type]
