@@ -872,7 +872,8 @@ class _NatsSource:
         await self._subscribe()
 
     async def _ack(self, reply: str) -> None:
-        await self._nc.publish(reply, b"+ACK")
+        with contextlib.suppress(Exception):  # disconnected: the message comes again and is recognised
+            await self._nc.publish(reply, b"+ACK")
 
     async def _close(self) -> None:
         self._paused = True
@@ -906,9 +907,11 @@ class _NatsSource:
         return got
 
     def ack(self, messages: Sequence[StreamMessage]) -> None:
-        if messages and messages[-1].handle is not None:
-            # AckPolicy.ALL: acknowledging the batch's last (highest) sequence acknowledges all before it.
-            self._run(self._ack(messages[-1].handle))
+        if messages and messages[-1].handle is not None and self._loop is not None:
+            # AckPolicy.ALL: acknowledging the group's last (highest) sequence acknowledges all before it. Not
+            # waited for: the loop may be busy with deliveries for milliseconds, and a lost acknowledgement
+            # only means a redelivery, which is recognised. Acks run in order, before close()'s flush.
+            _aio().run_coroutine_threadsafe(self._ack(messages[-1].handle), self._loop)
 
     def rewind(self, after: int) -> None:
         """One attempt; the ingester retries :class:`StoreUnavailable` with backoff.
@@ -1536,12 +1539,7 @@ class _Intake:
         limit = self.max_messages
         try:
             while not self._stop.is_set() and (limit is None or self.taken < limit):
-                if self._complete > self._released:
-                    self._released = self._complete
-                    self.spool.release(self._released)
-                if not pending and self._handoff_size >= self._limit:
-                    with self._cond:
-                        self._cond.wait_for(lambda: self._handoff_size < self._limit or self._stop.is_set(), 0.25)
+                if not pending and not self._housekeep():
                     continue
                 want = self._half - len(pending)
                 if limit is not None:
@@ -1559,11 +1557,7 @@ class _Intake:
                         pending_at = time.monotonic()
                     pending.extend(got)
                     self.taken += len(got)
-                if pending and (
-                    len(pending) >= self._half
-                    or time.monotonic() - pending_at >= _SPOOL_EVERY
-                    or (limit is not None and self.taken >= limit)
-                ):
+                if self._due(pending, pending_at):
                     self._spool(pending, pending_at)
                     pending = []
             if pending:
@@ -1574,6 +1568,26 @@ class _Intake:
             with self._cond:
                 self.finished.set()
                 self._cond.notify_all()
+
+    def _housekeep(self) -> bool:
+        """Between groups: delete committed spool segments; False (after a short wait) while the ingester is
+        ``handoff_limit`` messages behind."""
+        if self._complete > self._released:
+            self._released = self._complete
+            self.spool.release(self._released)
+        if self._handoff_size < self._limit:
+            return True
+        with self._cond:
+            self._cond.wait_for(lambda: self._handoff_size < self._limit or self._stop.is_set(), 0.25)
+        return False
+
+    def _due(self, pending: list[StreamMessage], pending_at: float) -> bool:
+        """Whether the polled messages go to the spool now (half the window, 50 ms old, or the last ones)."""
+        return bool(pending) and (
+            len(pending) >= self._half
+            or time.monotonic() - pending_at >= _SPOOL_EVERY
+            or (self.max_messages is not None and self.taken >= self.max_messages)
+        )
 
     def _spool(self, pending: list[StreamMessage], arrived: float) -> None:
         first, kept = self.spool.append(pending)
