@@ -199,6 +199,12 @@ class DroppingProxy:
         with contextlib.suppress(OSError):
             dst.shutdown(socket.SHUT_RDWR)
 
+    def wait_connected(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self._sockets:
+            assert time.monotonic() < deadline, "the ingester did not reconnect through the proxy"
+            time.sleep(0.02)
+
     def drop(self) -> int:
         """Cut every connection (RST); returns how many were cut."""
         with self._lock:
@@ -395,6 +401,7 @@ def test_mqtt_connection_dropped_mid_batch_loses_nothing(tmp_path: Path, mosquit
         started = time.monotonic()
         for moment in sorted(rng.uniform(0.1, 0.85) * duration for _ in range(KILLS)):
             time.sleep(max(0.0, started + moment - time.monotonic()))
+            proxy.wait_connected(30)  # two moments may be close: the ingester reconnects first
             assert proxy.drop() >= 1  # the ingester's connection, cut while messages flow
         publisher.join(duration + 120)
         assert not errors, errors
