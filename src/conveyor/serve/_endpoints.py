@@ -512,65 +512,76 @@ class Endpoints:
         """
         with self._ws.store.read() as session:
             ep = self._row(session, name)
-            rows = session.execute(
-                sa.select(DeploymentRow, ModelRow.name, ModelVersionRow.version)
-                .join(ModelVersionRow, ModelVersionRow.id == DeploymentRow.model_version_id)
-                .join(ModelRow, ModelRow.id == ModelVersionRow.model_id)
-                .where(DeploymentRow.endpoint_id == ep.id)
-                .order_by(DeploymentRow.name)
-            ).all()
-            deployments = [
-                Deployment(
-                    id=d.id,
-                    endpoint=ep.name,
-                    name=d.name,
-                    model=f"{m}:{v}",
-                    model_version_id=d.model_version_id,
-                    traffic=d.traffic,
-                    mirror=d.mirror,
-                    batching=dict(d.settings.get("batching", {})),
-                    engine=str(d.settings.get("engine", "auto")),
-                    created_at=d.created_at,
-                    updated_at=d.updated_at,
-                    strict=bool(d.settings.get("strict", False)),
-                )
-                for d, m, v in rows
-            ]
-            status, url, pid = ep.status, ep.url, ep.pid
-            runtime = self.runtime(ep.name)
-            workers: list[int] = []
-            error = None
-            if status in ("running", "idle", "starting"):
-                if pid is None or not alive(pid):
-                    status, url, pid = "exited", None, None
-                elif runtime is not None and runtime.get("pid") == pid:
-                    status = str(runtime.get("state", status))
-                    workers = list(runtime.get("workers", []))
-                    error = runtime.get("error")
-            settings = {k: v for k, v in ep.settings.items() if k != "history"}
-            return Endpoint(
-                id=ep.id,
-                name=ep.name,
-                url=url,
-                status=status,
-                auth=ep.auth,
-                deployments=deployments,
-                traffic={d.name: d.traffic for d in deployments},
-                mirror={d.name: d.mirror for d in deployments if d.mirror},
-                revision=ep.revision,
-                settings=settings,
-                pid=pid,
-                workers=workers,
-                created_at=ep.created_at,
-                error=error,
-                routes=_routes(url, ep.name),
-                description=ep.description,
-            )
+            rows = session.execute(self._deployments_query().where(DeploymentRow.endpoint_id == ep.id)).all()
+            return self._endpoint(ep, [(d, m, v) for d, m, v in rows])
 
     def list(self) -> builtins.list[Endpoint]:
+        """Every endpoint, by name (two queries however many there are)."""
         with self._ws.store.read() as session:
-            names = session.scalars(sa.select(EndpointRow.name).order_by(EndpointRow.name)).all()
-        return [self.get(n) for n in names]
+            endpoints = session.scalars(sa.select(EndpointRow).order_by(EndpointRow.name)).all()
+            by_endpoint: dict[str, builtins.list[Any]] = {ep.id: [] for ep in endpoints}
+            for d, m, v in session.execute(self._deployments_query()).all():
+                if d.endpoint_id in by_endpoint:
+                    by_endpoint[d.endpoint_id].append((d, m, v))
+            return [self._endpoint(ep, by_endpoint[ep.id]) for ep in endpoints]
+
+    @staticmethod
+    def _deployments_query() -> Any:
+        return (
+            sa.select(DeploymentRow, ModelRow.name, ModelVersionRow.version)
+            .join(ModelVersionRow, ModelVersionRow.id == DeploymentRow.model_version_id)
+            .join(ModelRow, ModelRow.id == ModelVersionRow.model_id)
+            .order_by(DeploymentRow.name)
+        )
+
+    def _endpoint(self, ep: EndpointRow, rows: builtins.list[Any]) -> Endpoint:
+        deployments = [
+            Deployment(
+                id=d.id,
+                endpoint=ep.name,
+                name=d.name,
+                model=f"{m}:{v}",
+                model_version_id=d.model_version_id,
+                traffic=d.traffic,
+                mirror=d.mirror,
+                batching=dict(d.settings.get("batching", {})),
+                engine=str(d.settings.get("engine", "auto")),
+                created_at=d.created_at,
+                updated_at=d.updated_at,
+                strict=bool(d.settings.get("strict", False)),
+            )
+            for d, m, v in rows
+        ]
+        status, url, pid = ep.status, ep.url, ep.pid
+        workers: builtins.list[int] = []
+        error = None
+        if status in ("running", "idle", "starting"):
+            runtime = self.runtime(ep.name)
+            if pid is None or not alive(pid):
+                status, url, pid = "exited", None, None
+            elif runtime is not None and runtime.get("pid") == pid:
+                status = str(runtime.get("state", status))
+                workers = list(runtime.get("workers", []))
+                error = runtime.get("error")
+        settings = {k: v for k, v in ep.settings.items() if k != "history"}
+        return Endpoint(
+            id=ep.id,
+            name=ep.name,
+            url=url,
+            status=status,
+            auth=ep.auth,
+            deployments=deployments,
+            traffic={d.name: d.traffic for d in deployments},
+            mirror={d.name: d.mirror for d in deployments if d.mirror},
+            revision=ep.revision,
+            settings=settings,
+            pid=pid,
+            workers=workers,
+            created_at=ep.created_at,
+            error=error,
+            routes=_routes(url, ep.name),
+            description=ep.description,
+        )
 
     def orphans(self) -> builtins.list[Orphan]:
         """Serving processes of this workspace that were not expected: see :class:`Orphan`.
