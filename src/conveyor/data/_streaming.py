@@ -442,6 +442,7 @@ class _MqttSource:
         self._subscribed = threading.Event()
         self._failure: ConveyorError | None = None
         self._connections = 0
+        self._gone = threading.Event()  # set by on_disconnect: close() waits for it
 
     # paho callbacks (its thread)
 
@@ -488,6 +489,7 @@ class _MqttSource:
         self._subscribed.set()
 
     def _on_disconnect(self, _client: Any, _userdata: Any, _flags: Any, reason: Any, _properties: Any) -> None:
+        self._gone.set()
         with self._lock:
             self._epoch += 1
         self._queue.append(RESET)
@@ -579,7 +581,14 @@ class _MqttSource:
             return
         self._closing = True
         with contextlib.suppress(Exception):
+            connected = client.is_connected()
+            self._gone.clear()
             client.disconnect()  # after the queued acknowledgements; the session stays (expiry set at connect)
+            if connected:
+                # paho's thread writes them and the DISCONNECT, then calls on_disconnect; stopping it sooner
+                # can close the socket with the last acknowledgements unsent (they would come back as
+                # redeliveries, recognised).
+                self._gone.wait(5)
         client.loop_stop()
 
 
