@@ -80,9 +80,8 @@ def artifact_response(ws: Workspace, run_id: str, path: str) -> Response:
     """
     import mimetypes
 
-    found = next((a for a in ws.runs.get(run_id).artifacts if a.path == path), None)
-    body = ws.runs.artifact_bytes(run_id, path)  # NotFound with the nearest names when absent
-    media = (found.media_type if found is not None else "") or ""
+    found, body = ws.runs.artifact(run_id, path)  # one lookup; NotFound with the nearest names when absent
+    media = found.media_type
     if not media or media == "application/octet-stream":
         media = mimetypes.guess_type(path)[0] or "application/octet-stream"
     name = path.rsplit("/", 1)[-1].replace('"', "")

@@ -229,19 +229,15 @@ class Identities:
     def local_user(self) -> str:
         """The user name of whoever runs this process (the OS user, as a valid name); on a workspace with no
         users yet they are added as ``admin`` first (whoever can open the workspace's files holds it already)."""
-        from conveyor.governance._context import os_user
-
         self._first_admin()
-        return re.sub(r"[^A-Za-z0-9._-]", "-", os_user())[:64] or "admin"
+        return _os_user_name()
 
     def _first_admin(self) -> str | None:
         """Add the OS user as ``admin`` when there are no users; their name, or None when users existed."""
-        from conveyor.governance._context import os_user
-
         with self._ws.store.read() as session:
             if session.scalar(sa.select(sa.func.count()).select_from(UserRow)):
                 return None
-        name = re.sub(r"[^A-Za-z0-9._-]", "-", os_user())[:64] or "admin"
+        name = _os_user_name()
         try:
             self.add_user(name, "admin")
         except Conflict:
@@ -467,6 +463,13 @@ class Identities:
             names = list(session.scalars(sa.select(UserRow.name)))
             raise NotFound(f"No user {name!r}.{did_you_mean(name, names)} `conveyor users list` shows them.")
         return row
+
+
+def _os_user_name() -> str:
+    """The OS user as a valid user name."""
+    from conveyor.governance._context import os_user
+
+    return re.sub(r"[^A-Za-z0-9._-]", "-", os_user())[:64] or "admin"
 
 
 def _user(row: UserRow) -> User:

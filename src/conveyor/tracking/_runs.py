@@ -600,13 +600,21 @@ class Tracking:
         Raises:
             NotFound: the run has no artifact at ``path``.
         """
+        return self.artifact(run_id, path)[1]
+
+    def artifact(self, run_id: str, path: str) -> tuple[Artifact, bytes]:
+        """One artifact of a run as recorded (path, digest, size, media type) and its verified bytes.
+
+        Raises:
+            NotFound: the run has no artifact at ``path``.
+        """
         with self._ws.store.read() as session:
             row = session.get(RunArtifactRow, (run_id, path))
             if row is None:
                 names = session.scalars(sa.select(RunArtifactRow.path).filter_by(run_id=run_id)).all()
                 raise NotFound(f"Run {run_id} has no artifact {path!r}.{did_you_mean(path, names)}")
-            digest = row.digest
-        return self._ws.artifacts.get_bytes(digest)
+            found = Artifact(row.path, row.digest, row.size, row.media_type)
+        return found, self._ws.artifacts.get_bytes(found.digest)
 
     def _experiment_ids(self, session: sa.orm.Session, names: builtins.list[str]) -> builtins.list[str]:
         found = {
