@@ -92,3 +92,38 @@ def make_csv(path: Path, megabytes: float, seed: int = 0) -> Path:
     pa_csv.write_csv(table, tmp)
     tmp.replace(path)
     return path
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state first), or None when it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
+    fields = _stat(pid)
+    return fields is not None and fields[0] not in ("Z", "X")
+
+
+def session_processes(sid: int) -> list[int]:
+    """The live processes of session ``sid`` (a process started with ``start_new_session=True`` leads one, and
+    whatever it starts stays in it unless it makes a session of its own). Linux only (``/proc``)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat(int(entry.name))
+            if fields is not None and fields[0] not in ("Z", "X") and int(fields[3]) == sid:
+                found.append(int(entry.name))
+    return sorted(found)
+
+
+def process_line(pid: int) -> str:
+    """A process's command line, for messages."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:200]
+    except OSError:
+        return "(gone)"

@@ -16,7 +16,7 @@ import pytest
 
 from conveyor import Workspace
 from tests.conftest import wait_until
-from tests.faults._chaos import LONG
+from tests.faults._chaos import LONG, process_line, session_processes
 
 pytestmark = pytest.mark.chaos
 
@@ -69,6 +69,37 @@ def test_a_runner_killed_mid_step_leaves_a_crashed_run_that_resume_finishes(tmp_
             gate.write_text("open")
             resumed = ws.pipelines.resume(run_id)
             assert resumed.status == "succeeded" and resumed.step("wait_for").outputs["value"] == 3
+    finally:
+        _stop_group(runner)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the run's processes in /proc (Linux)")
+def test_no_process_of_a_killed_runner_outlives_it(tmp_path: Path) -> None:
+    """Only the runner is SIGKILLed (not its process group): its step worker, mid-step, and the forkserver and
+    resource tracker behind it exit by themselves; the run is then crashed and resumes to success."""
+    home, gate = tmp_path / "ws", tmp_path / "gate"
+    Workspace.open(home).close()
+    runner = _runner(home, "tests.pipelines.steps:gated_wait", "--param", f"gate={gate}")
+    try:
+        with Workspace.open(home) as ws:
+
+            def blocked() -> bool:
+                runs = ws.pipelines.runs()
+                return bool(runs) and runs[0].step("wait_for").status == "running"
+
+            wait_until(blocked, timeout=90, what="the runner to start the blocking step")
+            before = [pid for pid in session_processes(runner.pid) if pid != runner.pid]
+            assert any("forkserver" in process_line(pid) for pid in before), [process_line(p) for p in before]
+            assert len(before) >= 3, "a step worker, the forkserver and the resource tracker run"
+            _kill_runner(runner)
+            killed_at = time.monotonic()
+            left = lambda: session_processes(runner.pid)  # noqa: E731
+            wait_until(lambda: not left(), timeout=20, what=f"the run's processes to exit: {left()}")
+            print(f"{len(before)} processes of the run gone {time.monotonic() - killed_at:.2f} s after the kill")
+            run = ws.pipelines.runs()[0]
+            assert run.status == "crashed" and run.step("wait_for").status == "crashed", run
+            gate.write_text("open")
+            assert ws.pipelines.resume(run.id).status == "succeeded"
     finally:
         _stop_group(runner)
 

@@ -55,22 +55,76 @@ class Executor(Protocol):
 
 
 def _worker_main(conn: Connection) -> None:
-    """A worker process: run tasks from the pipe until told to stop."""
+    """A worker process: run tasks from the pipe until told to stop, or until the runner is gone."""
     from conveyor.pipelines._task import execute_task
 
-    while True:
+    _exit_with_the_runner(conn)
+    try:
+        while True:
+            try:
+                message = conn.recv()
+            except EOFError:
+                return
+            if message is None:
+                return
+            key, task = message
+            result = execute_task(task, capture="fd")
+            try:
+                conn.send((key, result))
+            except (BrokenPipeError, OSError):
+                return
+    except KeyboardInterrupt:  # the runner is gone (see _exit_with_the_runner), or Ctrl+C
+        return
+
+
+#: How long a worker whose runner is gone lets its step unwind (``finally`` blocks) before it exits anyway.
+_ORPHAN_GRACE_S = 5.0
+
+
+def _exit_with_the_runner(conn: Connection) -> None:
+    """End this worker when the runner's end of the pipe closes, even in the middle of a step.
+
+    A runner that is SIGKILLed cannot stop its workers, and a worker notices the closed pipe only when it next
+    reads or writes it: a long step would run on, and the forkserver (which each worker holds open) with it.
+    A watching thread waits for the hang-up; the runner never writes while a step runs, so the pipe turns
+    readable only when a task arrives on an idle worker (read by the loop) or the runner is gone. Then the
+    step is interrupted with SIGINT (a ``KeyboardInterrupt`` is not recorded as the step's failure) and the
+    process exits, after ``_ORPHAN_GRACE_S`` at the latest.
+    """
+    import signal
+    import socket
+    import threading
+
+    try:
+        sock = socket.socket(fileno=os.dup(conn.fileno()))
+    except OSError:  # not a socket (another platform's pipe): the worker ends at its next read or write
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def gone() -> bool:
         try:
-            message = conn.recv()
-        except (EOFError, KeyboardInterrupt):
-            return
-        if message is None:
-            return
-        key, task = message
-        result = execute_task(task, capture="fd")
-        try:
-            conn.send((key, result))
-        except (BrokenPipeError, OSError):
-            return
+            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
+    def watch() -> None:
+        import select
+
+        while True:
+            readable: list[Any] = []
+            with contextlib.suppress(InterruptedError):
+                readable, _, _ = select.select([sock], [], [], 1.0)
+                if readable and gone():
+                    break
+            if readable:
+                time.sleep(0.5)  # a task waiting for the loop to read it: look again shortly
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(_ORPHAN_GRACE_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="conveyor-runner-watch").start()
 
 
 @dataclass
