@@ -76,6 +76,8 @@ class ArtifactStore:
         self.url = url
         self.options = dict(options or {})
         self._fs: Any = None
+        # A local folder is known without fsspec, which then loads only when a blob is read or written.
+        self._local_root = _local_folder(url) if not self.options else None
         self._root = ""
 
     # -- set-up --------------------------------------------------------------------------------------
@@ -89,11 +91,15 @@ class ArtifactStore:
 
     @property
     def root(self) -> str:
+        if self._local_root is not None:
+            return self._local_root
         _ = self.fs
         return self._root
 
     @property
     def is_local(self) -> bool:
+        if self._local_root is not None:
+            return True
         protocol = self.fs.protocol
         protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol)
         return "file" in protocols or "local" in protocols
@@ -105,7 +111,10 @@ class ArtifactStore:
             StoreUnavailable: the store cannot be reached or written.
         """
         try:
-            self.fs.makedirs(f"{self.root}/blobs", exist_ok=True)
+            if self._local_root is not None:
+                Path(self._local_root, "blobs").mkdir(parents=True, exist_ok=True)
+            else:
+                self.fs.makedirs(f"{self.root}/blobs", exist_ok=True)
             if not self.is_local:
                 # Object stores have no folders to create: a marker object proves the bucket is there,
                 # reachable, and writable with these credentials.
@@ -426,6 +435,14 @@ def _copy_hashing(chunks: Iterable[bytes], out: IO[bytes] | None) -> tuple[str, 
         if out is not None:
             out.write(chunk)
     return _PREFIX + hasher.hexdigest(), size
+
+
+def _local_folder(url: str) -> str | None:
+    """The root fsspec would give an absolute local path without a protocol (the default artifact store, inside the
+    workspace); None for anything else, which fsspec resolves."""
+    if os.sep != "/" or not url.startswith("/") or "::" in url:
+        return None
+    return url.rstrip("/")
 
 
 def _make_filesystem(url: str, options: dict[str, Any]) -> tuple[Any, str]:

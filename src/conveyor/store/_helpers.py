@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from conveyor.store._schema import Base, new_id, utcnow
@@ -22,6 +21,8 @@ RowT = TypeVar("RowT", bound=Base)
 
 def lock_or_create(session: Session, row_type: type[RowT], *, name: str, created_by: str, **values: Any) -> RowT:
     """The row of ``row_type`` named ``name``, created if missing, locked for the rest of the transaction."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
     insert_fn = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     statement = (
         insert_fn(row_type)

@@ -28,10 +28,9 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from ulid import ULID
+from sqlalchemy.types import TypeEngine
 
 #: The Alembic revision these models correspond to (checked against the migration scripts by a test).
 SCHEMA_REVISION = "0011"
@@ -41,6 +40,8 @@ NAME_LENGTH = 128
 
 def new_id() -> str:
     """A new sortable identifier (ULID, 26 characters, lower case)."""
+    from ulid import ULID  # its import reads the package's metadata: only for commands that write
+
     return str(ULID()).lower()
 
 
@@ -68,7 +69,20 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-JSONType = JSON().with_variant(JSONB(), "postgresql")
+class PostgresJSONB(TypeDecorator[Any]):
+    """PostgreSQL's JSONB, its dialect imported only when a PostgreSQL database uses it (the import costs a command
+    on SQLite tens of milliseconds)."""
+
+    impl = JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        from sqlalchemy.dialects.postgresql import JSONB
+
+        return dialect.type_descriptor(JSONB())
+
+
+JSONType = JSON().with_variant(PostgresJSONB(), "postgresql")
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

@@ -6,17 +6,20 @@ from typing import Any, Literal
 
 from alembic import context
 
-from conveyor.store._schema import Base, UTCDateTime
+from conveyor.store._schema import Base, PostgresJSONB, UTCDateTime
 
 connection = context.config.attributes.get("connection")
 if connection is None:
     raise RuntimeError("Conveyor's migrations run through MetadataStore.open(); the alembic command line is not used.")
 
 
-def _render_item(kind: str, obj: Any, _context: Any) -> str | Literal[False]:
+def _render_item(kind: str, obj: Any, autogen_context: Any) -> str | Literal[False]:
     # Migrations must not import the live models: render our column types as plain SQLAlchemy ones.
     if kind == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"
+    if kind == "type" and isinstance(obj, PostgresJSONB):
+        autogen_context.imports.add("from sqlalchemy.dialects import postgresql")
+        return "postgresql.JSONB(astext_type=sa.Text())"
     return False
 
 
