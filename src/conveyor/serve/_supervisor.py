@@ -628,6 +628,7 @@ class _DrainingServer(uvicorn.Server):
         super().__init__(config)
         self._app = app
         self._notify_fd = notify_fd
+        self._supervisor = os.getppid()
         self._drain_from: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -653,6 +654,10 @@ class _DrainingServer(uvicorn.Server):
             os.close(self._notify_fd)
 
     async def on_tick(self, counter: int) -> bool:
+        if self._drain_from is None and os.getppid() != self._supervisor:
+            # The supervisor died (SIGKILL, the OOM killer): nothing would restart, reload or stop this worker,
+            # and it would hold the endpoint's port against the next start. Drain and exit, as on SIGTERM.
+            self.handle_exit(signal.SIGTERM, None)
         draining = self._drain_from is not None
         if draining and (not self.server_state.connections or time.monotonic() - (self._drain_from or 0) > _DRAIN_S):
             self.should_exit = True
