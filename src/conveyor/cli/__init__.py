@@ -6,6 +6,7 @@ on first use (PEP 562).
 
 from __future__ import annotations
 
+import gc
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -23,11 +24,12 @@ def main(argv: list[str] | None = None) -> None:
 
         print(f"conveyor {__version__}")
         sys.exit(0)
-    from conveyor.cli import _app
+    from conveyor.cli import _app, _state
 
     if argv is not None:
         _app.main(argv)
         return
+    _state.PROCESS_IS_COMMAND = True
     try:
         _app.main(None)
     finally:
@@ -35,8 +37,6 @@ def main(argv: list[str] | None = None) -> None:
         # last garbage collection, which walks every object SQLAlchemy and the command built (a tenth of a second
         # or more; the `cli-startup` benchmark). Files and the workspace are closed by then, and atexit handlers
         # (the tracking writer's) still run.
-        import gc
-
         gc.freeze()
 
 

@@ -7,6 +7,9 @@ imported on its own without an import cycle.
 
 from __future__ import annotations
 
+import contextlib
+import gc
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -18,6 +21,10 @@ if TYPE_CHECKING:
     from conveyor.workspace import Workspace
 
 __all__ = ["State", "act_as_local_user", "describe_workspace", "open_workspace"]
+
+#: True when this process is one command and ends with it (``conveyor.cli.main()`` run as the program); false when
+#: the command runs inside a process that goes on (tests, a program calling ``main(argv)``).
+PROCESS_IS_COMMAND = False
 
 
 @dataclass
@@ -53,14 +60,35 @@ def open_workspace(ctx: typer.Context, *, create: bool = False) -> Workspace:
     Raises:
         NotFound: there is no workspace where the options, the environment or the defaults point.
     """
-    from conveyor.workspace import Workspace
-
     state: State = ctx.find_root().obj
     act_as_local_user(ctx)
     if state.workspace is None:
-        state.use(Workspace.open(state.home, db_url=state.db_url, artifacts_url=state.artifacts_url, create=create))
+        with _loading():
+            from conveyor.workspace import Workspace
+
+            workspace = Workspace.open(
+                state.home, db_url=state.db_url, artifacts_url=state.artifacts_url, create=create
+            )
+        state.use(workspace)
     assert state.workspace is not None
     return state.workspace
+
+
+@contextlib.contextmanager
+def _loading() -> Iterator[None]:
+    """Load and open the workspace without the cycle collector walking what that makes, when the process is this
+    command: the modules, SQLAlchemy's tables and mappers and the engine live until the process ends, and walking
+    them, again and again as they are made, is a tenth of a ``runs list``. The collector pauses while they load,
+    then leaves them out of its walks for good (``gc.freeze``) and runs as usual for what the command does next."""
+    if not PROCESS_IS_COMMAND or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
 
 
 def describe_workspace(workspace: Workspace) -> str:
