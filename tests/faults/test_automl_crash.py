@@ -16,7 +16,7 @@ import pytest
 
 from conveyor import Workspace
 from tests.conftest import wait_until
-from tests.faults._chaos import LONG, cli_json, process_line, session_processes, tree_bytes
+from tests.faults._chaos import LONG, cli_json, cpu_seconds, process_line, session_processes, tree_bytes
 
 pytestmark = [
     pytest.mark.chaos,
@@ -51,10 +51,10 @@ def _workers(trainer: subprocess.Popen[bytes]) -> list[int]:
 
 
 def _kill_mid_trial(
-    home: Path, trainer: subprocess.Popen[bytes], *, first: str = "finished", settle: float = 0.0
+    home: Path, trainer: subprocess.Popen[bytes], *, first: str = "finished", into_fit: float = 0.0
 ) -> list[int]:
-    """SIGKILL the trainer (only it) while a trial runs, once trial-0 is ``first`` (finished: a later trial runs);
-    returns its trial workers' PIDs."""
+    """SIGKILL the trainer (only it) while a trial runs, once trial-0 is ``first`` (finished: a later trial runs)
+    and a worker has spent ``into_fit`` more seconds of CPU since; returns its trial workers' PIDs."""
     with Workspace.open(home) as ws:
 
         def mid_search() -> bool:
@@ -64,8 +64,14 @@ def _kill_mid_trial(
             )
 
         wait_until(mid_search, timeout=120, interval=0.1, what="a trial to run after the first finished")
-    time.sleep(settle)  # into the trial's fit
     workers = _workers(trainer)
+    if into_fit:
+        spent = {pid: cpu_seconds(pid) for pid in workers}
+        wait_until(
+            lambda: any(cpu_seconds(pid) - cpu >= into_fit for pid, cpu in spent.items()),
+            timeout=120,
+            what="a worker to be into its fit",
+        )
     assert workers, "the search runs its trials in worker processes"
     trainer.send_signal(signal.SIGKILL)
     trainer.wait(30)
@@ -106,7 +112,7 @@ def test_a_killed_search_leaves_crashed_runs_and_no_worker(tmp_path: Path) -> No
     strict=True,
     reason=(
         "a trial worker notices its parent is gone only when its fold ends (it reads the pipe between folds), so "
-        "a long fold runs on for its whole fit (13-15 s with these 40,000 rows; minutes on big data). "
+        "a long fold runs on for its whole fit (13-15 s with 40,000 rows; minutes on big data). "
         "Fix for the lead, "
         "src/conveyor/train/_worker.py: a daemon thread started first in main() that polls os.getppid() every "
         "0.5 s against the parent PID (passed as argv[2] by _WorkerPool.start in _automl.py) and calls "
@@ -116,10 +122,10 @@ def test_a_killed_search_leaves_crashed_runs_and_no_worker(tmp_path: Path) -> No
 def test_a_worker_mid_fold_exits_with_its_killed_search(tmp_path: Path) -> None:
     """Big enough data that a fold fits for seconds: the worker must not finish it for nobody."""
     home = tmp_path / "ws"
-    _workspace(home, 40_000)
+    _workspace(home, 30_000)
     trainer = _train(home, "--learner", "random_forest")
     try:
-        _kill_mid_trial(home, trainer, first="running", settle=1.5)
+        _kill_mid_trial(home, trainer, first="running", into_fit=2.5)
         killed = time.monotonic()
         deadline = killed + 3
         while session_processes(trainer.pid) and time.monotonic() < deadline:
