@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
 import pytest
 
@@ -51,10 +52,32 @@ print(json.dumps({{"code": code, "out": out.getvalue(), "heavy": heavy, "cli": c
 """
 
 
-def _loaded_after(code: str) -> dict[str, object]:
-    """Run ``code`` in a fresh interpreter: its exit status, what it printed, which of HEAVY and of Conveyor's
+#: modules that listing runs and models must leave unloaded: data and model libraries, PostgreSQL's dialect on
+#: SQLite, fsspec for the local artifact folder, migrations, the web stack
+NOT_FOR_LISTS = (
+    "pandas",
+    "numpy",
+    "sklearn",
+    "pyarrow",
+    "duckdb",
+    "skops",
+    "joblib",
+    "fsspec",
+    "alembic",
+    "sqlalchemy.dialects.postgresql",
+    "ulid",
+    "fastapi",
+    "pydantic",
+    "plotly",
+    "markdown_it",
+    "pygments",
+)
+
+
+def _loaded_after(code: str, heavy: tuple[str, ...] = HEAVY) -> dict[str, object]:
+    """Run ``code`` in a fresh interpreter: its exit status, what it printed, which of ``heavy`` and of Conveyor's
     command modules it loaded."""
-    script = _PROBE.format(code=textwrap.indent(code, " " * 8), heavy=HEAVY)
+    script = _PROBE.format(code=textwrap.indent(code, " " * 8), heavy=heavy)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
     result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
@@ -121,3 +144,43 @@ def test_the_help_lines_of_top_level_commands_are_their_docstrings_first_sentenc
     for name, (_, line) in _COMMANDS.items():
         command = root.get_command(ctx, name)  # type: ignore[attr-defined]
         assert command is not None and command.get_short_help_str(limit=500) == line, name
+
+
+@pytest.fixture(scope="module")
+def listed_workspace(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A workspace with a finished run (params, metrics) and a registered model with an alias."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from conveyor import Workspace
+
+    home = tmp_path_factory.mktemp("listed") / "ws"
+    ws, _ = Workspace.init(home)
+    with ws:
+        with ws.runs.start("startup") as run:
+            run.log_param("learner", "linear")
+            run.log_metric("auc", 0.9)
+        x = np.arange(20, dtype=float).reshape(10, 2)
+        ws.models.register("churn", LogisticRegression().fit(x, [0, 1] * 5), run_id=run.id)
+        ws.models.set_alias("churn", "champion", 1)
+    return str(home)
+
+
+@pytest.mark.parametrize("group", ["runs", "models"])
+def test_listing_loads_no_data_model_or_web_library(listed_workspace: str, group: str) -> None:
+    argv = ["--home", listed_workspace, group, "list"]
+    result = _loaded_after(f"from conveyor.cli import main\nmain({argv!r})", NOT_FOR_LISTS)
+    assert result["code"] == 0, result["out"]
+    assert ("finished" if group == "runs" else "champion") in str(result["out"])
+    assert result["heavy"] == []
+
+
+def test_a_command_run_inside_a_process_leaves_its_garbage_collection_alone(listed_workspace: str, cli: Any) -> None:
+    """Only the `conveyor` process pauses the cycle collector while the workspace loads and freezes what it made;
+    a program (or a test) running a command goes on with its collector as it was."""
+    import gc
+
+    frozen = gc.get_freeze_count()
+    assert cli("--home", listed_workspace, "runs", "list").code == 0
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == frozen

@@ -134,3 +134,19 @@ def test_verification_is_remembered_but_a_changed_file_is_checked_again(tmp_path
     path.write_bytes(b"abd" * 1000)
     with pytest.raises(ArtifactCorrupted):
         store.verified_path(blob.digest)
+
+
+@pytest.mark.parametrize("folder", ["artifacts", "artifacts/", "a//b/", ""])
+def test_a_local_folder_is_opened_without_fsspec_at_the_root_fsspec_gives(tmp_path: Path, folder: str) -> None:
+    """The default store (an absolute local path) opens without loading fsspec; its root is fsspec's own, so blobs
+    are found where fsspec (used once a blob is read or written) puts them."""
+    from fsspec.core import url_to_fs
+
+    url = f"{tmp_path}/{folder}"
+    store = ArtifactStore(url).open()
+    assert store._fs is None  # opened without making the fsspec filesystem
+    assert store.is_local
+    _, root = url_to_fs(url)
+    assert store.root == str(root).rstrip("/")
+    blob = store.put_bytes(b"placed where fsspec reads it")
+    assert store.fs.cat_file(store.path_of(blob.digest)) == b"placed where fsspec reads it"
