@@ -108,17 +108,6 @@ def test_a_killed_search_leaves_crashed_runs_and_no_worker(tmp_path: Path) -> No
         _stop_group(trainer)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a trial worker notices its parent is gone only when its fold ends (it reads the pipe between folds), so "
-        "a long fold runs on for its whole fit (13-15 s with 40,000 rows; minutes on big data). "
-        "Fix for the lead, "
-        "src/conveyor/train/_worker.py: a daemon thread started first in main() that polls os.getppid() every "
-        "0.5 s against the parent PID (passed as argv[2] by _WorkerPool.start in _automl.py) and calls "
-        "os._exit(0) when it changes"
-    ),
-)
 def test_a_worker_mid_fold_exits_with_its_killed_search(tmp_path: Path) -> None:
     """Big enough data that a fold fits for seconds: the worker must not finish it for nobody."""
     home = tmp_path / "ws"

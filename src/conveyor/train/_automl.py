@@ -497,7 +497,7 @@ class _WorkerPool:
         ours, theirs = socket.socketpair()
         fd = theirs.fileno()
         process = subprocess.Popen(
-            [sys.executable, "-m", "conveyor.train._worker", str(fd)],
+            [sys.executable, "-m", "conveyor.train._worker", str(fd), str(os.getpid())],
             pass_fds=[fd],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -635,7 +635,10 @@ def _search_and_finish(  # noqa: PLR0912, PLR0915
     # What the end needs (ensemble, evaluation, charts, importance, logging) is reserved from the search. (Without
     # a test split the evaluation takes 0.2 s of it, but the rest is the margin a busy machine needs: reserving
     # half as much there left digits' 30 s search 0.5 s before its deadline, and 4% past it once.)
-    reserve = min(0.15 * time_budget, max(1.0, 0.06 * time_budget + 0.5 + 4e-6 * len(x)))
+    # On a busy machine (more runnable processes than cores) the end runs slower by about as much as the search's
+    # trials; the fixed parts of the reserve are scaled by it (the refit's estimates come from measured trials).
+    busy = _busy_factor()
+    reserve = busy * min(0.15 * time_budget, max(1.0, 0.06 * time_budget + 0.5 + 4e-6 * len(x)))
     end_deadline = deadline - reserve
     trial_cap = max(1.0, time_budget / 3)
     # The refit of the chosen configuration(s) on every row comes after the search, inside the budget: its
@@ -648,10 +651,10 @@ def _search_and_finish(  # noqa: PLR0912, PLR0915
     def search_deadline() -> float:
         # The search reserves the refit of exactly what would ship now (the best trial, or the ensemble the
         # greedy selection makes of the candidates), so the refit runs and no reserve is left unused.
-        return end_deadline - _refit_reserve(kept, choice, refit_scale)
+        return end_deadline - _refit_reserve(kept, choice, refit_scale, busy)
 
     def refit_end(members: int) -> float:  # the refit ends in time to log the refitted model
-        return end_deadline - _log_estimate(members)
+        return end_deadline - busy * _log_estimate(members)
 
     def tick(message: str) -> None:
         if progress is not None:
@@ -1202,12 +1205,25 @@ def _refit_estimate(outcome: dict[str, Any], scale: float) -> float:
     return float(outcome.get("fit_seconds", 0.0)) * scale * _REFIT_MARGIN + _REFIT_OVERHEAD
 
 
-def _refit_reserve(kept: dict[int, dict[str, Any]], choice: dict[int, float], scale: float) -> float:
-    """What the search leaves for the refit of what it would ship now and for logging the refitted model."""
+def _refit_reserve(kept: dict[int, dict[str, Any]], choice: dict[int, float], scale: float, busy: float = 1.0) -> float:
+    """What the search leaves for the refit of what it would ship now and for logging the refitted model (the
+    fixed parts scaled by ``busy``, see :func:`_busy_factor`)."""
     chosen = [kept[n] for n in choice if n in kept]
     if not chosen:
         return 0.0
-    return sum(_refit_estimate(o, scale) for o in chosen) + _REFIT_SLACK + _log_estimate(len(chosen))
+    return sum(_refit_estimate(o, scale) for o in chosen) + busy * (_REFIT_SLACK + _log_estimate(len(chosen)))
+
+
+def _busy_factor() -> float:
+    """How much slower than on a quiet machine the fixed end of a search (logging, evaluation) will run: the
+    one-minute load average per usable core when above one (twice as many runnable processes as cores give each
+    about half a core), at most 3. Measured on 2 cores at a load of 4.3: the end of an 8 s search took 4 s, not 2."""
+    try:
+        load = os.getloadavg()[0]
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    except OSError:
+        return 1.0
+    return max(1.0, min(3.0, load / max(cores, 1)))
 
 
 def _log_estimate(pipelines: int) -> float:

@@ -24,8 +24,11 @@ import numpy as np
 __all__ = ["main"]
 
 
-def main(conn: Any) -> None:
-    """Serve trials on ``conn`` until told to quit or the pipe closes."""
+def main(conn: Any, parent: int | None = None) -> None:
+    """Serve trials on ``conn`` until told to quit or the pipe closes (or ``parent``, the search's process, is
+    gone: a fit notices the closed pipe only when it ends, which on big data is minutes later)."""
+    if parent is not None:
+        _exit_with_the_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the parent's to handle; it stops us
     warnings.simplefilter("ignore")
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
@@ -139,8 +142,22 @@ def _run_trial(conn: Any, data: dict[str, Any], number: int, config: dict[str, A
     conn.send(("done", number, result))
 
 
+def _exit_with_the_parent(parent: int) -> None:
+    """A thread that ends this process (at once: a fit cannot be interrupted) when ``parent`` is no longer its
+    parent, i.e. the search was SIGKILLed. A poll of the parent's PID rather than ``PR_SET_PDEATHSIG``: that fires
+    when the starting *thread* ends, and the search may start a worker from another thread."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="conveyor-parent-watch").start()
+
+
 if __name__ == "__main__":
     import sys
     from multiprocessing.connection import Connection
 
-    main(Connection(int(sys.argv[1])))
+    main(Connection(int(sys.argv[1])), int(sys.argv[2]) if len(sys.argv) > 2 else os.getppid())
