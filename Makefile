@@ -7,7 +7,7 @@ PIP := $(BIN)/python -m pip
 export CONVEYOR_HOME ?= $(CURDIR)/.conveyor
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev quickstart test test-fast fuzz chaos lint format bench docs migration lock clean
+.PHONY: help install dev quickstart test test-fast test-long fuzz chaos lint format bench docs migration lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -36,14 +36,17 @@ dev: $(VENV)/.installed-dev  ## create .venv with the dev extra (tests, lint, S3
 quickstart: install  ## run the whole lifecycle on sample data and keep serving until Ctrl+C
 	$(BIN)/conveyor quickstart
 
-test: dev  ## run the whole test suite
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: dev  ## run the whole test suite (short fault and fuzzing passes; make test-long for the long ones)
+	$(BIN)/python -m pytest -m "not long" $(PYTEST_ARGS)
 
 test-fast: dev  ## the suite without the slow end-to-end tests
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow and not long" $(PYTEST_ARGS)
+
+test-long: dev fuzz chaos  ## the long variants make test leaves out: long end-to-end runs, fuzzing and fault injection
+	$(BIN)/python -m pytest -q -m long $(PYTEST_ARGS)
 
 fuzz: dev  ## a longer fuzzing pass of the REST API from its OpenAPI document (schemathesis)
-	CONVEYOR_FUZZ_EXAMPLES=$${CONVEYOR_FUZZ_EXAMPLES:-200} $(BIN)/python -m pytest -q tests/api/test_fuzz.py
+	CONVEYOR_FUZZ_EXAMPLES=$${CONVEYOR_FUZZ_EXAMPLES:-200} $(BIN)/python -m pytest -q tests/api/test_fuzz.py tests/serve/test_fuzz.py
 
 chaos: dev  ## the long fault-injection runs: processes SIGKILLed at random moments (tests/faults)
 	CONVEYOR_CHAOS_LONG=1 $(BIN)/python -m pytest -q -s -m chaos tests/faults $(PYTEST_ARGS)

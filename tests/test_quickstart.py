@@ -105,25 +105,23 @@ def test_quickstart_on_the_embedded_default(tmp_path: Path, cli) -> None:  # typ
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_quickstart_on_postgres(tmp_path: Path, postgres_url: str) -> None:
-    home = tmp_path / "ws"
-    result = run_quickstart(home, {"CONVEYOR_DB_URL": postgres_url})
-    with Workspace.open(home, db_url=postgres_url) as ws:
-        assert ws.store.dialect == "postgresql"
-        check_lifecycle(result, home, ws)
-    assert not (home / "conveyor.db").exists()
-
-
-@pytest.mark.slow
 @pytest.mark.s3
-def test_quickstart_on_s3(tmp_path: Path, s3_bucket: tuple[str, dict[str, str]]) -> None:
+def test_quickstart_scaled_out_on_postgres_and_s3(
+    tmp_path: Path, postgres_url: str, s3_bucket: tuple[str, dict[str, str]]
+) -> None:
+    """The scale-out set-up in one run: metadata in PostgreSQL, artifacts in an S3 bucket, nothing in the folder."""
     url, options = s3_bucket
     home = tmp_path / "ws"
-    env = {"CONVEYOR_ARTIFACTS_URL": url, "CONVEYOR_ARTIFACTS_OPTIONS": json.dumps(options)}
+    env = {
+        "CONVEYOR_DB_URL": postgres_url,
+        "CONVEYOR_ARTIFACTS_URL": url,
+        "CONVEYOR_ARTIFACTS_OPTIONS": json.dumps(options),
+    }
     result = run_quickstart(home, env)
     os.environ.update(env)
     try:
         with Workspace.open(home) as ws:
+            assert ws.store.dialect == "postgresql"
             assert not ws.artifacts.is_local
             check_lifecycle(result, home, ws)
             model = ws.models.get("churn:1")
@@ -131,7 +129,7 @@ def test_quickstart_on_s3(tmp_path: Path, s3_bucket: tuple[str, dict[str, str]])
     finally:
         for key in env:
             os.environ.pop(key)
-    assert not (home / "artifacts").exists()
+    assert not (home / "conveyor.db").exists() and not (home / "artifacts").exists()
 
 
 @pytest.mark.slow
@@ -188,7 +186,7 @@ def test_quickstart_serves_until_interrupted(tmp_path: Path) -> None:
         assert ws.endpoints.get("churn").status == "stopped"
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_quickstart_loop_closes_the_loop_by_itself(tmp_path: Path) -> None:
     """``--loop``: normal traffic passes, drifted traffic alerts, the retrained challenger beats the champion on
     held-out requests, its canary is healthy and it is promoted; the JSON says so and the workspace agrees."""

@@ -9,6 +9,7 @@ so ``positive_data_acceptance`` is not checked.
 
 from __future__ import annotations
 
+import os
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -32,7 +33,8 @@ Scope = MutableMapping[str, Any]
 pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 
 KEY = "k1"
-MAX_EXAMPLES = 30
+# A short pass in make test; make fuzz sets CONVEYOR_FUZZ_EXAMPLES for a long one.
+MAX_EXAMPLES = int(os.environ.get("CONVEYOR_FUZZ_EXAMPLES", "10"))
 # A request that never answers (a model call whose error escapes the batcher) must fail the run, not hang it.
 TIMEOUT_S = 10.0
 
