@@ -49,14 +49,16 @@ def stream(
         float | None, typer.Option("--max-seconds", min=0, help="Stop after this many seconds.")
     ] = None,
     max_in_flight: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--max-in-flight",
             help="Most messages the broker may have out to us unacknowledged (MQTT 5 Receive Maximum, JetStream "
-            "max_ack_pending), 1 to 65535. Keep it well under what the broker keeps for a session while the "
-            "ingester is down (Mosquitto: max_queued_messages, 1000 by default).",
+            "max_ack_pending), 1 to 65535; default 500 for MQTT, 2000 for NATS. For MQTT keep it well under what "
+            "the broker keeps for a session while the ingester is down (Mosquitto: max_queued_messages, 1000 by "
+            "default); JetStream keeps every unacknowledged message.",
+            show_default=False,
         ),
-    ] = 500,
+    ] = None,
     sequence_field: Annotated[
         str | None,
         typer.Option(
