@@ -432,23 +432,27 @@ class Registry:
         return self._verified(digest, f"{filename} of model {version.ref}")
 
     def list(self) -> builtins.list[RegisteredModel]:
-        """All registered models, by name."""
+        """All registered models, by name (three queries, whatever the number of models)."""
         with self._ws.store.read() as session:
+            models = session.scalars(sa.select(ModelRow).order_by(ModelRow.name)).all()
+            versions = {
+                model_id: (latest, count)
+                for model_id, latest, count in session.execute(
+                    sa.select(ModelVersionRow.model_id, sa.func.max(ModelVersionRow.version), sa.func.count()).group_by(
+                        ModelVersionRow.model_id
+                    )
+                )
+            }
+            aliases: dict[str, dict[str, int]] = {}
+            for model_id, alias, number in session.execute(
+                sa.select(ModelAliasRow.model_id, ModelAliasRow.alias, ModelVersionRow.version).join(
+                    ModelVersionRow, ModelVersionRow.id == ModelAliasRow.version_id
+                )
+            ):
+                aliases.setdefault(model_id, {})[alias] = number
             result = []
-            for model in session.scalars(sa.select(ModelRow).order_by(ModelRow.name)):
-                latest, count = session.execute(
-                    sa.select(sa.func.max(ModelVersionRow.version), sa.func.count()).where(
-                        ModelVersionRow.model_id == model.id
-                    )
-                ).one()
-                aliases = {
-                    alias: number
-                    for alias, number in session.execute(
-                        sa.select(ModelAliasRow.alias, ModelVersionRow.version)
-                        .join(ModelVersionRow, ModelVersionRow.id == ModelAliasRow.version_id)
-                        .where(ModelAliasRow.model_id == model.id)
-                    )
-                }
+            for model in models:
+                latest, count = versions.get(model.id, (0, 0))
                 result.append(
                     RegisteredModel(
                         model.id,
@@ -456,7 +460,7 @@ class Registry:
                         model.description,
                         int(latest or 0),
                         int(count),
-                        aliases,
+                        aliases.get(model.id, {}),
                         model.created_at,
                     )
                 )
