@@ -5,6 +5,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 export CONVEYOR_HOME ?= $(CURDIR)/.conveyor
+# Bytecode caches as an installed package has them: where PYTHONDONTWRITEBYTECODE is set (some shells and CI
+# images set it), each `conveyor` process the quickstart or the tests start would recompile Conveyor's modules.
+unexport PYTHONDONTWRITEBYTECODE
 
 .DEFAULT_GOAL := help
 .PHONY: help install dev quickstart test test-fast test-long fuzz chaos lint format bench docs migration lock clean
