@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -171,6 +172,8 @@ def test_workers_of_a_killed_supervisor_exit_and_the_endpoint_starts_again_on_it
     ws, model, frame = endpoint
     ep = ws.endpoints.get("ep")
     assert ep.url is not None and ep.pid is not None
+    metrics = _metrics_folders(ep.pid)
+    assert len(metrics) == 1, "the supervisor's metrics folder is named after it"
     with Load(ep.url, ws.endpoints.keys("ep")["primary"], model, frame) as load:
         wait_until(lambda: load.since(time.monotonic() - 1.0)["ok"] >= 5, timeout=30, what="requests to flow")
         os.kill(ep.pid, signal.SIGKILL)
@@ -183,11 +186,19 @@ def test_workers_of_a_killed_supervisor_exit_and_the_endpoint_starts_again_on_it
     assert all(o == "ok" or o.startswith("closed") for o in outcomes), outcomes
     assert ws.endpoints.orphans() == []
     assert ws.endpoints.get("ep").status not in ("running", "idle")
+    assert metrics[0].exists(), "a SIGKILLed supervisor cannot remove its metrics folder"
     restarted = ws.endpoints.start("ep")
     assert restarted.url == ep.url and restarted.status == "running" and restarted.pid != ep.pid
+    assert not metrics[0].exists(), "the next supervisor removes the folder of one that is gone"
+    assert restarted.pid is not None and len(_metrics_folders(restarted.pid)) == 1
     rows = frame.head(ROWS)
     key = ws.endpoints.keys("ep")["primary"]
     answer = httpx.post(
         f"{ep.url}/predict", json=rows.to_dict(orient="records"), headers={"Authorization": f"Bearer {key}"}
     )
     assert answer.status_code == 200 and answer.json()["predictions"] == model.predict(rows).tolist()
+
+
+def _metrics_folders(pid: int) -> list[Path]:
+    """The prometheus multiprocess folders of supervisor ``pid`` (``conveyormetrics-<ns>-<pid>-<ticks>-…``)."""
+    return [p for p in Path(tempfile.gettempdir()).glob("conveyormetrics-*") if p.name.split("-")[2] == str(pid)]

@@ -30,6 +30,7 @@ import json
 import multiprocessing
 import os
 import select
+import shutil
 import signal
 import socket
 import sys
@@ -746,6 +747,32 @@ def _preimport(spec: EndpointSpec) -> None:
         import skops.io  # noqa: F401
 
 
+_METRICS_PREFIX = "conveyormetrics"
+
+
+def _metrics_folder() -> Path:
+    """A new folder for prometheus-client's multiprocess files, named after this process
+    (``conveyormetrics-<owner>-<random>`` in the temporary folder), after removing the folders of this user's
+    supervisors that are gone: a SIGKILLed supervisor cannot remove its own, and nothing else would."""
+    from conveyor._owner import judge, owner_of_name, this_process
+
+    me = this_process()
+    root = Path(tempfile.gettempdir())
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(root):
+            named = owner_of_name(entry.name)
+            if named is None or named[0] != _METRICS_PREFIX:
+                continue
+            owner = named[1]
+            try:
+                mine = entry.stat(follow_symlinks=False).st_uid == os.getuid() and entry.is_dir(follow_symlinks=False)
+            except OSError:
+                continue
+            if mine and owner.namespace == me.namespace and judge(me.host, owner.pid, owner.key).gone:
+                shutil.rmtree(entry.path, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{_METRICS_PREFIX}-{me.tag()}-"))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m conveyor.serve", description="Serve a Conveyor endpoint.")
     source_group = parser.add_mutually_exclusive_group(required=True)
@@ -776,7 +803,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from exc
 
     sys.stderr.write(json.dumps({"ts": time.time(), "event": "spec_loaded", "revision": spec.revision}) + "\n")
-    metrics_dir = Path(tempfile.mkdtemp(prefix=f"conveyor-metrics-{spec.name}-"))
+    metrics_dir = _metrics_folder()
     from conveyor.serve._observe import metrics_dir_env
 
     metrics_dir_env(metrics_dir)
@@ -802,6 +829,4 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.write(json.dumps({"event": "failed", "error": exc.message}) + "\n")
         raise SystemExit(1) from exc
     finally:
-        import shutil
-
         shutil.rmtree(metrics_dir, ignore_errors=True)
