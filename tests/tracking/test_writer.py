@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ def run_script(home: Path, body: str, *, wait: bool = True) -> subprocess.Popen[
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
     )
     if wait:
         process.wait(timeout=120)
@@ -57,6 +59,9 @@ def test_sigterm_and_ctrl_c_end_the_run_as_killed_with_every_value_stored(tmp_pa
     process = run_script(
         home,
         """
+        import signal
+        # As in a terminal: a background job of a shell (`make test &`, nohup) starts with SIGINT ignored.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         ws = Workspace.open(sys.argv[1])
         logged = 0
         try:
@@ -77,7 +82,16 @@ def test_sigterm_and_ctrl_c_end_the_run_as_killed_with_every_value_stored(tmp_pa
     with Workspace.open(home) as ws:
         wait_until(lambda: len(ws.runs.metric_history(run_id, "x")) > 5000 if _has_metric(ws, run_id) else False)
     process.send_signal(signal.SIGTERM if how == "SIGTERM" else signal.SIGINT)
-    out, err = process.communicate(timeout=60)
+    try:
+        out, err = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:  # where it hangs: faulthandler (PYTHONFAULTHANDLER) dumps every thread
+        process.send_signal(signal.SIGABRT)
+        out, err = process.communicate(timeout=30)
+        pytest.fail(f"the script did not end within 60 s of {how}; its threads:\n{err[-8000:]}")
+    finally:
+        if process.poll() is None:  # never leave it logging for nobody
+            process.kill()
+            process.wait()
     logged = int(out.strip())
     assert process.returncode == (143 if how == "SIGTERM" else -signal.SIGINT), err
     with Workspace.open(home) as ws:
