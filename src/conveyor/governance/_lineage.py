@@ -199,6 +199,7 @@ _PREFIX = {kind: prefix for prefix, kind in _KINDS.items()}
 _ID = re.compile(r"[0-9A-Za-z]{1,64}")
 _DIRECTIONS = {"up": ("upstream",), "down": ("downstream",), "both": ("upstream", "downstream")}
 
+
 @dataclass(frozen=True)
 class LineageRef:
     """A parsed lineage reference: ``kind`` is ``data``, ``model``, ``run``, ``endpoint``, ``deployment``,
