@@ -21,10 +21,11 @@ import hashlib
 import os
 import re
 import socket
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Owner", "Verdict", "judge", "owner_of_name", "this_process"]
+__all__ = ["Owner", "Verdict", "judge", "left_by_a_gone_process", "owner_of_name", "this_process"]
 
 _PROC = Path("/proc")
 #: ``<prefix>-<namespace>-<pid>-<ticks>-<random>``: a scratch folder or temporary file named after its owner.
@@ -114,6 +115,17 @@ def owner_of_name(name: str) -> tuple[str, Owner] | None:
     ticks = match["ticks"]
     key = f"{match['ns']}:{'' if ticks == '0' else ticks}"
     return match["prefix"], Owner("", int(match["pid"]), key)
+
+
+def left_by_a_gone_process(name: str, prefixes: Collection[str]) -> bool:
+    """Whether ``name`` is a file or folder named after its owner (:meth:`Owner.tag`, one of ``prefixes``) by a
+    process of this machine that is gone: what sweeps may remove. False for any other name, and for an owner that
+    lives or runs on another machine."""
+    named = owner_of_name(name)
+    if named is None or named[0] not in prefixes:
+        return False
+    me, owner = this_process(), named[1]
+    return owner.namespace == me.namespace and judge(me.host, owner.pid, owner.key).gone
 
 
 def _namespace() -> str:

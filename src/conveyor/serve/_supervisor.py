@@ -754,23 +754,16 @@ def _metrics_folder() -> Path:
     """A new folder for prometheus-client's multiprocess files, named after this process
     (``conveyormetrics-<owner>-<random>`` in the temporary folder), after removing the folders of this user's
     supervisors that are gone: a SIGKILLed supervisor cannot remove its own, and nothing else would."""
-    from conveyor._owner import judge, owner_of_name, this_process
+    from conveyor._owner import left_by_a_gone_process, this_process
 
-    me = this_process()
-    root = Path(tempfile.gettempdir())
     with contextlib.suppress(OSError):
-        for entry in os.scandir(root):
-            named = owner_of_name(entry.name)
-            if named is None or named[0] != _METRICS_PREFIX:
+        for entry in os.scandir(tempfile.gettempdir()):
+            if not left_by_a_gone_process(entry.name, (_METRICS_PREFIX,)):
                 continue
-            owner = named[1]
-            try:
-                mine = entry.stat(follow_symlinks=False).st_uid == os.getuid() and entry.is_dir(follow_symlinks=False)
-            except OSError:
-                continue
-            if mine and owner.namespace == me.namespace and judge(me.host, owner.pid, owner.key).gone:
-                shutil.rmtree(entry.path, ignore_errors=True)
-    return Path(tempfile.mkdtemp(prefix=f"{_METRICS_PREFIX}-{me.tag()}-"))
+            with contextlib.suppress(OSError):
+                if entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_uid == os.getuid():
+                    shutil.rmtree(entry.path, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{_METRICS_PREFIX}-{this_process().tag()}-"))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from conveyor._owner import judge, owner_of_name, this_process
+from conveyor._owner import left_by_a_gone_process, this_process
 from conveyor.errors import ArtifactCorrupted, ArtifactMissing, InvalidConfig, StoreUnavailable
 
 __all__ = ["ArtifactStore", "Blob", "Swept"]
@@ -154,7 +154,6 @@ class ArtifactStore:
         scratch folder; an entry whose name does not carry an owner (not Conveyor's, or made before owners were
         recorded), or whose owner lives or runs on another machine, is left alone. Never raises on a file
         system error (what cannot be removed now is tried again at the next sweep)."""
-        me = this_process()
         entries = size = 0
         root = self._scratch_root(create=False)
         if not self.is_local and root == Path(tempfile.gettempdir()):
@@ -164,11 +163,7 @@ class ArtifactStore:
         except OSError:
             return Swept(0, 0)
         for entry in listing:
-            named = owner_of_name(entry.name)
-            if named is None or named[0] not in _OWNED_PREFIXES:
-                continue
-            owner = named[1]
-            if owner.namespace != me.namespace or not judge(me.host, owner.pid, owner.key).gone:
+            if not left_by_a_gone_process(entry.name, _OWNED_PREFIXES):
                 continue
             try:
                 if entry.is_dir(follow_symlinks=False):
