@@ -16,7 +16,7 @@ import pytest
 
 from conveyor import Workspace
 from tests.conftest import wait_until
-from tests.faults._chaos import LONG, cli_json, cpu_seconds, process_line, session_processes, tree_bytes
+from tests.faults._chaos import cli_json, cpu_seconds, long_only, process_line, session_processes, tree_bytes
 
 pytestmark = [
     pytest.mark.chaos,
@@ -125,12 +125,11 @@ def test_a_worker_mid_fold_exits_with_its_killed_search(tmp_path: Path) -> None:
         _stop_group(trainer)
 
 
-@pytest.mark.parametrize("kills", [4 if LONG else 0])
-def test_searches_killed_at_random_moments_never_stay_running(tmp_path: Path, kills: int) -> None:
+@long_only
+def test_searches_killed_at_random_moments_never_stay_running(tmp_path: Path) -> None:
     """Kills at any moment (loading data, trials, refit, ensemble, evaluation, charts, registering): the next
     read shows no run as running, and no worker of a killed search remains."""
-    if not kills:
-        pytest.skip("long fault run: set CONVEYOR_CHAOS_LONG=1 (make chaos)")
+    kills = 4
     rng = random.Random(15)
     home = tmp_path / "ws"
     _workspace(home, 3000)

@@ -16,7 +16,7 @@ import pytest
 
 from conveyor import Workspace
 from tests.conftest import wait_until
-from tests.faults._chaos import LONG, process_line, session_processes
+from tests.faults._chaos import long_only, process_line, session_processes
 
 pytestmark = pytest.mark.chaos
 
@@ -46,18 +46,21 @@ def _stop_group(runner: subprocess.Popen[bytes]) -> None:
         os.killpg(runner.pid, signal.SIGKILL)
 
 
+def _wait_for_the_blocking_step(ws: Workspace) -> None:
+    def blocked() -> bool:
+        runs = ws.pipelines.runs()
+        return bool(runs) and runs[0].step("wait_for").status == "running"
+
+    wait_until(blocked, timeout=90, what="the runner to start the blocking step")
+
+
 def test_a_runner_killed_mid_step_leaves_a_crashed_run_that_resume_finishes(tmp_path: Path) -> None:
     home, gate = tmp_path / "ws", tmp_path / "gate"
     Workspace.open(home).close()
     runner = _runner(home, "tests.pipelines.steps:gated_wait", "--param", f"gate={gate}")
     try:
         with Workspace.open(home) as ws:
-
-            def blocked() -> bool:
-                runs = ws.pipelines.runs()
-                return bool(runs) and runs[0].step("wait_for").status == "running"
-
-            wait_until(blocked, timeout=90, what="the runner to start the blocking step")
+            _wait_for_the_blocking_step(ws)
             run_id = ws.pipelines.runs()[0].id
             _kill_runner(runner)
             run = ws.pipelines.get_run(run_id)
@@ -82,12 +85,7 @@ def test_no_process_of_a_killed_runner_outlives_it(tmp_path: Path) -> None:
     runner = _runner(home, "tests.pipelines.steps:gated_wait", "--param", f"gate={gate}")
     try:
         with Workspace.open(home) as ws:
-
-            def blocked() -> bool:
-                runs = ws.pipelines.runs()
-                return bool(runs) and runs[0].step("wait_for").status == "running"
-
-            wait_until(blocked, timeout=90, what="the runner to start the blocking step")
+            _wait_for_the_blocking_step(ws)
             before = [pid for pid in session_processes(runner.pid) if pid != runner.pid]
             assert any("forkserver" in process_line(pid) for pid in before), [process_line(p) for p in before]
             assert len(before) >= 3, "a step worker, the forkserver and the resource tracker run"
@@ -104,13 +102,12 @@ def test_no_process_of_a_killed_runner_outlives_it(tmp_path: Path) -> None:
         _stop_group(runner)
 
 
-@pytest.mark.parametrize("kills", [6 if LONG else 0])
-def test_runners_killed_at_random_moments_never_stay_running(tmp_path: Path, kills: int) -> None:
+@long_only
+def test_runners_killed_at_random_moments_never_stay_running(tmp_path: Path) -> None:
     """Whenever the SIGKILL lands after the run is recorded (starting a worker, mid-step, while committing a
     version, after the end), the next read shows no run and no step as running, and every crashed run resumes
     to success."""
-    if not kills:
-        pytest.skip("long fault run: set CONVEYOR_CHAOS_LONG=1 (make chaos)")
+    kills = 6
     rng = random.Random(4)
     home = tmp_path / "ws"
     Workspace.open(home).close()

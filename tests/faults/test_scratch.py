@@ -14,7 +14,7 @@ from conveyor import Workspace
 from conveyor._owner import owner_of_name, this_process
 from conveyor.errors import NotFound
 from tests.conftest import wait_until
-from tests.faults._chaos import LONG, make_csv, sigkill, start_cli, start_script, tree_bytes
+from tests.faults._chaos import long_only, make_csv, sigkill, start_cli, start_script, tree_bytes
 
 pytestmark = pytest.mark.chaos
 
@@ -120,12 +120,11 @@ def test_a_killed_ingest_leaves_no_scratch_and_no_half_written_version(tmp_path:
     assert tree_bytes(tmp) == 0
 
 
-@pytest.mark.parametrize("kills", [8 if LONG else 0])
-def test_ingests_killed_at_random_moments_leave_nothing_behind(tmp_path: Path, data: Path, kills: int) -> None:
+@long_only
+def test_ingests_killed_at_random_moments_leave_nothing_behind(tmp_path: Path, data: Path) -> None:
     """Kills at any moment (reading, writing Parquet, hashing, committing, after the end): after each, the next
     open leaves 0 bytes in scratch and every version of the asset is whole."""
-    if not kills:
-        pytest.skip("long fault run: set CONVEYOR_CHAOS_LONG=1 (make chaos)")
+    kills = 8
     home = tmp_path / "ws"
     csv = make_csv(data / "120mb.csv", 120)
     rows = _csv_rows(csv)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import sqlite3
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 
 from conveyor import Workspace
 from tests.conftest import wait_until
-from tests.faults._chaos import LONG, cli_json, sigkill, start_cli, tree_bytes
+from tests.faults._chaos import LONG, cli_json, long_only, sigkill, start_cli, tree_bytes
 
 pytestmark = pytest.mark.chaos
 
@@ -121,6 +122,13 @@ def _after_the_kill(home: Path, source: Source, committed: int) -> int:
     return rows
 
 
+def _second_ingest(home: Path, source: Source, log: Path) -> subprocess.Popen[bytes]:
+    """A first whole ingest, MORE rows added at the source, then the ingest to be killed, started."""
+    _first_ingest(home, source)
+    source.add(MORE)
+    return start_cli(*_ingest_args(home), log=log)
+
+
 def _assert_exactly_once(home: Path, source: Source) -> None:
     """The next ingest catches up: the asset holds each source row once, ids 1..n."""
     resumed = cli_json(*_ingest_args(home))
@@ -138,9 +146,7 @@ def test_a_postgres_ingest_killed_while_reading_commits_nothing_and_the_next_rea
     tmp_path: Path, postgres_source: Source
 ) -> None:
     home = tmp_path / "ws"
-    _first_ingest(home, postgres_source)
-    postgres_source.add(MORE)
-    ingest = start_cli(*_ingest_args(home), log=tmp_path / "log")
+    ingest = _second_ingest(home, postgres_source, tmp_path / "log")
     wait_until(
         lambda: postgres_source.sessions() > 0 and _scratch_entries(home),
         timeout=60,
@@ -161,9 +167,7 @@ def test_a_sqlite_ingest_killed_while_writing_its_part_leaves_a_whole_version_or
     tmp_path: Path, sqlite_source: Source
 ) -> None:
     home = tmp_path / "ws"
-    _first_ingest(home, sqlite_source)
-    sqlite_source.add(MORE)
-    ingest = start_cli(*_ingest_args(home), log=tmp_path / "log")
+    ingest = _second_ingest(home, sqlite_source, tmp_path / "log")
     wait_until(lambda: _part_written(home), timeout=60, interval=0.002, what="the ingest to write its Parquet part")
     if ingest.poll() is None:
         sigkill(ingest)
@@ -172,14 +176,13 @@ def test_a_sqlite_ingest_killed_while_writing_its_part_leaves_a_whole_version_or
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("kills", [6 if LONG else 0])
+@long_only
 def test_postgres_ingests_killed_at_random_moments_lose_and_duplicate_nothing(
-    tmp_path: Path, postgres_source: Source, kills: int
+    tmp_path: Path, postgres_source: Source
 ) -> None:
     """Rows arrive between kills; each killed ingest lands at a random moment (connecting, reading, writing,
     committing, after the end). Whatever was committed, the next ingest completes the asset exactly once."""
-    if not kills:
-        pytest.skip("long fault run: set CONVEYOR_CHAOS_LONG=1 (make chaos)")
+    kills = 6
     rng = random.Random(15)
     home = tmp_path / "ws"
     _first_ingest(home, postgres_source)
